@@ -1,0 +1,2 @@
+//! placeholder
+tonic::include_proto!("mailraft.v1");
