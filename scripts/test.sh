@@ -1,0 +1,18 @@
+#!/usr/bin/env bash
+# The one test command: installs what is missing, then runs every test in the workspace (unit,
+# property, storage suite, IMAP sessions over sockets, and real clients — Python imaplib, curl,
+# mbsync — against a `mailraft dev` the tests start themselves).
+set -euo pipefail
+cd "$(dirname "$0")/.."
+./scripts/setup.sh
+
+# Keep the build outside the clone so RocksDB's C++ (~16 min cold) is compiled once per machine.
+export CARGO_TARGET_DIR="${CARGO_TARGET_DIR:-$HOME/.cache/mailraft-target}"
+
+if cargo nextest --version >/dev/null 2>&1; then
+  cargo nextest run --workspace --no-fail-fast "$@"
+  # nextest does not run doctests.
+  cargo test --workspace --doc -q
+else
+  cargo test --workspace --no-fail-fast "$@"
+fi
