@@ -1,0 +1,432 @@
+//! Typed configuration of the `mailraft` binary.
+//!
+//! Layers, lowest to highest priority:
+//! 1. [`Config::default()`], the values documented in `mailraft.example.toml`;
+//! 2. an optional TOML file (`--config`);
+//! 3. environment variables `MAILRAFT_<SECTION>__<KEY>`, e.g. `MAILRAFT_IMAP__ADDR=0.0.0.0:143`
+//!    (double underscore between section and key, because keys contain single underscores).
+//!    `MAILRAFT_STORAGE__ENDPOINTS` takes a comma-separated list. Variables without a `__`
+//!    (such as a `MAILRAFT_CONFIG` read by the CLI) are not configuration keys and are ignored.
+//!
+//! Every section denies unknown keys, so a typo fails start-up instead of silently falling back
+//! to a default. Optional addresses and paths accept `""` to mean unset, which is how a file or
+//! an environment variable turns off a default listener. [`Config::load`] validates the merged
+//! result; [`Config::validate`] states the cross-field rules.
+
+use std::collections::HashMap;
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+use std::str::FromStr;
+
+use mailraft_telemetry::TelemetryConfig;
+use serde::{Deserialize, Deserializer, Serialize};
+
+/// Prefix of environment overrides.
+const ENV_PREFIX: &str = "MAILRAFT_";
+/// Separator between a section and its key in environment variable names.
+const ENV_SEPARATOR: &str = "__";
+/// Keys whose environment value is a comma-separated list.
+const ENV_LIST_KEYS: &[&str] = &["storage.endpoints"];
+
+/// Why configuration could not be loaded or is not usable.
+#[derive(Debug, thiserror::Error)]
+pub enum ConfigError {
+    /// The file named on the command line could not be read.
+    #[error("cannot read config file {path}: {source}")]
+    Read {
+        /// The path as given.
+        path: PathBuf,
+        /// The I/O error.
+        #[source]
+        source: std::io::Error,
+    },
+    /// Layers could not be parsed or merged, or a key is unknown or mistyped.
+    #[error("invalid configuration: {0}")]
+    Parse(#[from] config::ConfigError),
+    /// Values parse but break a rule (see [`Config::validate`]).
+    #[error("invalid configuration: {field}: {reason}")]
+    Invalid {
+        /// Dotted key of the offending setting, as written in the file.
+        field: &'static str,
+        /// What is wrong with it.
+        reason: String,
+    },
+}
+
+/// The whole configuration of one `mailraft` process.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct Config {
+    /// Identity and storage of this node.
+    pub node: NodeConfig,
+    /// The IMAP front-end.
+    pub imap: ImapConfig,
+    /// How a front-end reaches the storage cluster.
+    pub storage: StorageClientConfig,
+    /// Raft timing and log compaction.
+    pub raft: RaftConfig,
+    /// Logs, traces and metrics.
+    pub telemetry: TelemetryConfig,
+    /// Settings used only by `mailraft dev`.
+    pub dev: DevConfig,
+}
+
+impl Default for Config {
+    fn default() -> Self {
+        Self {
+            node: NodeConfig::default(),
+            imap: ImapConfig::default(),
+            storage: StorageClientConfig::default(),
+            raft: RaftConfig::default(),
+            // The telemetry crate leaves the metrics listener off; a server should expose it.
+            telemetry: TelemetryConfig {
+                metrics_addr: Some(SocketAddr::from(([127, 0, 0, 1], 9100))),
+                ..TelemetryConfig::default()
+            },
+            dev: DevConfig::default(),
+        }
+    }
+}
+
+/// Identity and storage of this node.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct NodeConfig {
+    /// Raft node id; unique within the cluster and never reused, since Raft identifies
+    /// members by it.
+    pub id: u64,
+    /// Directory of the RocksDB data and Raft log.
+    pub data_dir: PathBuf,
+    /// Address the storage gRPC server (client API, Raft RPCs, admin) listens on.
+    pub grpc_addr: SocketAddr,
+    /// Address other nodes use to reach this one (`host:port`), when it differs from
+    /// `grpc_addr` (behind NAT, in Kubernetes). Unset means `grpc_addr`.
+    #[serde(deserialize_with = "empty_as_none")]
+    pub advertise_addr: Option<String>,
+    /// Raft group this node serves.
+    pub group_id: u64,
+}
+
+impl Default for NodeConfig {
+    fn default() -> Self {
+        Self {
+            id: 1,
+            data_dir: PathBuf::from("./data"),
+            grpc_addr: SocketAddr::from(([127, 0, 0, 1], 50051)),
+            advertise_addr: None,
+            group_id: 1,
+        }
+    }
+}
+
+/// The IMAP front-end.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct ImapConfig {
+    /// Cleartext IMAP listener (STARTTLS offered when a certificate is configured); `None`
+    /// disables it.
+    #[serde(deserialize_with = "empty_as_none")]
+    pub addr: Option<SocketAddr>,
+    /// Implicit-TLS IMAP listener (RFC 8314 §3.3); `None` disables it. Without `tls_cert` and
+    /// `tls_key`, `mailraft dev` serves it with a generated self-signed certificate.
+    #[serde(deserialize_with = "empty_as_none")]
+    pub tls_addr: Option<SocketAddr>,
+    /// PEM certificate chain for TLS and STARTTLS.
+    #[serde(deserialize_with = "empty_as_none")]
+    pub tls_cert: Option<PathBuf>,
+    /// PEM private key matching `tls_cert`.
+    #[serde(deserialize_with = "empty_as_none")]
+    pub tls_key: Option<PathBuf>,
+    /// Allow LOGIN/AUTHENTICATE PLAIN before TLS. RFC 9051 §11.1 requires refusing cleartext
+    /// passwords by default (LOGINDISABLED); enable only for local testing.
+    pub allow_plaintext_auth: bool,
+    /// Concurrent connections per front-end; beyond it new connections are refused with BYE.
+    pub max_connections: usize,
+    /// Longest command line accepted before a literal; bounds per-connection memory.
+    pub max_line_bytes: usize,
+    /// Largest literal (e.g. an APPENDed message); larger ones are refused before upload.
+    pub max_literal_bytes: u64,
+    /// Idle time before an authenticated session is logged out. RFC 9051 §5.4: the
+    /// autologout timer must be at least 30 minutes.
+    pub idle_timeout_secs: u64,
+    /// Time allowed to authenticate after connecting; short, so idle unauthenticated
+    /// connections cannot exhaust `max_connections`.
+    pub preauth_timeout_secs: u64,
+    /// Failed authentication attempts before the connection is closed, to slow password
+    /// guessing.
+    pub max_auth_failures: u32,
+}
+
+impl Default for ImapConfig {
+    fn default() -> Self {
+        Self {
+            addr: Some(SocketAddr::from(([127, 0, 0, 1], 1143))),
+            tls_addr: Some(SocketAddr::from(([127, 0, 0, 1], 1993))),
+            tls_cert: None,
+            tls_key: None,
+            allow_plaintext_auth: false,
+            max_connections: 10_000,
+            max_line_bytes: 64 * 1024,
+            max_literal_bytes: 64 * 1024 * 1024,
+            idle_timeout_secs: 30 * 60,
+            preauth_timeout_secs: 60,
+            max_auth_failures: 3,
+        }
+    }
+}
+
+/// How a front-end reaches the storage cluster.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct StorageClientConfig {
+    /// gRPC URLs of storage nodes to start from; the client discovers the leader from them.
+    pub endpoints: Vec<String>,
+    /// Deadline of one storage request, retries included.
+    pub request_timeout_ms: u64,
+}
+
+impl Default for StorageClientConfig {
+    fn default() -> Self {
+        Self { endpoints: vec!["http://127.0.0.1:50051".to_owned()], request_timeout_ms: 10_000 }
+    }
+}
+
+/// Raft timing and log compaction.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct RaftConfig {
+    /// Leader heartbeat interval; must be well below `election_min_ms` so a healthy leader is
+    /// never voted out.
+    pub heartbeat_ms: u64,
+    /// Lower bound of the randomized election timeout.
+    pub election_min_ms: u64,
+    /// Upper bound of the randomized election timeout; the spread avoids split votes.
+    pub election_max_ms: u64,
+    /// Applied entries since the last snapshot that trigger a new one (and log purge).
+    pub snapshot_logs_since_last: u64,
+}
+
+impl Default for RaftConfig {
+    fn default() -> Self {
+        Self {
+            heartbeat_ms: 250,
+            election_min_ms: 1_500,
+            election_max_ms: 3_000,
+            snapshot_logs_since_last: 5_000,
+        }
+    }
+}
+
+/// Settings used only by `mailraft dev`.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct DevConfig {
+    /// Tenant (mail domain) created at start.
+    pub demo_tenant: String,
+    /// User created in the demo tenant.
+    pub demo_user: String,
+    /// Password of the demo user. Never logged.
+    pub demo_password: String,
+}
+
+impl Default for DevConfig {
+    fn default() -> Self {
+        Self {
+            demo_tenant: "example.test".to_owned(),
+            demo_user: "demo".to_owned(),
+            demo_password: "demo".to_owned(),
+        }
+    }
+}
+
+impl Config {
+    /// Loads defaults, then `file` if given (it must exist), then `MAILRAFT_*` variables of the
+    /// process environment, and validates the result.
+    pub fn load(file: Option<&Path>) -> Result<Config, ConfigError> {
+        Self::load_with_env(file, std::env::vars())
+    }
+
+    /// [`Config::load`] with the environment passed in, so tests need not mutate the process
+    /// environment (tests run in parallel threads).
+    pub fn load_with_env(
+        file: Option<&Path>,
+        env: impl IntoIterator<Item = (String, String)>,
+    ) -> Result<Config, ConfigError> {
+        let mut builder =
+            config::Config::builder().add_source(config::Config::try_from(&Config::default())?);
+        if let Some(path) = file {
+            // Read it ourselves: the `config` crate, given a missing path, silently tries other
+            // extensions; the exact file named on the command line is wanted.
+            let text = std::fs::read_to_string(path)
+                .map_err(|source| ConfigError::Read { path: path.to_owned(), source })?;
+            builder = builder.add_source(config::File::from_str(&text, config::FileFormat::Toml));
+        }
+        let (scalars, lists) = env_overrides(env);
+        builder = builder.add_source(
+            config::Environment::with_prefix(ENV_PREFIX.trim_end_matches('_'))
+                .prefix_separator("_")
+                .separator(ENV_SEPARATOR)
+                .source(Some(scalars)),
+        );
+        for (key, items) in lists {
+            builder = builder.set_override(key, items)?;
+        }
+        let cfg: Config = builder.build()?.try_deserialize()?;
+        cfg.validate()?;
+        Ok(cfg)
+    }
+
+    /// Checks rules a single field's type cannot express.
+    pub fn validate(&self) -> Result<(), ConfigError> {
+        fn invalid(field: &'static str, reason: impl Into<String>) -> ConfigError {
+            ConfigError::Invalid { field, reason: reason.into() }
+        }
+        let (node, imap, raft) = (&self.node, &self.imap, &self.raft);
+
+        // openraft reserves no id, but 0 is what an unset or defaulted id looks like.
+        if node.id == 0 {
+            return Err(invalid("node.id", "must be > 0"));
+        }
+        if node.data_dir.as_os_str().is_empty() {
+            return Err(invalid("node.data_dir", "must not be empty"));
+        }
+        if node.group_id == 0 {
+            return Err(invalid("node.group_id", "must be > 0"));
+        }
+
+        if imap.tls_cert.is_some() != imap.tls_key.is_some() {
+            return Err(invalid("imap.tls_cert", "tls_cert and tls_key must be set together"));
+        }
+        // Port 0 asks the OS for a free port, so two listeners may both say it.
+        if imap.addr.is_some_and(|a| a.port() != 0) && imap.addr == imap.tls_addr {
+            return Err(invalid("imap.tls_addr", "must differ from imap.addr"));
+        }
+        let limits: [(&'static str, u64); 5] = [
+            ("imap.max_connections", imap.max_connections as u64),
+            ("imap.max_line_bytes", imap.max_line_bytes as u64),
+            ("imap.max_literal_bytes", imap.max_literal_bytes),
+            ("imap.preauth_timeout_secs", imap.preauth_timeout_secs),
+            ("imap.max_auth_failures", u64::from(imap.max_auth_failures)),
+        ];
+        if let Some((field, _)) = limits.iter().find(|(_, value)| *value == 0) {
+            return Err(invalid(field, "must be > 0"));
+        }
+        // RFC 9051 §5.4: an autologout timer must be at least 30 minutes.
+        if imap.idle_timeout_secs < 30 * 60 {
+            return Err(invalid("imap.idle_timeout_secs", "must be >= 1800 (RFC 9051 §5.4)"));
+        }
+
+        if self.storage.endpoints.is_empty() {
+            return Err(invalid("storage.endpoints", "needs at least one endpoint"));
+        }
+        if let Some(bad) = self
+            .storage
+            .endpoints
+            .iter()
+            .find(|e| !(e.starts_with("http://") || e.starts_with("https://")))
+        {
+            return Err(invalid(
+                "storage.endpoints",
+                format!("{bad:?} is not an http:// or https:// URL"),
+            ));
+        }
+        if self.storage.request_timeout_ms == 0 {
+            return Err(invalid("storage.request_timeout_ms", "must be > 0"));
+        }
+
+        if raft.heartbeat_ms == 0 {
+            return Err(invalid("raft.heartbeat_ms", "must be > 0"));
+        }
+        if raft.heartbeat_ms >= raft.election_min_ms {
+            return Err(invalid("raft.heartbeat_ms", "must be < raft.election_min_ms"));
+        }
+        if raft.election_min_ms >= raft.election_max_ms {
+            return Err(invalid("raft.election_min_ms", "must be < raft.election_max_ms"));
+        }
+        if raft.snapshot_logs_since_last == 0 {
+            return Err(invalid("raft.snapshot_logs_since_last", "must be > 0"));
+        }
+
+        if self.telemetry.service_name.trim().is_empty() {
+            return Err(invalid("telemetry.service_name", "must not be empty"));
+        }
+        if self.dev.demo_tenant.is_empty() || self.dev.demo_user.is_empty() {
+            return Err(invalid("dev.demo_user", "demo_tenant and demo_user must not be empty"));
+        }
+        Ok(())
+    }
+}
+
+/// Splits `MAILRAFT_*` variables into scalar overrides (passed to the `config` crate's
+/// environment source) and list overrides (`key`, items). Variables without a section
+/// separator are not configuration keys and are dropped.
+fn env_overrides(
+    env: impl IntoIterator<Item = (String, String)>,
+) -> (HashMap<String, String>, Vec<(String, Vec<String>)>) {
+    let mut scalars = HashMap::new();
+    let mut lists = Vec::new();
+    for (name, value) in env {
+        let Some(rest) = name.strip_prefix(ENV_PREFIX) else { continue };
+        if !rest.contains(ENV_SEPARATOR) {
+            continue;
+        }
+        let key = rest.to_lowercase().replace(ENV_SEPARATOR, ".");
+        if ENV_LIST_KEYS.contains(&key.as_str()) {
+            let items = value
+                .split(',')
+                .map(str::trim)
+                .filter(|item| !item.is_empty())
+                .map(str::to_owned)
+                .collect();
+            lists.push((key, items));
+        } else {
+            scalars.insert(name, value);
+        }
+    }
+    (scalars, lists)
+}
+
+/// Reads an optional value where an empty string also means unset: TOML has no null, so `""`
+/// is how a file or `MAILRAFT_IMAP__TLS_ADDR=` turns off a default.
+fn empty_as_none<'de, D, T>(deserializer: D) -> Result<Option<T>, D::Error>
+where
+    D: Deserializer<'de>,
+    T: FromStr,
+    T::Err: std::fmt::Display,
+{
+    match Option::<String>::deserialize(deserializer)? {
+        None => Ok(None),
+        Some(s) if s.trim().is_empty() => Ok(None),
+        Some(s) => s.trim().parse().map(Some).map_err(serde::de::Error::custom),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn defaults_are_valid() {
+        Config::default().validate().unwrap();
+        assert_eq!(Config::default().telemetry.metrics_addr, Some("127.0.0.1:9100".parse().unwrap()));
+    }
+
+    #[test]
+    fn env_overrides_keep_only_sectioned_keys_and_split_lists() {
+        let (scalars, lists) = env_overrides([
+            ("MAILRAFT_CONFIG".to_owned(), "/etc/mailraft.toml".to_owned()),
+            ("PATH".to_owned(), "/bin".to_owned()),
+            ("MAILRAFT_IMAP__ADDR".to_owned(), "0.0.0.0:143".to_owned()),
+            ("MAILRAFT_STORAGE__ENDPOINTS".to_owned(), "http://a:1, http://b:2,".to_owned()),
+        ]);
+        assert_eq!(scalars.len(), 1);
+        assert_eq!(scalars["MAILRAFT_IMAP__ADDR"], "0.0.0.0:143");
+        assert_eq!(
+            lists,
+            vec![(
+                "storage.endpoints".to_owned(),
+                vec!["http://a:1".to_owned(), "http://b:2".to_owned()]
+            )]
+        );
+    }
+}

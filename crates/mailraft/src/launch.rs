@@ -1,0 +1,141 @@
+//! Starting the parts of a process from the typed configuration: a storage node, IMAP
+//! listeners, and the shutdown signal that stops them in order (front-ends first, so clients get
+//! `BYE`, then the storage node, so in-flight writes finish).
+
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::time::Duration;
+
+use anyhow::{Context, Result};
+use mailraft_frontend::{FrontendConfig, ImapServer, TlsMode, tls_config_from_pem};
+use mailraft_server::{NodeConfig, StorageNode};
+use tokio::net::TcpListener;
+use tokio::sync::watch;
+use tokio::task::JoinHandle;
+
+use crate::config::Config;
+use crate::tls::TlsMaterial;
+
+/// Binds `addr` (port 0 allowed) and starts a storage node on it.
+pub async fn storage_node(cfg: &Config, bootstrap: bool) -> Result<StorageNode> {
+    std::fs::create_dir_all(&cfg.node.data_dir)
+        .with_context(|| format!("create data dir {}", cfg.node.data_dir.display()))?;
+    let listener = TcpListener::bind(cfg.node.grpc_addr)
+        .await
+        .with_context(|| format!("bind gRPC {}", cfg.node.grpc_addr))?;
+    let local = listener.local_addr()?;
+    let mut node = NodeConfig::new(cfg.node.id, cfg.node.data_dir.clone(), local);
+    node.group_id = cfg.node.group_id;
+    node.advertise = match &cfg.node.advertise_addr {
+        Some(a) if a.starts_with("http") => a.clone(),
+        Some(a) => format!("http://{a}"),
+        None => format!("http://{local}"),
+    };
+    node.heartbeat_ms = cfg.raft.heartbeat_ms;
+    node.election_min_ms = cfg.raft.election_min_ms;
+    node.election_max_ms = cfg.raft.election_max_ms;
+    node.snapshot_logs_since_last = cfg.raft.snapshot_logs_since_last;
+    node.bootstrap = bootstrap;
+    StorageNode::start(node, listener).await.context("start storage node")
+}
+
+/// The front-end settings derived from the process configuration.
+pub fn frontend_config(cfg: &Config, endpoints: Vec<String>) -> FrontendConfig {
+    FrontendConfig {
+        storage_endpoints: endpoints,
+        group_id: cfg.node.group_id,
+        max_connections: cfg.imap.max_connections,
+        max_line_bytes: cfg.imap.max_line_bytes,
+        max_literal_bytes: u32::try_from(cfg.imap.max_literal_bytes).unwrap_or(u32::MAX),
+        idle_timeout: Duration::from_secs(cfg.imap.idle_timeout_secs),
+        preauth_timeout: Duration::from_secs(cfg.imap.preauth_timeout_secs),
+        max_auth_failures: cfg.imap.max_auth_failures,
+        allow_plaintext_auth: cfg.imap.allow_plaintext_auth,
+        request_timeout: Duration::from_millis(cfg.storage.request_timeout_ms),
+        ..FrontendConfig::default()
+    }
+}
+
+/// Running IMAP listeners.
+pub struct Listeners {
+    /// Cleartext listener address, if any.
+    pub imap: Option<SocketAddr>,
+    /// Implicit-TLS listener address, if any.
+    pub imaps: Option<SocketAddr>,
+    tasks: Vec<JoinHandle<()>>,
+}
+
+impl Listeners {
+    /// Waits for every listener to finish draining.
+    pub async fn join(self) {
+        for t in self.tasks {
+            if let Err(e) = t.await {
+                tracing::warn!(error = %e, "imap listener task failed");
+            }
+        }
+    }
+}
+
+/// Binds and serves the configured IMAP listeners until `stop` turns true.
+pub async fn imap_listeners(
+    server: ImapServer,
+    imap_addr: Option<SocketAddr>,
+    imaps_addr: Option<SocketAddr>,
+    tls: Option<&TlsMaterial>,
+    stop: &watch::Receiver<bool>,
+) -> Result<Listeners> {
+    let tls_config = match tls {
+        Some(t) => Some(tls_config_from_pem(&t.cert_pem, &t.key_pem).context("load TLS certificate")?),
+        None => None,
+    };
+    let mut out = Listeners { imap: None, imaps: None, tasks: Vec::new() };
+    if let Some(addr) = imap_addr {
+        let l = TcpListener::bind(addr).await.with_context(|| format!("bind IMAP {addr}"))?;
+        out.imap = Some(l.local_addr()?);
+        let mode = TlsMode::Plain { starttls: tls_config.clone() };
+        out.tasks.push(tokio::spawn(server.clone().serve(l, mode, stopped(stop.clone()))));
+    }
+    if let Some(addr) = imaps_addr {
+        let Some(cfg) = tls_config.clone() else {
+            anyhow::bail!("imap.tls_addr is set but no certificate is configured (imap.tls_cert, imap.tls_key)");
+        };
+        let l = TcpListener::bind(addr).await.with_context(|| format!("bind IMAPS {addr}"))?;
+        out.imaps = Some(l.local_addr()?);
+        out.tasks.push(tokio::spawn(server.serve(l, TlsMode::Implicit(Arc::clone(&cfg)), stopped(stop.clone()))));
+    }
+    Ok(out)
+}
+
+/// Resolves once `rx` holds `true` (or its sender is gone).
+pub async fn stopped(mut rx: watch::Receiver<bool>) {
+    // An error means the sender dropped: treat as stop.
+    let _ = rx.wait_for(|stop| *stop).await;
+}
+
+/// A stop flag set by SIGINT or SIGTERM.
+pub fn shutdown_signal() -> (watch::Sender<bool>, watch::Receiver<bool>) {
+    let (tx, rx) = watch::channel(false);
+    let signal_tx = tx.clone();
+    tokio::spawn(async move {
+        wait_for_signal().await;
+        tracing::info!("shutdown requested");
+        let _ = signal_tx.send(true);
+    });
+    (tx, rx)
+}
+
+async fn wait_for_signal() {
+    use tokio::signal::unix::{SignalKind, signal};
+    match signal(SignalKind::terminate()) {
+        Ok(mut term) => {
+            tokio::select! {
+                _ = tokio::signal::ctrl_c() => {}
+                _ = term.recv() => {}
+            }
+        }
+        Err(e) => {
+            tracing::warn!(error = %e, "cannot listen for SIGTERM; only Ctrl-C stops the process");
+            let _ = tokio::signal::ctrl_c().await;
+        }
+    }
+}

@@ -1,0 +1,12 @@
+//! Library half of the `mailraft` binary: configuration, TLS material, CLI and the start-up of
+//! each kind of process, shared by `main.rs` and the tests.
+//!
+//! Flow: `main` parses the CLI ([`cli`]), loads [`config::Config`] (defaults < file < env <
+//! flags), installs telemetry, then runs `dev`, `storage`, `frontend` or `admin`; the server
+//! kinds are assembled from [`launch`] and stop in order on SIGINT/SIGTERM.
+
+pub mod admin;
+pub mod cli;
+pub mod config;
+pub mod launch;
+pub mod tls;
