@@ -1,0 +1,236 @@
+//! The replicated state machine: runs the model's `apply` on committed entries and persists the
+//! result.
+//!
+//! One call to [`RaftStateMachine::apply`] handles a batch of committed entries:
+//! 1. every normal entry runs `mailraft_model::apply::apply` against the committed state (read
+//!    directly from RocksDB) and the batch's shared [`WriteSet`], so later entries see earlier
+//!    entries' writes;
+//! 2. the write set, `last_applied` and, if the batch changed it, `last_membership` go into ONE
+//!    `WriteBatch`, written with the WAL fsynced;
+//! 3. only then are the replies returned (openraft forwards them to the proposers) and the
+//!    batch's [`MailboxEvent`]s published to watchers.
+//!
+//! A crash before step 2 completes loses the whole batch, which openraft re-applies from the log
+//! on restart; a crash after it finds everything, so an acknowledged write is never lost and
+//! never applied twice.
+
+use std::collections::HashMap;
+use std::sync::Arc;
+use std::time::Instant;
+
+use mailraft_model::{KvRead, MailboxEvent, Outcome, Reply, Request, Table, WriteSet};
+use openraft::storage::RaftStateMachine;
+use openraft::{EntryPayload, ErrorSubject, ErrorVerb, OptionalSend, StorageError};
+use rocksdb::{BoundColumnFamily, DB, WriteBatch};
+use tokio::sync::broadcast;
+
+use crate::db::{self, CF_SM_STATE, KEY_LAST_APPLIED, KEY_LAST_MEMBERSHIP};
+use crate::error::{IntoStorage, Result, StoreError};
+use crate::metrics;
+use crate::reader::{StateRead, StateView};
+use crate::snapshot::{self, SnapshotBuilder, SnapshotFiles};
+use crate::types::{
+    Entry, LogId, Snapshot, SnapshotData, SnapshotMeta, StoredMembership, TypeConfig,
+};
+
+/// Capacity of the event channel. A watcher that falls further behind gets `Lagged` and must
+/// re-read changes since its last MODSEQ (which IDLE catch-up does anyway).
+pub const EVENT_CHANNEL_CAPACITY: usize = 4096;
+
+/// The state machine of one node.
+pub struct StateMachineStore {
+    /// Shared with the log store.
+    db: Arc<DB>,
+    /// The current snapshot file.
+    snapshots: Arc<SnapshotFiles>,
+    /// Publishes each applied batch's mailbox changes, after they are durable.
+    events: broadcast::Sender<MailboxEvent>,
+}
+
+impl std::fmt::Debug for StateMachineStore {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("StateMachineStore").finish_non_exhaustive()
+    }
+}
+
+/// What applying one batch produced.
+struct Applied {
+    /// One reply per entry, in order.
+    replies: Vec<Reply>,
+    /// Mailbox changes of the batch, in order.
+    events: Vec<MailboxEvent>,
+}
+
+impl StateMachineStore {
+    pub(crate) fn new(db: Arc<DB>, snapshots: Arc<SnapshotFiles>) -> Self {
+        let (events, _) = broadcast::channel(EVENT_CHANNEL_CAPACITY);
+        StateMachineStore {
+            db,
+            snapshots,
+            events,
+        }
+    }
+
+    /// Mailbox changes of every batch applied from now on, each published after the batch is
+    /// durable. Nothing is published for a snapshot install: watchers must re-read after a gap.
+    pub fn subscribe(&self) -> broadcast::Receiver<MailboxEvent> {
+        self.events.subscribe()
+    }
+
+    /// A read handle on the applied state that outlives this store's move into [`crate::Raft`].
+    pub fn reader(&self) -> StateView {
+        StateView::new(self.db.clone(), self.events.clone())
+    }
+
+    /// Sets the `mailraft_rocksdb_size_bytes{cf}` gauges; cheap, call it periodically.
+    pub fn report_sizes(&self) {
+        metrics::report_sizes(&self.db);
+    }
+
+    fn read_applied_state(&self) -> Result<(Option<LogId>, StoredMembership)> {
+        let last_applied = db::get_value(&self.db, CF_SM_STATE, KEY_LAST_APPLIED)?;
+        let membership =
+            db::get_value(&self.db, CF_SM_STATE, KEY_LAST_MEMBERSHIP)?.unwrap_or_default();
+        Ok((last_applied, membership))
+    }
+}
+
+/// Runs one command of the model: reads `kv` plus `writes`, adds its writes to `writes` only on
+/// success (so a failed command leaves the batch untouched on every replica).
+fn model_apply(
+    kv: &dyn KvRead,
+    writes: &mut WriteSet,
+    req: &Request,
+) -> (Reply, Vec<MailboxEvent>) {
+    mailraft_model::apply(kv, writes, req)
+}
+
+/// Applies a batch and commits it with `last_applied` in one synced write (blocking).
+fn apply_batch(db: &DB, entries: Vec<Entry>) -> Result<Applied> {
+    let base = StateRead::latest(db);
+    let mut writes = WriteSet::default();
+    let mut replies = Vec::with_capacity(entries.len());
+    let mut events = Vec::new();
+    let mut last_applied = None;
+    let mut membership = None;
+    for entry in entries {
+        match entry.payload {
+            EntryPayload::Blank => replies.push(Ok(Outcome::Done)),
+            EntryPayload::Normal(req) => {
+                let (reply, mut ev) = model_apply(&base, &mut writes, &req);
+                replies.push(reply);
+                events.append(&mut ev);
+            }
+            EntryPayload::Membership(m) => {
+                membership = Some(StoredMembership::new(Some(entry.log_id), m));
+                replies.push(Ok(Outcome::Done));
+            }
+        }
+        last_applied = Some(entry.log_id);
+    }
+    // A read that failed inside RocksDB made the model see a key as absent: its writes cannot
+    // be trusted, so nothing of the batch is committed.
+    base.finish()?;
+
+    let mut batch = WriteBatch::default();
+    let mut cfs: HashMap<Table, Arc<BoundColumnFamily<'_>>> = HashMap::new();
+    for ((table, key), value) in writes.ops {
+        let cf = match cfs.get(&table) {
+            Some(cf) => cf.clone(),
+            None => {
+                let cf = db::table_cf(db, table)?;
+                cfs.insert(table, cf.clone());
+                cf
+            }
+        };
+        match value {
+            Some(value) => batch.put_cf(&cf, key, value),
+            None => batch.delete_cf(&cf, key),
+        }
+    }
+    let sm_state = db::cf(db, CF_SM_STATE)?;
+    if let Some(id) = &last_applied {
+        batch.put_cf(&sm_state, KEY_LAST_APPLIED, db::encode(id)?);
+    }
+    if let Some(m) = &membership {
+        batch.put_cf(&sm_state, KEY_LAST_MEMBERSHIP, db::encode(m)?);
+    }
+    db::write_sync(db, batch)?;
+    Ok(Applied { replies, events })
+}
+
+impl RaftStateMachine<TypeConfig> for StateMachineStore {
+    type SnapshotBuilder = SnapshotBuilder;
+
+    async fn applied_state(
+        &mut self,
+    ) -> Result<(Option<LogId>, StoredMembership), StorageError<u64>> {
+        self.read_applied_state()
+            .storage(ErrorSubject::StateMachine, ErrorVerb::Read)
+    }
+
+    async fn apply<I>(&mut self, entries: I) -> Result<Vec<Reply>, StorageError<u64>>
+    where
+        I: IntoIterator<Item = Entry> + OptionalSend,
+        I::IntoIter: OptionalSend,
+    {
+        let entries: Vec<Entry> = entries.into_iter().collect();
+        let Some(last) = entries.last().map(|e| e.log_id) else {
+            return Ok(Vec::new());
+        };
+        let count = entries.len();
+        let started = Instant::now();
+        let db = self.db.clone();
+        let applied = tokio::task::spawn_blocking(move || apply_batch(&db, entries))
+            .await
+            .map_err(StoreError::from)
+            .and_then(|r| r)
+            .storage(ErrorSubject::Apply(last), ErrorVerb::Write)?;
+        metrics::applied(count, started.elapsed());
+        for event in applied.events {
+            // No receiver is fine: nobody is watching.
+            let _ = self.events.send(event);
+        }
+        Ok(applied.replies)
+    }
+
+    async fn get_snapshot_builder(&mut self) -> Self::SnapshotBuilder {
+        SnapshotBuilder::new(self.db.clone(), self.snapshots.clone())
+    }
+
+    async fn begin_receiving_snapshot(&mut self) -> Result<Box<SnapshotData>, StorageError<u64>> {
+        Ok(crate::types::snapshot_from_bytes(Vec::new()))
+    }
+
+    async fn install_snapshot(
+        &mut self,
+        meta: &SnapshotMeta,
+        snapshot: Box<SnapshotData>,
+    ) -> Result<(), StorageError<u64>> {
+        let db = self.db.clone();
+        let files = self.snapshots.clone();
+        let meta = meta.clone();
+        let signature = meta.signature();
+        let bytes = crate::types::snapshot_into_bytes(snapshot);
+        tokio::task::spawn_blocking(move || -> Result<()> {
+            snapshot::install(&db, &meta, &bytes)?;
+            files.save(&meta, &bytes)?;
+            tracing::info!(last_log_id = ?meta.last_log_id, bytes = bytes.len(), "installed snapshot");
+            metrics::snapshot("install");
+            Ok(())
+        })
+        .await
+        .map_err(StoreError::from)
+        .and_then(|r| r)
+        .storage(ErrorSubject::Snapshot(Some(signature)), ErrorVerb::Write)
+    }
+
+    async fn get_current_snapshot(&mut self) -> Result<Option<Snapshot>, StorageError<u64>> {
+        let files = self.snapshots.clone();
+        tokio::task::spawn_blocking(move || files.load())
+            .await
+            .map_err(StoreError::from)
+            .and_then(|r| r)
+            .storage(ErrorSubject::Snapshot(None), ErrorVerb::Read)
+    }
+}

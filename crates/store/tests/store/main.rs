@@ -1,0 +1,8 @@
+//! Integration tests of the RocksDB-backed Raft storage. One test binary (RocksDB makes each
+//! link slow); one module per concern.
+
+mod common;
+mod durability;
+mod format;
+mod snapshot;
+mod suite;
