@@ -1,0 +1,250 @@
+//! Message commands: APPEND, STORE, EXPUNGE, COPY / MOVE, and the primitives every command
+//! that touches messages shares (UID and MODSEQ allocation, counters, change log).
+//!
+//! MODSEQ rule (RFC 7162 §3.1): a command bumps a mailbox's HIGHESTMODSEQ once, and every
+//! message it adds, changes or expunges in that mailbox gets that value. The change log keeps
+//! one entry per UID (see [`Change`]), so `query::changes` is a range scan.
+
+use super::Txn;
+use crate::command::{FlagsUpdate, ModelError, NewMessage, Outcome, Principal, Reply, StoreOp};
+use crate::flags;
+use crate::keys;
+use crate::kv::Table;
+use crate::query::{self, messages_in};
+use crate::records::{Change, Mailbox, MessageMeta};
+use crate::types::{Flag, MailboxId, TenantId, Uid, UidSet};
+
+/// Raises HIGHESTMODSEQ by one and returns it: the modseq of everything this command changes.
+pub(super) fn bump_modseq(mb: &mut Mailbox) -> Result<u64, ModelError> {
+    mb.highest_modseq = mb.highest_modseq.checked_add(1).ok_or_else(|| ModelError::Cannot("modseq exhausted".into()))?;
+    Ok(mb.highest_modseq)
+}
+
+/// RFC 3501 §2.3.1.1: the next UID. UIDNEXT must stay representable, so the last UID a
+/// mailbox can hand out is 2^32-2; after that the mailbox is full (`UidsExhausted`), because
+/// reusing or wrapping UIDs would corrupt every client cache.
+pub(super) fn alloc_uid(mb: &mut Mailbox) -> Result<Uid, ModelError> {
+    let uid = mb.uidnext;
+    mb.uidnext = uid.checked_add(1).ok_or(ModelError::UidsExhausted)?;
+    Ok(uid)
+}
+
+/// Remembers keywords for FLAGS / PERMANENTFLAGS, one spelling per keyword.
+fn add_keywords(mb: &mut Mailbox, fl: &[Flag]) {
+    for f in fl {
+        if let Flag::Keyword(k) = f
+            && !mb.keywords.iter().any(|x| x.eq_ignore_ascii_case(k))
+        {
+            mb.keywords.insert(k.clone());
+        }
+    }
+}
+
+fn count(mb: &mut Mailbox, m: &MessageMeta, add: bool) {
+    let seen = m.flags.contains(&Flag::Seen);
+    let deleted = m.flags.contains(&Flag::Deleted);
+    let step = |v: u32, on: bool| match (on, add) {
+        (false, _) => v,
+        (true, true) => v.saturating_add(1),
+        (true, false) => v.saturating_sub(1),
+    };
+    mb.exists = step(mb.exists, true);
+    mb.unseen = step(mb.unseen, !seen);
+    mb.deleted = step(mb.deleted, deleted);
+    mb.size = if add { mb.size.saturating_add(m.size) } else { mb.size.saturating_sub(m.size) };
+}
+
+/// Writes a new message (its UID and modseq already allocated) and logs it as `Added`.
+/// Blob references and quota are the caller's.
+pub(super) fn insert_message(txn: &mut Txn<'_>, tenant: TenantId, mb: &mut Mailbox, m: MessageMeta) {
+    count(mb, &m, true);
+    add_keywords(mb, &m.flags);
+    txn.put(Table::Changes, keys::change(tenant, mb.id, m.modseq, m.uid), &Change::Added);
+    txn.put(Table::Messages, keys::message(tenant, mb.id, m.uid), &m);
+}
+
+/// Removes a message at `modseq`: its log entry becomes `Expunged`. Blob references and quota
+/// are the caller's.
+pub(super) fn remove_message(txn: &mut Txn<'_>, tenant: TenantId, mb: &mut Mailbox, m: &MessageMeta, modseq: u64) {
+    count(mb, m, false);
+    txn.delete(Table::Messages, keys::message(tenant, mb.id, m.uid));
+    txn.delete(Table::Changes, keys::change(tenant, mb.id, m.modseq, m.uid));
+    txn.put(Table::Changes, keys::change(tenant, mb.id, modseq, m.uid), &Change::Expunged);
+}
+
+/// RFC 3501 §6.3.11 APPEND (RFC 4315 APPENDUID): UIDs in message order, one modseq for all.
+pub(super) fn append(txn: &mut Txn<'_>, who: Principal, mailbox: &str, messages: &[NewMessage]) -> Reply {
+    if messages.is_empty() {
+        return Err(ModelError::Invalid("nothing to append".into()));
+    }
+    let mut mb = query::mailbox_by_name(txn, who, mailbox)?;
+    for m in messages {
+        flags::validate(&m.flags)?;
+        if m.tz_offset_minutes.abs() >= 24 * 60 {
+            return Err(ModelError::Invalid("time zone offset".into()));
+        }
+    }
+    let total = messages.iter().fold(0u64, |acc, m| acc.saturating_add(m.body.len() as u64));
+    txn.charge(who, total)?;
+    let modseq = bump_modseq(&mut mb)?;
+    let now = txn.now_secs();
+    let mut uids = Vec::with_capacity(messages.len());
+    for m in messages {
+        let uid = alloc_uid(&mut mb)?;
+        let blob = txn.store_blob(who.tenant, &m.body, &m.structure)?;
+        let meta = MessageMeta {
+            uid,
+            flags: flags::normalize(&m.flags),
+            modseq,
+            internal_date: m.internal_date.unwrap_or(now),
+            tz_offset_minutes: m.tz_offset_minutes,
+            save_date: now,
+            size: m.body.len() as u64,
+            blob,
+        };
+        insert_message(txn, who.tenant, &mut mb, meta);
+        uids.push(uid);
+    }
+    txn.save_mailbox(who, &mb);
+    txn.event(who, mb.id, modseq);
+    Ok(Outcome::Appended { mailbox: mb.id, uidvalidity: mb.uidvalidity, uids, highest_modseq: modseq })
+}
+
+/// RFC 3501 §6.4.6 STORE with RFC 7162 §3.1.3 UNCHANGEDSINCE: messages whose modseq is above
+/// `unchanged_since` are reported `modified` and left alone; messages the operation would not
+/// change keep their modseq and are reported `unchanged`.
+#[allow(clippy::too_many_arguments)]
+pub(super) fn store(
+    txn: &mut Txn<'_>,
+    who: Principal,
+    mailbox: MailboxId,
+    uidvalidity: u32,
+    uids: &UidSet,
+    op: StoreOp,
+    given: &[Flag],
+    unchanged_since: u64,
+) -> Reply {
+    let mut mb = query::mailbox_by_id(txn, who, mailbox, uidvalidity)?;
+    flags::validate(given)?;
+    let given = flags::normalize(given);
+    let (mut updated, mut unchanged, mut modified) = (Vec::new(), Vec::new(), Vec::new());
+    let mut modseq = None;
+    for m in messages_in(txn, who.tenant, mb.id, uids)? {
+        if unchanged_since > 0 && m.modseq > unchanged_since {
+            modified.push(m.uid);
+            continue;
+        }
+        let new_flags = flags::apply_op(&m.flags, op, &given);
+        if flags::same_set(&new_flags, &m.flags) {
+            unchanged.push(FlagsUpdate { uid: m.uid, flags: m.flags, modseq: m.modseq });
+            continue;
+        }
+        let ms = match modseq {
+            Some(ms) => ms,
+            None => *modseq.insert(bump_modseq(&mut mb)?),
+        };
+        let new = MessageMeta { flags: new_flags, modseq: ms, ..m.clone() };
+        count(&mut mb, &m, false);
+        count(&mut mb, &new, true);
+        add_keywords(&mut mb, &new.flags);
+        txn.delete(Table::Changes, keys::change(who.tenant, mb.id, m.modseq, m.uid));
+        txn.put(Table::Changes, keys::change(who.tenant, mb.id, ms, m.uid), &Change::Flags);
+        txn.put(Table::Messages, keys::message(who.tenant, mb.id, m.uid), &new);
+        updated.push(FlagsUpdate { uid: new.uid, flags: new.flags, modseq: ms });
+    }
+    if let Some(ms) = modseq {
+        txn.save_mailbox(who, &mb);
+        txn.event(who, mb.id, ms);
+    }
+    Ok(Outcome::Stored { updated, unchanged, modified, highest_modseq: mb.highest_modseq })
+}
+
+/// RFC 3501 §6.4.3 EXPUNGE / RFC 4315 §2.1 UID EXPUNGE: removes the `\Deleted` messages
+/// (among `uids` if given), dropping blob references and quota usage.
+pub(super) fn expunge(txn: &mut Txn<'_>, who: Principal, mailbox: MailboxId, uidvalidity: u32, uids: Option<&UidSet>) -> Reply {
+    let mut mb = query::mailbox_by_id(txn, who, mailbox, uidvalidity)?;
+    let all = UidSet::range(1, Uid::MAX);
+    let mut gone = messages_in(txn, who.tenant, mb.id, uids.unwrap_or(&all))?;
+    gone.retain(|m| m.flags.contains(&Flag::Deleted));
+    if gone.is_empty() {
+        return Ok(Outcome::Expunged { uids: Vec::new(), highest_modseq: mb.highest_modseq });
+    }
+    let modseq = bump_modseq(&mut mb)?;
+    let mut bytes = 0u64;
+    for m in &gone {
+        remove_message(txn, who.tenant, &mut mb, m, modseq);
+        txn.drop_blob_ref(who.tenant, &m.blob)?;
+        bytes = bytes.saturating_add(m.size);
+    }
+    txn.refund(who, bytes)?;
+    txn.save_mailbox(who, &mb);
+    txn.event(who, mb.id, modseq);
+    Ok(Outcome::Expunged { uids: gone.iter().map(|m| m.uid).collect(), highest_modseq: modseq })
+}
+
+/// RFC 3501 §6.4.7 COPY (RFC 4315 COPYUID) and RFC 6851 MOVE (copy, then expunge the sources
+/// in the same command). Blobs are shared, never copied. The destination may be the source:
+/// then one modseq covers both the new copies and (for MOVE) the expunged originals.
+pub(super) fn copy(
+    txn: &mut Txn<'_>,
+    who: Principal,
+    mailbox: MailboxId,
+    uidvalidity: u32,
+    uids: &UidSet,
+    destination: &str,
+    is_move: bool,
+) -> Reply {
+    let mut src = query::mailbox_by_id(txn, who, mailbox, uidvalidity)?;
+    let mut dest = query::mailbox_by_name(txn, who, destination)?;
+    let same = dest.id == src.id;
+    let msgs = messages_in(txn, who.tenant, src.id, uids)?;
+    if msgs.is_empty() {
+        return Ok(Outcome::Copied {
+            dest_mailbox: dest.id,
+            dest_uidvalidity: dest.uidvalidity,
+            source_uids: Vec::new(),
+            dest_uids: Vec::new(),
+            highest_modseq: src.highest_modseq,
+        });
+    }
+    let bytes = msgs.iter().fold(0u64, |acc, m| acc.saturating_add(m.size));
+    if !is_move {
+        // A MOVE adds and removes the same bytes: it never needs more quota.
+        txn.charge(who, bytes)?;
+    }
+    let dest_modseq = bump_modseq(&mut dest)?;
+    let now = txn.now_secs();
+    let mut dest_uids = Vec::with_capacity(msgs.len());
+    for m in &msgs {
+        let uid = alloc_uid(&mut dest)?;
+        txn.add_blob_ref(who.tenant, &m.blob)?;
+        // RFC 8514 §2: SAVEDATE is when the copy was saved; the rest carries over.
+        insert_message(txn, who.tenant, &mut dest, MessageMeta { uid, modseq: dest_modseq, save_date: now, ..m.clone() });
+        dest_uids.push(uid);
+    }
+    if same {
+        src = dest.clone();
+    }
+    if is_move {
+        let src_modseq = if same { dest_modseq } else { bump_modseq(&mut src)? };
+        for m in &msgs {
+            remove_message(txn, who.tenant, &mut src, m, src_modseq);
+            txn.drop_blob_ref(who.tenant, &m.blob)?;
+        }
+    }
+    if !same {
+        txn.save_mailbox(who, &dest);
+        txn.event(who, dest.id, dest.highest_modseq);
+    }
+    if same || is_move {
+        txn.save_mailbox(who, &src);
+        txn.event(who, src.id, src.highest_modseq);
+    }
+    Ok(Outcome::Copied {
+        dest_mailbox: dest.id,
+        dest_uidvalidity: dest.uidvalidity,
+        source_uids: msgs.iter().map(|m| m.uid).collect(),
+        dest_uids,
+        highest_modseq: src.highest_modseq,
+    })
+}

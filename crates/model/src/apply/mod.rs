@@ -1,0 +1,238 @@
+//! `apply`: one replicated [`Request`] → its [`Reply`], its writes and its mailbox events.
+//!
+//! Flow: [`apply`] opens a [`Txn`] whose reads see the committed state, then the batch's
+//! earlier writes, then its own; the command handler (one file per family: [`account`],
+//! [`mailbox`], [`message`]) reads, checks everything that can fail, and writes into the
+//! Txn's private `WriteSet`. Only on success are those writes merged into the caller's batch,
+//! so a failed command leaves the batch exactly as it was (every replica fails identically).
+//!
+//! Determinism: handlers use only the request (including `now_ms`) and the state; ids,
+//! UIDVALIDITY, UIDs and MODSEQs are allocated from counters stored in the state.
+
+mod account;
+mod mailbox;
+mod message;
+
+use sha2::{Digest, Sha256};
+
+use crate::access::get;
+use crate::command::{Command, MailboxEvent, ModelError, Principal, Reply, Request};
+use crate::keys;
+use crate::kv::{KvRead, Overlay, Table, WriteSet};
+use crate::records::{Account, BlobMeta, Mailbox, Record, Tenant};
+use crate::types::{MailboxId, TenantId};
+
+/// Applies one request on top of `kv` plus the batch's pending `writes`. On success its writes
+/// are added to `writes`; on error `writes` is untouched and no events are returned.
+pub fn apply(kv: &dyn KvRead, writes: &mut WriteSet, req: &Request) -> (Reply, Vec<MailboxEvent>) {
+    let (reply, ws, events) = {
+        let mut txn = Txn { base: Overlay { base: kv, writes }, ws: WriteSet::default(), now_ms: req.now_ms, events: Vec::new() };
+        let reply = dispatch(&mut txn, &req.command);
+        (reply, txn.ws, txn.events)
+    };
+    match reply {
+        Ok(outcome) => {
+            writes.ops.extend(ws.ops);
+            (Ok(outcome), events)
+        }
+        Err(e) => (Err(e), Vec::new()),
+    }
+}
+
+fn dispatch(txn: &mut Txn<'_>, cmd: &Command) -> Reply {
+    match cmd {
+        Command::Init { session_key } => account::init(txn, session_key),
+        Command::CreateTenant { domain } => account::create_tenant(txn, domain),
+        Command::CreateAccount { domain, login, password_hash } => account::create_account(txn, domain, login, password_hash),
+        Command::SetPassword { domain, login, password_hash } => account::set_password(txn, domain, login, password_hash),
+        Command::CreateMailbox { who, name, special_use } => mailbox::create(txn, *who, name, special_use.as_deref()),
+        Command::DeleteMailbox { who, name } => mailbox::delete(txn, *who, name),
+        Command::RenameMailbox { who, from, to } => mailbox::rename(txn, *who, from, to),
+        Command::Subscribe { who, name, subscribe } => mailbox::subscribe(txn, *who, name, *subscribe),
+        Command::Append { who, mailbox, messages } => message::append(txn, *who, mailbox, messages),
+        Command::Store { who, mailbox, uidvalidity, uids, op, flags, unchanged_since } => {
+            message::store(txn, *who, *mailbox, *uidvalidity, uids, *op, flags, *unchanged_since)
+        }
+        Command::Expunge { who, mailbox, uidvalidity, uids } => message::expunge(txn, *who, *mailbox, *uidvalidity, uids.as_ref()),
+        Command::Copy { who, mailbox, uidvalidity, uids, destination, is_move } => {
+            message::copy(txn, *who, *mailbox, *uidvalidity, uids, destination, *is_move)
+        }
+    }
+}
+
+/// One command in progress: reads through to the batch, writes privately.
+pub(crate) struct Txn<'a> {
+    base: Overlay<'a, dyn KvRead + 'a>,
+    ws: WriteSet,
+    now_ms: i64,
+    events: Vec<MailboxEvent>,
+}
+
+impl KvRead for Txn<'_> {
+    fn get(&self, table: Table, key: &[u8]) -> Option<Vec<u8>> {
+        Overlay { base: &self.base, writes: &self.ws }.get(table, key)
+    }
+
+    fn scan(&self, table: Table, start: &[u8], end: Option<&[u8]>, limit: usize) -> Vec<(Vec<u8>, Vec<u8>)> {
+        Overlay { base: &self.base, writes: &self.ws }.scan(table, start, end, limit)
+    }
+}
+
+impl Txn<'_> {
+    fn put<R: Record>(&mut self, table: Table, key: Vec<u8>, value: &R) {
+        self.ws.put(table, key, value.encode());
+    }
+
+    fn put_raw(&mut self, table: Table, key: Vec<u8>, value: Vec<u8>) {
+        self.ws.put(table, key, value);
+    }
+
+    fn delete(&mut self, table: Table, key: Vec<u8>) {
+        self.ws.delete(table, key);
+    }
+
+    /// Unix seconds of the proposer's clock.
+    fn now_secs(&self) -> i64 {
+        self.now_ms.div_euclid(1000)
+    }
+
+    /// Publishes "mailbox changed, now at `modseq`" once the batch is durable.
+    fn event(&mut self, who: Principal, mailbox: MailboxId, modseq: u64) {
+        self.events.push(MailboxEvent { who, mailbox, modseq });
+    }
+
+    /// Next id from the global counter (tenants, accounts and mailboxes share it).
+    fn alloc_id(&mut self) -> Result<u64, ModelError> {
+        let id = match self.get(Table::Meta, keys::META_NEXT_ID) {
+            None => 1,
+            Some(v) => keys::decode_id_value(&v).ok_or_else(|| ModelError::Corrupt("next_id".into()))?,
+        };
+        let next = id.checked_add(1).ok_or_else(|| ModelError::Cannot("id space exhausted".into()))?;
+        self.put_raw(Table::Meta, keys::META_NEXT_ID.to_vec(), keys::id_value(next));
+        Ok(id)
+    }
+
+    /// RFC 3501 §2.3.1.1: a new UIDVALIDITY, strictly larger than any handed out before (so a
+    /// recreated name never repeats one) and close to the clock (so it stays larger after a
+    /// restore from an old backup).
+    fn alloc_uidvalidity(&mut self) -> Result<u32, ModelError> {
+        let last = match self.get(Table::Meta, keys::META_LAST_UIDVALIDITY) {
+            None => 0,
+            Some(v) => {
+                let b: [u8; 4] = v.as_slice().try_into().map_err(|_| ModelError::Corrupt("last_uidvalidity".into()))?;
+                u32::from_be_bytes(b)
+            }
+        };
+        let after_last = last.checked_add(1).ok_or_else(|| ModelError::Cannot("uidvalidity space exhausted".into()))?;
+        let clock = self.now_secs().clamp(0, i64::from(u32::MAX)) as u32;
+        let v = after_last.max(clock);
+        self.put_raw(Table::Meta, keys::META_LAST_UIDVALIDITY.to_vec(), v.to_be_bytes().to_vec());
+        Ok(v)
+    }
+
+    /// Creates an empty mailbox record and its name index entry.
+    fn new_mailbox(&mut self, who: Principal, name: &str, special_use: Option<String>) -> Result<Mailbox, ModelError> {
+        let mb = Mailbox {
+            id: self.alloc_id()?,
+            name: name.to_string(),
+            uidvalidity: self.alloc_uidvalidity()?,
+            uidnext: 1,
+            highest_modseq: 1,
+            exists: 0,
+            unseen: 0,
+            deleted: 0,
+            size: 0,
+            special_use,
+            keywords: Default::default(),
+            changelog_floor: 0,
+        };
+        self.put_raw(Table::MailboxByName, keys::mailbox_by_name(who.tenant, who.account, name), keys::id_value(mb.id));
+        self.save_mailbox(who, &mb);
+        Ok(mb)
+    }
+
+    fn save_mailbox(&mut self, who: Principal, mb: &Mailbox) {
+        self.put(Table::Mailboxes, keys::mailbox(who.tenant, who.account, mb.id), mb);
+    }
+
+    fn load_account(&self, who: Principal) -> Result<Account, ModelError> {
+        crate::query::account(self, who)
+    }
+
+    fn load_tenant(&self, tenant: TenantId) -> Result<Tenant, ModelError> {
+        get::<Tenant>(self, Table::Tenants, &keys::tenant(tenant))?.ok_or_else(|| ModelError::NotFound(format!("tenant {tenant}")))
+    }
+
+    /// Counts `bytes` more against the account and tenant; `OverQuota` if either has a quota
+    /// that would be exceeded.
+    fn charge(&mut self, who: Principal, bytes: u64) -> Result<(), ModelError> {
+        let mut account = self.load_account(who)?;
+        let mut tenant = self.load_tenant(who.tenant)?;
+        let over = |used: u64, quota: Option<u64>| quota.is_some_and(|q| used.saturating_add(bytes) > q);
+        if over(account.used_bytes, account.quota_bytes) || over(tenant.used_bytes, tenant.quota_bytes) {
+            return Err(ModelError::OverQuota);
+        }
+        account.used_bytes = account.used_bytes.saturating_add(bytes);
+        tenant.used_bytes = tenant.used_bytes.saturating_add(bytes);
+        self.put(Table::Accounts, keys::account(who.tenant, who.account), &account);
+        self.put(Table::Tenants, keys::tenant(who.tenant), &tenant);
+        Ok(())
+    }
+
+    /// Gives back `bytes` of removed messages.
+    fn refund(&mut self, who: Principal, bytes: u64) -> Result<(), ModelError> {
+        if bytes == 0 {
+            return Ok(());
+        }
+        let mut account = self.load_account(who)?;
+        let mut tenant = self.load_tenant(who.tenant)?;
+        account.used_bytes = account.used_bytes.saturating_sub(bytes);
+        tenant.used_bytes = tenant.used_bytes.saturating_sub(bytes);
+        self.put(Table::Accounts, keys::account(who.tenant, who.account), &account);
+        self.put(Table::Tenants, keys::tenant(who.tenant), &tenant);
+        Ok(())
+    }
+
+    /// Stores `body` once per tenant (content-addressed) or adds a reference to it.
+    fn store_blob(&mut self, tenant: TenantId, body: &[u8], structure: &[u8]) -> Result<[u8; 32], ModelError> {
+        let hash: [u8; 32] = Sha256::digest(body).into();
+        let key = keys::blob(tenant, &hash);
+        let meta = match get::<BlobMeta>(self, Table::BlobMeta, &key)? {
+            Some(mut m) => {
+                m.refcount += 1;
+                m
+            }
+            None => {
+                self.put_raw(Table::BlobData, key.clone(), body.to_vec());
+                BlobMeta { refcount: 1, size: body.len() as u64, structure: structure.to_vec() }
+            }
+        };
+        self.put(Table::BlobMeta, key, &meta);
+        Ok(hash)
+    }
+
+    /// One more message points at an existing blob (COPY, MOVE).
+    fn add_blob_ref(&mut self, tenant: TenantId, hash: &[u8; 32]) -> Result<(), ModelError> {
+        let key = keys::blob(tenant, hash);
+        let mut meta = get::<BlobMeta>(self, Table::BlobMeta, &key)?
+            .ok_or_else(|| ModelError::Corrupt(format!("blob {} referenced but missing", hex::encode(hash))))?;
+        meta.refcount += 1;
+        self.put(Table::BlobMeta, key, &meta);
+        Ok(())
+    }
+
+    /// One message fewer points at a blob; the last one deletes it.
+    fn drop_blob_ref(&mut self, tenant: TenantId, hash: &[u8; 32]) -> Result<(), ModelError> {
+        let key = keys::blob(tenant, hash);
+        let mut meta = get::<BlobMeta>(self, Table::BlobMeta, &key)?
+            .ok_or_else(|| ModelError::Corrupt(format!("blob {} referenced but missing", hex::encode(hash))))?;
+        meta.refcount = meta.refcount.saturating_sub(1);
+        if meta.refcount == 0 {
+            self.delete(Table::BlobMeta, key.clone());
+            self.delete(Table::BlobData, key);
+        } else {
+            self.put(Table::BlobMeta, key, &meta);
+        }
+        Ok(())
+    }
+}
