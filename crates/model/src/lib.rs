@@ -15,7 +15,7 @@
 #![deny(missing_docs)]
 
 mod access;
-mod apply;
+pub mod apply;
 pub mod command;
 pub mod flags;
 pub mod keys;
