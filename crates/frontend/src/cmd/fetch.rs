@@ -1,0 +1,116 @@
+//! FETCH and UID FETCH (RFC 3501 §6.4.5, §6.4.8).
+//!
+//! The requested items decide what the storage must return (structure, header or full body);
+//! rendering each item is `crate::render`'s job. A non-PEEK body fetch on a read-write mailbox
+//! sets `\Seen` first (one STORE for the whole set), so the FETCH responses carry the new FLAGS
+//! (§6.4.5); on a mailbox opened with EXAMINE nothing is changed. Output is flushed while the
+//! storage streams, so a large FETCH does not accumulate in memory.
+
+use std::collections::HashSet;
+use std::num::NonZeroU32;
+
+use imap_codec::imap_types::core::Vec1;
+use imap_codec::imap_types::fetch::MacroOrMessageDataItemNames;
+use imap_codec::imap_types::response::Data;
+use imap_codec::imap_types::sequence::SequenceSet;
+use mailraft_proto as proto;
+
+use super::{Ctx, Reply, flush_if_large};
+use crate::error::FrontendError;
+use crate::render::{self, RenderOptions};
+use crate::response::other_code;
+use crate::seqset::{SeqMap, to_uid_set};
+
+/// Resolves a command's set to the UIDs of messages the client knows, ascending. Sequence
+/// numbers beyond the mailbox are an error (RFC 9051 §6.4.5); UIDs that do not exist are ignored
+/// (RFC 3501 §6.4.8).
+pub fn resolve(map: &SeqMap, set: &SequenceSet, uid: bool) -> Result<Vec<u32>, FrontendError> {
+    if uid {
+        Ok(map.resolve_uid_known(set))
+    } else {
+        map.resolve_seq(set).map_err(|e| FrontendError::BadArguments(e.to_string()))
+    }
+}
+
+/// `[UID] FETCH set items`.
+pub async fn run(
+    ctx: &mut Ctx<'_>,
+    set: SequenceSet,
+    items: MacroOrMessageDataItemNames<'static>,
+    uid: bool,
+) -> Result<Reply, FrontendError> {
+    let (user, selected) = super::selected(ctx.session)?;
+    let uids = resolve(&selected.map, &set, uid)?;
+    let items = render::expand(&items);
+    let needs = render::needs(&items);
+    if uids.is_empty() {
+        return Ok(Reply::ok("FETCH completed"));
+    }
+    let storage = &ctx.shared.storage;
+    let uid_set = to_uid_set(&uids);
+
+    let mut newly_seen = HashSet::new();
+    if needs.sets_seen && !selected.read_only {
+        let request = proto::StoreRequest {
+            ctx: Some(user.ctx.clone()),
+            mailbox_id: selected.mailbox_id,
+            uidvalidity: selected.uidvalidity,
+            uids: Some(uid_set.clone()),
+            op: proto::StoreOp::StoreAdd as i32,
+            flags: vec!["\\Seen".to_owned()],
+            unchanged_since: 0,
+        };
+        let stored = storage.store(request).await?;
+        selected.note_own_changes(&stored.updated);
+        newly_seen.extend(stored.updated.iter().map(|m| m.uid));
+    }
+
+    let request = proto::FetchRequest {
+        ctx: Some(user.ctx.clone()),
+        mailbox_id: selected.mailbox_id,
+        uidvalidity: selected.uidvalidity,
+        uids: Some(uid_set),
+        // The structure is also requested with full bodies: `render::fetch_items` cuts even
+        // BODY[] through the MIME offsets, and the record is small next to the body.
+        want_structure: needs.structure || needs.body == proto::BodyWanted::BodyFull,
+        body: needs.body as i32,
+        changed_since: 0,
+    };
+    let mut stream = storage.fetch(request).await?;
+    let mut unrenderable = 0usize;
+    while let Some(chunk) = stream.next().await? {
+        for message in chunk.messages {
+            let Some(seq) = selected.map.seq_of(message.uid) else {
+                continue;
+            };
+            let info = if message.structure.is_empty() {
+                None
+            } else {
+                mailraft_mime::MessageInfo::from_bytes(&message.structure).ok()
+            };
+            let options = RenderOptions { add_uid: uid, add_flags: newly_seen.contains(&message.uid) };
+            let rendered = render::fetch_items(&items, &message, info.as_ref(), seq, &options);
+            match (rendered, NonZeroU32::new(seq)) {
+                (Ok(rendered), Some(seq)) => {
+                    if let Ok(items) = Vec1::try_from(rendered) {
+                        ctx.out.data(Data::Fetch { seq, items });
+                    }
+                }
+                (Err(error), _) => {
+                    tracing::warn!(%error, uid = message.uid, "cannot render FETCH item");
+                    unrenderable += 1;
+                }
+                (Ok(_), None) => {}
+            }
+        }
+        flush_if_large(ctx.out, ctx.io, &mut ctx.broken).await;
+        if ctx.broken {
+            break;
+        }
+    }
+    if unrenderable > 0 {
+        // RFC 3501 §6.4.5: NO when some data could not be fetched.
+        return Ok(Reply::no(Some(other_code("SERVERBUG")), "some messages could not be fetched"));
+    }
+    Ok(Reply::ok("FETCH completed"))
+}

@@ -1,0 +1,501 @@
+//! One client connection: read, frame, decode, gate, run, reply — until LOGOUT, BYE or EOF.
+//!
+//! The loop has the mini-redis shape: wait for bytes with a timeout that depends on the state
+//! (short before login, the RFC 3501 §5.4 autologout timer after) raced against the server's
+//! shutdown signal; both end in `* BYE`. Bytes go through the [`Framer`], which enforces the
+//! size caps before anything is parsed; complete messages are decoded by imap-codec. Nothing a
+//! client sends can panic the loop: undecodable input is answered with `BAD` and the next
+//! command is read.
+//!
+//! Three commands take over the socket after their handler returns: STARTTLS (handshake),
+//! AUTHENTICATE without an initial response (one SASL line) and IDLE (push updates until
+//! `DONE`). They live here because they read from the client themselves.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use imap_codec::decode::Decoder;
+use imap_codec::imap_types::IntoStatic;
+use imap_codec::imap_types::command::Command;
+use imap_codec::imap_types::core::Tag;
+use imap_codec::imap_types::response::{Code, StatusKind};
+use imap_codec::{AuthenticateDataCodec, CommandCodec, IdleDoneCodec};
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::time::Instant;
+use tokio_util::sync::CancellationToken;
+
+use crate::cmd::{self, Ctx, Next, Reply, Shared, authenticate, capability};
+use crate::error::FrontendError;
+use crate::framer::{Frame, Framer, Limits, Rejection, tag_of};
+use crate::io::ImapStream;
+use crate::response::Out;
+use crate::session::{Gate, Session, updates};
+
+/// Size of one socket read.
+const READ_CHUNK: usize = 16 * 1024;
+/// How long a closing connection may take to flush its last bytes.
+const CLOSE_TIMEOUT: Duration = Duration::from_secs(5);
+
+/// Whether the loop goes on.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Flow {
+    Continue,
+    Close,
+}
+
+/// A client connection and its session.
+pub struct Connection {
+    shared: Arc<Shared>,
+    io: ImapStream,
+    framer: Framer,
+    out: Out,
+    session: Session,
+    /// TLS configuration for STARTTLS, if this listener offers it.
+    starttls: Option<Arc<rustls::ServerConfig>>,
+    shutdown: CancellationToken,
+    read_buf: Vec<u8>,
+}
+
+impl Connection {
+    /// A connection over `io` (already TLS for implicit-TLS listeners).
+    pub fn new(
+        shared: Arc<Shared>,
+        io: ImapStream,
+        starttls: Option<Arc<rustls::ServerConfig>>,
+        shutdown: CancellationToken,
+        session_id: String,
+    ) -> Self {
+        let config = &shared.config;
+        let limits = Limits {
+            max_line: config.max_line_bytes,
+            max_literal: config.max_literal_bytes,
+            max_message: (config.max_literal_bytes as usize).saturating_add(4 * config.max_line_bytes),
+        };
+        let session =
+            Session::new(session_id, io.is_tls(), starttls.is_some(), config.allow_plaintext_auth);
+        Self {
+            framer: Framer::new(limits),
+            out: Out::new(),
+            session,
+            starttls,
+            shutdown,
+            io,
+            shared,
+            read_buf: vec![0; READ_CHUNK],
+        }
+    }
+
+    /// Serves the client until the connection ends.
+    pub async fn run(mut self) {
+        // RFC 3501 §7.1.1 greeting, with the capabilities so clients need no CAPABILITY round trip.
+        self.out.untagged(StatusKind::Ok, Some(capability::code(&self.session)), "Mailraft IMAP4rev1 ready");
+        let mut flow = Flow::Continue;
+        while flow == Flow::Continue {
+            flow = match self.step().await {
+                Ok(flow) => flow,
+                Err(error) => {
+                    tracing::debug!(%error, "connection i/o failed");
+                    return;
+                }
+            };
+        }
+        self.session.state = crate::session::State::Logout;
+        let _ = tokio::time::timeout(CLOSE_TIMEOUT, async {
+            let _ = self.out.flush_to(&mut self.io).await;
+            let _ = self.io.shutdown().await;
+        })
+        .await;
+    }
+
+    async fn flush(&mut self) -> std::io::Result<()> {
+        self.out.flush_to(&mut self.io).await
+    }
+
+    /// One framer event.
+    async fn step(&mut self) -> std::io::Result<Flow> {
+        match self.framer.poll() {
+            Frame::NeedMore => {
+                self.flush().await?;
+                self.read_more().await
+            }
+            Frame::Continue => {
+                // RFC 3501 §7.5: the client may now send the literal.
+                self.out.continuation("Ready for literal data");
+                self.flush().await?;
+                Ok(Flow::Continue)
+            }
+            Frame::Message => {
+                let message = self.framer.take_message();
+                self.handle_message(&message).await
+            }
+            Frame::Rejected { tag, reason } => {
+                self.reject(tag.as_ref(), reason);
+                Ok(Flow::Continue)
+            }
+            Frame::Fatal { tag } => {
+                // RFC 7888 §4: a non-synchronizing literal over our limit is already on its way;
+                // we cannot skip it cheaply, so refuse and close.
+                self.out.maybe_tagged(tag.as_ref(), StatusKind::Bad, Some(Code::TooBig), "literal too big");
+                self.out.bye(None, "literal too big, closing");
+                crate::metrics::command("unknown", "bad", Duration::ZERO);
+                Ok(Flow::Close)
+            }
+        }
+    }
+
+    /// Answers a message the framer refused.
+    fn reject(&mut self, tag: Option<&Tag<'_>>, reason: Rejection) {
+        match reason {
+            Rejection::LineTooLong => {
+                self.out.maybe_tagged(tag, StatusKind::Bad, None, "command line too long");
+                crate::metrics::command("unknown", "bad", Duration::ZERO);
+            }
+            // RFC 7888 §4 / RFC 4469 §4.2: refuse the literal before the client sends it.
+            Rejection::LiteralTooBig => {
+                self.out.maybe_tagged(tag, StatusKind::No, Some(Code::TooBig), "literal too big");
+                crate::metrics::command("unknown", "no", Duration::ZERO);
+            }
+        }
+    }
+
+    /// Waits for client bytes (or shutdown, or the inactivity timeout).
+    async fn read_more(&mut self) -> std::io::Result<Flow> {
+        let limit = self.read_timeout();
+        let read = tokio::select! {
+            _ = self.shutdown.cancelled() => None,
+            read = tokio::time::timeout(limit, self.io.read(&mut self.read_buf)) => Some(read),
+        };
+        match read {
+            None => {
+                self.out.bye(None, "server shutting down");
+                Ok(Flow::Close)
+            }
+            Some(Err(_)) => {
+                // RFC 3501 §5.4 autologout.
+                self.out.bye(None, "autologout; idle for too long");
+                Ok(Flow::Close)
+            }
+            Some(Ok(Ok(0))) => Ok(Flow::Close),
+            Some(Ok(Ok(n))) => {
+                self.framer.feed(&self.read_buf[..n]);
+                Ok(Flow::Continue)
+            }
+            Some(Ok(Err(error))) => Err(error),
+        }
+    }
+
+    fn read_timeout(&self) -> Duration {
+        if self.session.user().is_some() {
+            self.shared.config.idle_timeout
+        } else {
+            self.shared.config.preauth_timeout
+        }
+    }
+
+    /// Decodes and runs one complete message.
+    async fn handle_message(&mut self, message: &[u8]) -> std::io::Result<Flow> {
+        let command = match CommandCodec::new().decode(message) {
+            Ok((&[], command)) => command.into_static(),
+            _ => {
+                let tag = tag_of(message);
+                let text = describe_undecodable(message, tag.is_some());
+                self.out.maybe_tagged(tag.as_ref(), StatusKind::Bad, None, &text);
+                crate::metrics::command("unknown", "bad", Duration::ZERO);
+                return Ok(Flow::Continue);
+            }
+        };
+        self.run_command(command).await
+    }
+
+    /// Gates, runs and answers one command.
+    async fn run_command(&mut self, command: Command<'static>) -> std::io::Result<Flow> {
+        let Command { tag, body } = command;
+        let name = body.name();
+        let started = Instant::now();
+        tracing::debug!(command = name, "command");
+        let mut reply = match self.session.is_allowed(&body) {
+            Gate::WrongState(text) => Reply::bad(text),
+            Gate::Unsupported => Reply::bad("command not supported"),
+            Gate::Allowed => {
+                let allow_expunge = cmd::allows_expunge(&body);
+                let mut ctx = Ctx {
+                    shared: &self.shared,
+                    session: &mut self.session,
+                    out: &mut self.out,
+                    io: &mut self.io,
+                    broken: false,
+                };
+                let result = cmd::dispatch(&mut ctx, body).await;
+                if ctx.broken {
+                    return Ok(Flow::Close);
+                }
+                let mut reply = match result {
+                    Ok(reply) => reply,
+                    Err(error) => self.error_reply(name, &error),
+                };
+                // RFC 3501 §7: report mailbox changes before the tagged reply.
+                if reply.next == Next::Continue
+                    && let Err(bye) = self.poll_updates(allow_expunge).await
+                {
+                    reply.next = Next::Bye(bye);
+                }
+                reply
+            }
+        };
+        match reply.next {
+            Next::Idle => return self.idle(&tag, name, started).await,
+            Next::Sasl => return self.sasl(&tag, name, started).await,
+            _ => {}
+        }
+        self.complete(&tag, name, started, &reply);
+        match std::mem::replace(&mut reply.next, Next::Continue) {
+            Next::Close => Ok(Flow::Close),
+            Next::Bye(text) => {
+                self.out.bye(None, text);
+                Ok(Flow::Close)
+            }
+            Next::StartTls => self.start_tls().await,
+            Next::Continue | Next::Idle | Next::Sasl => Ok(Flow::Continue),
+        }
+    }
+
+    /// The reply for a failed command; logs what operators need to see.
+    fn error_reply(&self, name: &'static str, error: &FrontendError) -> Reply {
+        match error {
+            FrontendError::Internal(_) => tracing::warn!(command = name, %error, "command failed"),
+            _ => tracing::debug!(command = name, %error, "command refused"),
+        }
+        let reply = Reply::from_error(error);
+        if error.is_fatal_for_selection() {
+            return reply.then(Next::Bye("mailbox was replaced, please reconnect"));
+        }
+        reply
+    }
+
+    /// Writes the tagged reply and records metrics.
+    fn complete(&mut self, tag: &Tag<'_>, name: &'static str, started: Instant, reply: &Reply) {
+        self.out.tagged(tag, reply.kind, reply.code.clone(), &reply.text);
+        crate::metrics::command(name, reply.result_label(), started.elapsed());
+    }
+
+    /// Sends unsolicited updates; `Err` carries the BYE text when the selection is unusable.
+    async fn poll_updates(&mut self, allow_expunge: bool) -> Result<(), &'static str> {
+        if self.session.selected().is_none() {
+            return Ok(());
+        }
+        match updates::poll(&self.shared.storage, &mut self.session, &mut self.out, allow_expunge).await {
+            Ok(()) => Ok(()),
+            Err(FrontendError::NonExistent(_)) => Err("selected mailbox was deleted"),
+            Err(FrontendError::UidValidityChanged(_)) => Err("selected mailbox was replaced"),
+            Err(error) => {
+                // Transient: the changes will be reported with a later command.
+                tracing::debug!(%error, "cannot poll mailbox changes");
+                Ok(())
+            }
+        }
+    }
+
+    /// STARTTLS: handshake after the tagged OK (RFC 3501 §6.2.1).
+    async fn start_tls(&mut self) -> std::io::Result<Flow> {
+        self.flush().await?;
+        // Anything pipelined after STARTTLS was sent in cleartext and must not be executed.
+        self.framer.clear();
+        let Some(config) = self.starttls.clone() else {
+            return Ok(Flow::Close);
+        };
+        let io = std::mem::replace(&mut self.io, ImapStream::Upgrading);
+        match tokio::time::timeout(self.shared.config.preauth_timeout, io.upgrade(config)).await {
+            Ok(Ok(io)) => {
+                self.io = io;
+                self.session.tls = true;
+                self.session.starttls_available = false;
+                Ok(Flow::Continue)
+            }
+            Ok(Err(error)) => {
+                tracing::debug!(%error, "STARTTLS handshake failed");
+                Ok(Flow::Close)
+            }
+            Err(_) => Ok(Flow::Close),
+        }
+    }
+
+    /// AUTHENTICATE without initial response: `+ `, then one base64 line (RFC 3501 §6.2.2).
+    async fn sasl(&mut self, tag: &Tag<'static>, name: &'static str, started: Instant) -> std::io::Result<Flow> {
+        self.out.empty_continuation();
+        loop {
+            match self.framer.poll() {
+                Frame::NeedMore => {
+                    self.flush().await?;
+                    if self.read_more().await? == Flow::Close {
+                        return Ok(Flow::Close);
+                    }
+                }
+                Frame::Message => {
+                    let message = self.framer.take_message();
+                    let reply = match AuthenticateDataCodec::new().decode(&message) {
+                        Ok((&[], data)) => {
+                            let mut ctx = Ctx {
+                                shared: &self.shared,
+                                session: &mut self.session,
+                                out: &mut self.out,
+                                io: &mut self.io,
+                                broken: false,
+                            };
+                            match authenticate::finish(&mut ctx, data).await {
+                                Ok(reply) => reply,
+                                Err(error) => self.error_reply(name, &error),
+                            }
+                        }
+                        _ => Reply::bad("invalid SASL response, expected base64"),
+                    };
+                    self.complete(tag, name, started, &reply);
+                    return Ok(match reply.next {
+                        Next::Bye(text) => {
+                            self.out.bye(None, text);
+                            Flow::Close
+                        }
+                        _ => Flow::Continue,
+                    });
+                }
+                Frame::Rejected { .. } => {
+                    self.complete(tag, name, started, &Reply::bad("SASL response too long"));
+                    return Ok(Flow::Continue);
+                }
+                // A literal cannot be part of a SASL response; the stream is out of sync.
+                Frame::Continue | Frame::Fatal { .. } => {
+                    self.complete(tag, name, started, &Reply::bad("invalid SASL response"));
+                    self.out.bye(None, "protocol error");
+                    return Ok(Flow::Close);
+                }
+            }
+        }
+    }
+
+    /// IDLE (RFC 2177): push updates as they happen until `DONE`.
+    async fn idle(&mut self, tag: &Tag<'static>, name: &'static str, started: Instant) -> std::io::Result<Flow> {
+        let subscription = self.session.user().zip(self.session.selected()).map(|(user, selected)| {
+            self.shared.watch.subscribe(user.tenant_id, user.account_id, selected.mailbox_id)
+        });
+        self.out.continuation("idling");
+        // Catch up on what happened before the subscription existed.
+        if let Err(bye) = self.poll_updates(true).await {
+            self.out.bye(None, bye);
+            return Ok(Flow::Close);
+        }
+        self.flush().await?;
+        let config = &self.shared.config;
+        let deadline = Instant::now() + config.idle_timeout;
+        let mut keepalive =
+            tokio::time::interval_at(Instant::now() + config.idle_keepalive, config.idle_keepalive);
+        loop {
+            match self.framer.poll() {
+                Frame::NeedMore => {}
+                Frame::Message => {
+                    let message = self.framer.take_message();
+                    let reply = match IdleDoneCodec::new().decode(&message) {
+                        Ok((&[], _)) => Reply::ok("IDLE terminated"),
+                        _ => Reply::bad("expected DONE"),
+                    };
+                    self.complete(tag, name, started, &reply);
+                    return Ok(Flow::Continue);
+                }
+                Frame::Rejected { .. } => {
+                    self.complete(tag, name, started, &Reply::bad("expected DONE"));
+                    return Ok(Flow::Continue);
+                }
+                Frame::Continue | Frame::Fatal { .. } => {
+                    self.complete(tag, name, started, &Reply::bad("expected DONE"));
+                    self.out.bye(None, "protocol error");
+                    return Ok(Flow::Close);
+                }
+            }
+            let event = tokio::select! {
+                _ = self.shutdown.cancelled() => IdleEvent::Shutdown,
+                _ = tokio::time::sleep_until(deadline) => IdleEvent::Timeout,
+                _ = keepalive.tick() => IdleEvent::Keepalive,
+                _ = changed(subscription.as_ref()) => IdleEvent::Changed,
+                read = self.io.read(&mut self.read_buf) => IdleEvent::Read(read),
+            };
+            match event {
+                IdleEvent::Shutdown => {
+                    self.out.bye(None, "server shutting down");
+                    return Ok(Flow::Close);
+                }
+                IdleEvent::Timeout => {
+                    self.out.bye(None, "autologout; idle for too long");
+                    return Ok(Flow::Close);
+                }
+                IdleEvent::Keepalive => {
+                    self.out.untagged(StatusKind::Ok, None, "still here");
+                    self.flush().await?;
+                }
+                IdleEvent::Changed => {
+                    if let Err(bye) = self.poll_updates(true).await {
+                        self.out.bye(None, bye);
+                        return Ok(Flow::Close);
+                    }
+                    self.flush().await?;
+                }
+                IdleEvent::Read(Ok(0)) => return Ok(Flow::Close),
+                IdleEvent::Read(Ok(n)) => self.framer.feed(&self.read_buf[..n]),
+                IdleEvent::Read(Err(error)) => return Err(error),
+            }
+        }
+    }
+}
+
+/// What woke an idling connection.
+enum IdleEvent {
+    Shutdown,
+    Timeout,
+    Keepalive,
+    Changed,
+    Read(std::io::Result<usize>),
+}
+
+/// Resolves when the subscription fires; never without one (IDLE in authenticated state).
+async fn changed(subscription: Option<&crate::watch::Subscription>) {
+    match subscription {
+        Some(subscription) => subscription.changed().await,
+        None => std::future::pending().await,
+    }
+}
+
+/// Command names imap-codec parses, to tell "unknown command" from "bad arguments".
+const KNOWN_COMMANDS: &[&str] = &[
+    "APPEND", "AUTHENTICATE", "CAPABILITY", "CHECK", "CLOSE", "COPY", "CREATE", "DELETE", "ENABLE",
+    "EXAMINE", "EXPUNGE", "FETCH", "ID", "IDLE", "LIST", "LOGIN", "LOGOUT", "LSUB", "MOVE",
+    "NAMESPACE", "NOOP", "RENAME", "SEARCH", "SELECT", "STARTTLS", "STATUS", "STORE", "SUBSCRIBE",
+    "UID", "UNSELECT", "UNSUBSCRIBE",
+];
+
+/// A clear text for a message imap-codec could not decode. Never echoes the message itself:
+/// it may contain credentials.
+fn describe_undecodable(message: &[u8], has_tag: bool) -> String {
+    if !has_tag {
+        return "invalid command: missing or invalid tag".to_owned();
+    }
+    let mut words = message.split(|b| matches!(b, b' ' | b'\r' | b'\n')).filter(|w| !w.is_empty());
+    let _tag = words.next();
+    let Some(word) = words.next() else {
+        return "invalid command: missing command name".to_owned();
+    };
+    let word = String::from_utf8_lossy(word).to_ascii_uppercase();
+    match KNOWN_COMMANDS.iter().find(|known| **known == word) {
+        Some(known) => format!("syntax error in {known} arguments"),
+        None => "unknown command".to_owned(),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn describes_bad_input_without_echoing_it() {
+        assert_eq!(describe_undecodable(b"a1 FROB x\r\n", true), "unknown command");
+        assert_eq!(describe_undecodable(b"a1 login\r\n", true), "syntax error in LOGIN arguments");
+        assert_eq!(describe_undecodable(b"a1\r\n", true), "invalid command: missing command name");
+        assert_eq!(describe_undecodable(b"\x00\x01\r\n", false), "invalid command: missing or invalid tag");
+    }
+}

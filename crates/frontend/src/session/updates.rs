@@ -1,0 +1,107 @@
+//! Unsolicited mailbox updates (RFC 3501 §5.2, §7.3.1, §7.4.1; RFC 9051 §7).
+//!
+//! Before the tagged reply of every command in the selected state (and whenever the watch hub
+//! signals a change during IDLE) the session asks the storage what changed since the highest
+//! modseq it has reported and turns the answer into `EXISTS`, `EXPUNGE` and `FETCH (FLAGS)`
+//! responses through the pure [`Selected`](super::Selected) logic. During FETCH, STORE and
+//! SEARCH (not their UID forms) expunges are held back, because the client's sequence numbers
+//! must not shift under those commands (RFC 3501 §7.4.1).
+
+use std::num::NonZeroU32;
+
+use imap_codec::imap_types::core::Vec1;
+use imap_codec::imap_types::fetch::MessageDataItem;
+use imap_codec::imap_types::response::Data;
+use mailraft_proto as proto;
+
+use super::{Session, Update};
+use crate::error::FrontendError;
+use crate::response::Out;
+use crate::storage::Storage;
+
+/// Polls the storage for changes to the selected mailbox and writes the resulting responses.
+/// Does nothing outside the selected state.
+pub async fn poll(
+    storage: &Storage,
+    session: &mut Session,
+    out: &mut Out,
+    allow_expunge: bool,
+) -> Result<(), FrontendError> {
+    let Some((user, selected)) = session.user_and_selected() else {
+        return Ok(());
+    };
+    let request = proto::ChangesRequest {
+        ctx: Some(user.ctx.clone()),
+        mailbox_id: selected.mailbox_id,
+        uidvalidity: selected.uidvalidity,
+        since_modseq: selected.highest_modseq,
+    };
+    let changes = storage.changes(request).await?;
+    let updates = if changes.resync {
+        // The change log no longer reaches back to our modseq: diff against a fresh SELECT.
+        let fresh = storage.select(&user.ctx, &selected.name).await?;
+        let status = fresh.status.clone().unwrap_or_default();
+        if status.mailbox_id != selected.mailbox_id || status.uidvalidity != selected.uidvalidity {
+            return Err(FrontendError::UidValidityChanged(
+                "the selected mailbox was replaced".to_owned(),
+            ));
+        }
+        selected.apply_resync(&fresh, allow_expunge)
+    } else {
+        selected.apply_changes(&changes, allow_expunge)
+    };
+    write_updates(out, &updates);
+    Ok(())
+}
+
+/// Writes updates as untagged responses.
+pub fn write_updates(out: &mut Out, updates: &[Update]) {
+    for update in updates {
+        match update {
+            Update::Exists(n) => out.data(Data::Exists(*n)),
+            Update::Expunge(seq) => {
+                if let Some(seq) = NonZeroU32::new(*seq) {
+                    out.data(Data::Expunge(seq));
+                }
+            }
+            Update::Flags { seq, uid, flags } => {
+                if let Some(data) = flags_fetch(*seq, *uid, flags) {
+                    out.data(data);
+                }
+            }
+        }
+    }
+}
+
+/// `* seq FETCH (UID uid FLAGS (...))`.
+pub fn flags_fetch(seq: u32, uid: u32, flags: &[String]) -> Option<Data<'static>> {
+    let seq = NonZeroU32::new(seq)?;
+    let uid = NonZeroU32::new(uid)?;
+    let items = vec![
+        MessageDataItem::Uid(uid),
+        MessageDataItem::Flags(crate::flags::fetch_flags(flags)),
+    ];
+    Some(Data::Fetch { seq, items: Vec1::try_from(items).ok()? })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn renders_updates() {
+        let mut out = Out::new();
+        write_updates(
+            &mut out,
+            &[
+                Update::Flags { seq: 2, uid: 9, flags: vec!["\\Seen".into(), "$Junk".into()] },
+                Update::Expunge(3),
+                Update::Exists(4),
+            ],
+        );
+        assert_eq!(
+            String::from_utf8_lossy(out.as_bytes()),
+            "* 2 FETCH (UID 9 FLAGS (\\Seen $Junk))\r\n* 3 EXPUNGE\r\n* 4 EXISTS\r\n"
+        );
+    }
+}

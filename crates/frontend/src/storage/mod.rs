@@ -1,0 +1,289 @@
+//! Typed access to the storage tier's `Storage` gRPC service.
+//!
+//! One [`Storage`] per front-end process, cloned into every session: all sessions share the
+//! router's channels (HTTP/2 multiplexes their calls) and its leader cache. Each method is one
+//! RPC through [`route::Router::call`], which adds routing, retries and the request deadline,
+//! and maps failures to [`FrontendError`] (see [`status`]). Data calls carry the session's
+//! [`proto::Context`] (group id, session token, session id), which the caller builds once at
+//! login.
+
+pub mod route;
+pub mod status;
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use mailraft_proto as proto;
+use tonic::Streaming;
+
+use crate::error::FrontendError;
+use route::Router;
+
+/// Client of the storage tier, cheap to clone.
+#[derive(Debug, Clone)]
+pub struct Storage {
+    router: Arc<Router>,
+    group_id: u64,
+}
+
+/// The messages of one FETCH, as the storage streams them.
+#[derive(Debug)]
+pub struct FetchStream {
+    inner: Streaming<proto::FetchResponse>,
+    /// Bound on the wait for each chunk, so a stalled node cannot hang the session.
+    timeout: Duration,
+}
+
+impl FetchStream {
+    /// The next chunk of messages, `None` at the end.
+    pub async fn next(&mut self) -> Result<Option<proto::FetchResponse>, FrontendError> {
+        match tokio::time::timeout(self.timeout, self.inner.message()).await {
+            Err(_) => Err(FrontendError::Timeout),
+            Ok(result) => result.map_err(FrontendError::from),
+        }
+    }
+}
+
+impl Storage {
+    /// A client for the storage group `group_id` reachable at `endpoints`.
+    pub fn new(endpoints: &[String], group_id: u64, request_timeout: Duration) -> Self {
+        Self { router: Arc::new(Router::new(endpoints, request_timeout)), group_id }
+    }
+
+    /// The router (the watch hub shares its channels).
+    pub fn router(&self) -> &Arc<Router> {
+        &self.router
+    }
+
+    /// The Raft group this front-end talks to.
+    pub fn group_id(&self) -> u64 {
+        self.group_id
+    }
+
+    /// The context of a session that logged in with `token`.
+    pub fn context(&self, token: Vec<u8>, session_id: &str) -> proto::Context {
+        proto::Context { group_id: self.group_id, token, session_id: session_id.to_owned() }
+    }
+
+    /// Checks a login and password; the response carries the session token.
+    pub async fn authenticate(
+        &self,
+        session_id: &str,
+        login: &str,
+        password: &str,
+    ) -> Result<proto::AuthenticateResponse, FrontendError> {
+        let request = proto::AuthenticateRequest {
+            ctx: Some(self.context(Vec::new(), session_id)),
+            login: login.to_owned(),
+            password: password.to_owned(),
+        };
+        self.router
+            .call("authenticate", |mut c| {
+                let request = request.clone();
+                async move { c.authenticate(request).await }
+            })
+            .await
+    }
+
+    /// Every mailbox and subscription of the account.
+    pub async fn list_mailboxes(
+        &self,
+        ctx: &proto::Context,
+    ) -> Result<proto::ListMailboxesResponse, FrontendError> {
+        let request = proto::ListMailboxesRequest { ctx: Some(ctx.clone()) };
+        self.router
+            .call("list_mailboxes", |mut c| {
+                let request = request.clone();
+                async move { c.list_mailboxes(request).await }
+            })
+            .await
+    }
+
+    /// Creates a mailbox.
+    pub async fn create_mailbox(
+        &self,
+        ctx: &proto::Context,
+        name: &str,
+    ) -> Result<proto::CreateMailboxResponse, FrontendError> {
+        let request = proto::CreateMailboxRequest {
+            ctx: Some(ctx.clone()),
+            name: name.to_owned(),
+            special_use: String::new(),
+        };
+        self.router
+            .call("create_mailbox", |mut c| {
+                let request = request.clone();
+                async move { c.create_mailbox(request).await }
+            })
+            .await
+    }
+
+    /// Deletes a mailbox.
+    pub async fn delete_mailbox(&self, ctx: &proto::Context, name: &str) -> Result<(), FrontendError> {
+        let request = proto::DeleteMailboxRequest { ctx: Some(ctx.clone()), name: name.to_owned() };
+        self.router
+            .call("delete_mailbox", |mut c| {
+                let request = request.clone();
+                async move { c.delete_mailbox(request).await }
+            })
+            .await
+            .map(|_| ())
+    }
+
+    /// Renames a mailbox (and its children).
+    pub async fn rename_mailbox(
+        &self,
+        ctx: &proto::Context,
+        from: &str,
+        to: &str,
+    ) -> Result<(), FrontendError> {
+        let request = proto::RenameMailboxRequest {
+            ctx: Some(ctx.clone()),
+            from: from.to_owned(),
+            to: to.to_owned(),
+        };
+        self.router
+            .call("rename_mailbox", |mut c| {
+                let request = request.clone();
+                async move { c.rename_mailbox(request).await }
+            })
+            .await
+            .map(|_| ())
+    }
+
+    /// Adds or removes `name` from the subscriptions.
+    pub async fn subscribe(
+        &self,
+        ctx: &proto::Context,
+        name: &str,
+        subscribe: bool,
+    ) -> Result<(), FrontendError> {
+        let request =
+            proto::SubscribeRequest { ctx: Some(ctx.clone()), name: name.to_owned(), subscribe };
+        self.router
+            .call("subscribe", |mut c| {
+                let request = request.clone();
+                async move { c.subscribe(request).await }
+            })
+            .await
+            .map(|_| ())
+    }
+
+    /// Counters of a mailbox (STATUS).
+    pub async fn status(
+        &self,
+        ctx: &proto::Context,
+        name: &str,
+    ) -> Result<proto::MailboxStatus, FrontendError> {
+        let request = proto::StatusRequest { ctx: Some(ctx.clone()), name: name.to_owned() };
+        let response = self
+            .router
+            .call("status", |mut c| {
+                let request = request.clone();
+                async move { c.status(request).await }
+            })
+            .await?;
+        response.status.ok_or_else(|| FrontendError::Internal("status response without status".into()))
+    }
+
+    /// Opens a mailbox: counters and every UID.
+    pub async fn select(
+        &self,
+        ctx: &proto::Context,
+        name: &str,
+    ) -> Result<proto::SelectResponse, FrontendError> {
+        let request = proto::SelectRequest { ctx: Some(ctx.clone()), name: name.to_owned() };
+        self.router
+            .call("select", |mut c| {
+                let request = request.clone();
+                async move { c.select(request).await }
+            })
+            .await
+    }
+
+    /// Appends messages to a mailbox.
+    pub async fn append(&self, request: proto::AppendRequest) -> Result<proto::AppendResponse, FrontendError> {
+        self.router
+            .call("append", |mut c| {
+                let request = request.clone();
+                async move { c.append(request).await }
+            })
+            .await
+    }
+
+    /// Starts a FETCH; messages arrive through the returned stream.
+    pub async fn fetch(&self, request: proto::FetchRequest) -> Result<FetchStream, FrontendError> {
+        let inner = self
+            .router
+            .call("fetch", |mut c| {
+                let request = request.clone();
+                async move { c.fetch(request).await }
+            })
+            .await?;
+        Ok(FetchStream { inner, timeout: self.router.request_timeout() })
+    }
+
+    /// Changes flags.
+    pub async fn store(&self, request: proto::StoreRequest) -> Result<proto::StoreResponse, FrontendError> {
+        self.router
+            .call("store", |mut c| {
+                let request = request.clone();
+                async move { c.store(request).await }
+            })
+            .await
+    }
+
+    /// Removes messages flagged `\Deleted`.
+    pub async fn expunge(
+        &self,
+        request: proto::ExpungeRequest,
+    ) -> Result<proto::ExpungeResponse, FrontendError> {
+        self.router
+            .call("expunge", |mut c| {
+                let request = request.clone();
+                async move { c.expunge(request).await }
+            })
+            .await
+    }
+
+    /// Copies (or moves) messages to another mailbox.
+    pub async fn copy(&self, request: proto::CopyRequest) -> Result<proto::CopyResponse, FrontendError> {
+        self.router
+            .call("copy", |mut c| {
+                let request = request.clone();
+                async move { c.copy(request).await }
+            })
+            .await
+    }
+
+    /// Runs a SEARCH next to the data.
+    pub async fn search(&self, request: proto::SearchRequest) -> Result<proto::SearchResponse, FrontendError> {
+        self.router
+            .call("search", |mut c| {
+                let request = request.clone();
+                async move { c.search(request).await }
+            })
+            .await
+    }
+
+    /// What changed in a mailbox since a modseq.
+    pub async fn changes(
+        &self,
+        request: proto::ChangesRequest,
+    ) -> Result<proto::ChangesResponse, FrontendError> {
+        self.router
+            .call("changes", |mut c| {
+                let request = request.clone();
+                async move { c.changes(request).await }
+            })
+            .await
+    }
+
+    /// Opens the process-wide stream of committed mailbox changes (the watch hub's only caller).
+    pub async fn watch(&self) -> Result<Streaming<proto::WatchEvent>, FrontendError> {
+        let request = proto::WatchRequest { group_id: self.group_id };
+        self.router
+            .call("watch", |mut c| async move { c.watch(request).await })
+            .await
+    }
+}

@@ -1,0 +1,84 @@
+//! gRPC status → [`FrontendError`], in one place.
+//!
+//! The storage tier puts a stable code in the `mailraft-code` metadata entry (and, for
+//! `NOT_LEADER`, the leader's address in `mailraft-leader`); the gRPC code is only a fallback for
+//! statuses that did not come from our storage service (transport errors, proxies).
+
+use tonic::{Code, Status};
+
+use crate::error::FrontendError;
+
+/// Metadata key carrying the stable error code.
+pub const CODE_KEY: &str = "mailraft-code";
+/// Metadata key carrying the leader's gRPC address on `NOT_LEADER`.
+pub const LEADER_KEY: &str = "mailraft-leader";
+
+impl From<Status> for FrontendError {
+    fn from(status: Status) -> Self {
+        let meta = |key: &str| {
+            status.metadata().get(key).and_then(|v| v.to_str().ok()).map(str::to_owned)
+        };
+        let message = status.message().to_owned();
+        match meta(CODE_KEY).as_deref() {
+            Some("NONEXISTENT") => FrontendError::NonExistent(message),
+            Some("ALREADYEXISTS") => FrontendError::AlreadyExists(message),
+            Some("UIDVALIDITY") => FrontendError::UidValidityChanged(message),
+            Some("CANNOT") => FrontendError::Cannot(message),
+            Some("OVERQUOTA") => FrontendError::OverQuota(message),
+            Some("INVALID") => FrontendError::Invalid(message),
+            Some("AUTHFAILED") => FrontendError::AuthFailed(message),
+            Some("UNAVAILABLE") => FrontendError::Unavailable(message),
+            Some("INTERNAL") => FrontendError::Internal(message),
+            Some("NOT_LEADER") => {
+                FrontendError::NotLeader { leader: meta(LEADER_KEY).filter(|l| !l.is_empty()) }
+            }
+            _ => from_grpc_code(status.code(), message),
+        }
+    }
+}
+
+fn from_grpc_code(code: Code, message: String) -> FrontendError {
+    match code {
+        Code::NotFound => FrontendError::NonExistent(message),
+        Code::AlreadyExists => FrontendError::AlreadyExists(message),
+        Code::ResourceExhausted => FrontendError::OverQuota(message),
+        Code::InvalidArgument | Code::OutOfRange => FrontendError::Invalid(message),
+        Code::Unauthenticated | Code::PermissionDenied => FrontendError::AuthFailed(message),
+        Code::FailedPrecondition => FrontendError::Cannot(message),
+        Code::Unavailable | Code::Aborted | Code::Cancelled => FrontendError::Unavailable(message),
+        Code::DeadlineExceeded => FrontendError::Timeout,
+        _ => FrontendError::Internal(message),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn with_code(code: &str) -> Status {
+        let mut status = Status::failed_precondition("msg");
+        status.metadata_mut().insert(CODE_KEY, code.parse().unwrap());
+        status
+    }
+
+    #[test]
+    fn maps_metadata_codes() {
+        assert_eq!(FrontendError::from(with_code("NONEXISTENT")), FrontendError::NonExistent("msg".into()));
+        assert_eq!(FrontendError::from(with_code("OVERQUOTA")), FrontendError::OverQuota("msg".into()));
+        assert_eq!(FrontendError::from(with_code("UIDVALIDITY")), FrontendError::UidValidityChanged("msg".into()));
+        assert_eq!(FrontendError::from(with_code("NOT_LEADER")), FrontendError::NotLeader { leader: None });
+        let mut status = with_code("NOT_LEADER");
+        status.metadata_mut().insert(LEADER_KEY, "10.0.0.2:7070".parse().unwrap());
+        assert_eq!(
+            FrontendError::from(status),
+            FrontendError::NotLeader { leader: Some("10.0.0.2:7070".into()) }
+        );
+    }
+
+    #[test]
+    fn falls_back_to_grpc_code() {
+        assert_eq!(FrontendError::from(Status::unavailable("down")), FrontendError::Unavailable("down".into()));
+        assert_eq!(FrontendError::from(Status::internal("x")), FrontendError::Internal("x".into()));
+        assert_eq!(FrontendError::from(Status::deadline_exceeded("x")), FrontendError::Timeout);
+    }
+}
