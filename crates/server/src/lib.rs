@@ -1,1 +1,44 @@
-//! placeholder
+//! The Mailraft storage node: tonic services over an openraft group on RocksDB.
+//!
+//! Flow of a call: a front-end sends a `mailraft.v1.Storage` RPC with the session token it got
+//! from `Authenticate`. The service ([`storage_service`]) verifies the token ([`token`]), then
+//! - for a write, builds a `mailraft_model::Command`, stamps it with the clock into a `Request`
+//!   and proposes it through Raft; the reply is the model's result once the entry is committed
+//!   and applied (APPENDUID, COPYUID, …);
+//! - for a read, runs a read-index round (`ensure_linearizable`) and then a
+//!   `mailraft_model::query` on a point-in-time view of the applied state, on the blocking pool
+//!   (FETCH streams in bounded chunks, SEARCH evaluates next to the data).
+//!
+//! Errors of every layer become one [`ServerError`], mapped once to a gRPC status with a stable
+//! `mailraft-code` ([`error`]); a follower answers `NOT_LEADER` with the leader's address.
+//! Raft peers talk over the `mailraft.v1.Raft` service: [`network`] is the client side (one
+//! reused channel per peer), [`raft_service`] the server side. [`node`] wires it together:
+//! [`StorageNode::start`] / [`StorageNode::shutdown`].
+//!
+//! Module map: `node` (lifecycle), `shared` (what services share: authorize / write / read),
+//! `storage_service` (dispatch) with `session`, `mailboxes`, `messages`, `fetch`, `search`,
+//! `changes`; `admin_service`; `raft_service`, `network`; `token`, `password`, `convert`,
+//! `error`, `metrics`.
+
+#![deny(missing_docs)]
+
+pub mod admin_service;
+mod changes;
+pub mod convert;
+pub mod error;
+mod fetch;
+mod mailboxes;
+mod messages;
+pub mod metrics;
+pub mod network;
+pub mod node;
+pub mod password;
+pub mod raft_service;
+mod search;
+mod session;
+pub mod shared;
+pub mod storage_service;
+pub mod token;
+
+pub use error::ServerError;
+pub use node::{NodeConfig, StorageNode};

@@ -1,0 +1,276 @@
+//! A storage node: one Raft group member with its gRPC server.
+//!
+//! Lifecycle:
+//! 1. [`StorageNode::start`] opens the RocksDB store under `data_dir`, builds the openraft
+//!    instance with the tonic [`Network`], and serves Storage, Admin, Raft and gRPC health on
+//!    the given listener (bound by the caller, so tests can use port 0).
+//! 2. With `bootstrap`, a pristine node initializes a single-member cluster, waits until it
+//!    leads, and proposes `Command::Init` with a fresh random session key (the key that signs
+//!    session tokens). Restarting a bootstrapped node changes nothing: Raft state and the key
+//!    are on disk. Other nodes join through membership changes (a later admin feature).
+//! 3. [`StorageNode::shutdown`] stops accepting calls, lets in-flight ones finish (bounded by
+//!    [`DRAIN_TIMEOUT`]), ends Watch streams, then stops Raft so the store is flushed and closed.
+
+use std::collections::BTreeMap;
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::sync::Arc;
+use std::time::Duration;
+
+use mailraft_model::{AccountId, Command, ModelError, TenantId, query};
+use mailraft_proto::admin_server::AdminServer;
+use mailraft_proto::raft_server::RaftServer;
+use mailraft_proto::storage_server::StorageServer;
+use mailraft_store::{Node, Raft};
+use openraft::error::{InitializeError, RaftError};
+use openraft::{Config, SnapshotPolicy};
+use rand::RngCore;
+use tokio::sync::watch;
+use tokio::task::JoinHandle;
+use tonic::transport::Server;
+use tonic::transport::server::TcpIncoming;
+
+use crate::admin_service::{self, AdminService};
+use crate::error::ServerError;
+use crate::network::Network;
+use crate::password::Login;
+use crate::raft_service::RaftService;
+use crate::shared::Shared;
+use crate::storage_service::StorageService;
+
+/// How long shutdown waits for in-flight calls before cutting connections.
+pub const DRAIN_TIMEOUT: Duration = Duration::from_secs(10);
+/// How long bootstrap waits for this node to become leader.
+pub const LEADER_TIMEOUT: Duration = Duration::from_secs(10);
+/// Largest request the Storage service accepts (APPEND carries whole messages).
+pub const MAX_REQUEST_BYTES: usize = 64 << 20;
+
+/// Everything a storage node needs to start.
+#[derive(Debug, Clone)]
+pub struct NodeConfig {
+    /// This node's id within its group; must be unique and non-zero (0 means "no leader" in
+    /// ClusterInfo).
+    pub node_id: u64,
+    /// The Raft group this node serves.
+    pub group_id: u64,
+    /// Directory for RocksDB and snapshots; created if missing.
+    pub data_dir: PathBuf,
+    /// Address the listener is bound to (informational; the caller binds it).
+    pub listen: SocketAddr,
+    /// `http://host:port` other nodes and front-ends use to reach this node; stored in the
+    /// Raft membership and returned in NOT_LEADER hints.
+    pub advertise: String,
+    /// Raft heartbeat interval, milliseconds.
+    pub heartbeat_ms: u64,
+    /// Lower bound of the randomized election timeout, milliseconds.
+    pub election_min_ms: u64,
+    /// Upper bound of the randomized election timeout, milliseconds.
+    pub election_max_ms: u64,
+    /// Build a snapshot after this many log entries since the last one.
+    pub snapshot_logs_since_last: u64,
+    /// Initialize a single-node cluster if this node's Raft state is pristine.
+    pub bootstrap: bool,
+}
+
+impl NodeConfig {
+    /// A config with the usual timings for node `node_id` of group 1, serving `listen` and
+    /// advertising `http://{listen}`.
+    pub fn new(node_id: u64, data_dir: PathBuf, listen: SocketAddr) -> Self {
+        NodeConfig {
+            node_id,
+            group_id: 1,
+            data_dir,
+            listen,
+            advertise: format!("http://{listen}"),
+            heartbeat_ms: 100,
+            election_min_ms: 300,
+            election_max_ms: 600,
+            snapshot_logs_since_last: 5_000,
+            bootstrap: false,
+        }
+    }
+
+    fn raft_config(&self) -> Result<Config, ServerError> {
+        let config = Config {
+            cluster_name: format!("mailraft-group-{}", self.group_id),
+            heartbeat_interval: self.heartbeat_ms,
+            election_timeout_min: self.election_min_ms,
+            election_timeout_max: self.election_max_ms,
+            snapshot_policy: SnapshotPolicy::LogsSinceLast(self.snapshot_logs_since_last),
+            ..Config::default()
+        };
+        config.validate().map_err(|e| ServerError::Invalid(format!("raft config: {e}")))
+    }
+}
+
+/// A running storage node.
+pub struct StorageNode {
+    /// Raft, state view and ids, shared with the services.
+    shared: Arc<Shared>,
+    /// The advertised address (bootstrap membership).
+    advertise: String,
+    /// Where the server actually listens.
+    local_addr: SocketAddr,
+    /// Set to `true` to stop serving and end streams.
+    stop: watch::Sender<bool>,
+    /// The gRPC server task.
+    server: JoinHandle<Result<(), tonic::transport::Error>>,
+}
+
+impl StorageNode {
+    /// Opens the store, starts Raft and serves on `listener` (see the module docs).
+    pub async fn start(cfg: NodeConfig, listener: tokio::net::TcpListener) -> Result<StorageNode, ServerError> {
+        let raft_config = Arc::new(cfg.raft_config()?);
+        let local_addr = listener.local_addr()?;
+        let data_dir = cfg.data_dir.clone();
+        let (log, sm) = tokio::task::spawn_blocking(move || mailraft_store::open(&data_dir)).await??;
+        let view = sm.reader();
+        let raft = Raft::new(cfg.node_id, raft_config, Network::new(cfg.group_id), log, sm).await?;
+        let shared = Arc::new(Shared::new(cfg.node_id, cfg.group_id, raft.clone(), view));
+
+        let (stop, stop_rx) = watch::channel(false);
+        let (health, health_service) = tonic_health::server::health_reporter();
+        health.set_serving::<StorageServer<StorageService>>().await;
+        let storage = StorageServer::new(StorageService::new(shared.clone(), stop_rx.clone()))
+            .max_decoding_message_size(MAX_REQUEST_BYTES)
+            .max_encoding_message_size(usize::MAX);
+        let admin = AdminServer::new(AdminService::new(shared.clone()));
+        let raft_rpc = RaftServer::new(RaftService::new(raft.clone(), cfg.group_id))
+            .max_decoding_message_size(usize::MAX)
+            .max_encoding_message_size(usize::MAX);
+        let incoming = TcpIncoming::from(listener).with_nodelay(Some(true));
+        let mut stop_signal = stop_rx;
+        let server = tokio::spawn(
+            Server::builder()
+                .add_service(health_service)
+                .add_service(storage)
+                .add_service(admin)
+                .add_service(raft_rpc)
+                .serve_with_incoming_shutdown(incoming, async move {
+                    // An error means the sender is gone, which also means stop.
+                    let _ = stop_signal.wait_for(|s| *s).await;
+                }),
+        );
+        tracing::info!(node_id = cfg.node_id, group_id = cfg.group_id, addr = %local_addr, "storage node serving");
+
+        let node = StorageNode { shared, advertise: cfg.advertise.clone(), local_addr, stop, server };
+        if cfg.bootstrap
+            && let Err(e) = node.bootstrap().await
+        {
+            node.shutdown().await;
+            return Err(e);
+        }
+        Ok(node)
+    }
+
+    /// Initializes a pristine node as a one-member cluster, waits for a leader and makes sure
+    /// the session key exists.
+    async fn bootstrap(&self) -> Result<(), ServerError> {
+        let raft = &self.shared.raft;
+        let me = self.shared.node_id;
+        if !raft.is_initialized().await? {
+            let members = BTreeMap::from([(me, Node { addr: self.advertise.clone() })]);
+            match raft.initialize(members).await {
+                Ok(()) => tracing::info!(node_id = me, "initialized single-node cluster"),
+                // Already initialized concurrently: that is the goal anyway.
+                Err(RaftError::APIError(InitializeError::NotAllowed(_))) => {}
+                Err(e) => return Err(ServerError::internal(format!("raft initialize: {e}"))),
+            }
+        }
+        let metrics = raft
+            .wait(Some(LEADER_TIMEOUT))
+            .metrics(|m| m.current_leader.is_some(), "a leader is known")
+            .await
+            .map_err(|e| ServerError::Unavailable(format!("no leader elected: {e}")))?;
+        if metrics.current_leader == Some(me) && query::session_key(&self.shared.view).is_none() {
+            let mut session_key = vec![0u8; 32];
+            rand::rngs::OsRng.fill_bytes(&mut session_key);
+            self.shared.write(Command::Init { session_key }).await?;
+            tracing::info!("session key installed");
+        }
+        Ok(())
+    }
+
+    /// Creates tenant `domain` and account `login` (a local part, or `user@domain`) with
+    /// `password` unless the account exists; returns its ids. Used by dev mode's demo user.
+    pub async fn ensure_tenant_user(
+        &self,
+        domain: &str,
+        login: &str,
+        password: &str,
+    ) -> Result<(TenantId, AccountId), ServerError> {
+        let login = if login.contains('@') { Login::parse(login)? } else { Login::parse(&format!("{login}@{domain}"))? };
+        if let Some(ids) = self.find_account(&login).await? {
+            return Ok(ids);
+        }
+        match admin_service::create_tenant(&self.shared, &login.domain).await {
+            Ok(_) | Err(ServerError::Model(ModelError::AlreadyExists(_))) => {}
+            Err(e) => return Err(e),
+        }
+        match admin_service::create_user(&self.shared, &login, password.to_string()).await {
+            Ok(ids) => Ok(ids),
+            Err(ServerError::Model(ModelError::AlreadyExists(_))) => {
+                self.find_account(&login).await?.ok_or_else(|| ServerError::internal("account vanished"))
+            }
+            Err(e) => Err(e),
+        }
+    }
+
+    async fn find_account(&self, login: &Login) -> Result<Option<(TenantId, AccountId)>, ServerError> {
+        self.shared.linearize().await?;
+        let (domain, local) = (login.domain.clone(), login.local.clone());
+        self.shared
+            .read(move |kv| match query::find_account(kv, &domain, &local) {
+                Ok((who, _)) => Ok(Some((who.tenant, who.account))),
+                Err(ModelError::NotFound(_)) => Ok(None),
+                Err(e) => Err(e),
+            })
+            .await
+    }
+
+    /// The address the gRPC server listens on.
+    pub fn local_addr(&self) -> SocketAddr {
+        self.local_addr
+    }
+
+    /// The local Raft handle (metrics, membership changes).
+    pub fn raft(&self) -> &Raft {
+        &self.shared.raft
+    }
+
+    /// Stops serving (in-flight calls may finish within [`DRAIN_TIMEOUT`]), then stops Raft.
+    pub async fn shutdown(self) {
+        let StorageNode { shared, stop, mut server, .. } = self;
+        // No receiver left only if the server already ended; nothing to signal then.
+        let _ = stop.send(true);
+        match tokio::time::timeout(DRAIN_TIMEOUT, &mut server).await {
+            Ok(Ok(Ok(()))) => {}
+            Ok(Ok(Err(e))) => tracing::warn!(error = %e, "grpc server ended with an error"),
+            Ok(Err(e)) => tracing::warn!(error = %e, "grpc server task failed"),
+            Err(_) => {
+                tracing::warn!("in-flight calls did not finish in time; closing connections");
+                server.abort();
+                // Wait for the abort so the services (and their store handles) are dropped.
+                let _ = server.await;
+            }
+        }
+        if let Err(e) = shared.raft.shutdown().await {
+            tracing::warn!(error = %e, "raft shutdown failed");
+        }
+        let node_id = shared.node_id;
+        // openraft does not join its state-machine worker, which owns the store (and RocksDB's
+        // lock on the data directory). The event channel closes exactly when the last holder of
+        // the store or of a view is gone, so waiting for that makes a restart on the same
+        // directory in this process safe.
+        let mut events = shared.view.subscribe();
+        drop(shared);
+        let released = tokio::time::timeout(DRAIN_TIMEOUT, async {
+            while !matches!(events.recv().await, Err(tokio::sync::broadcast::error::RecvError::Closed)) {}
+        })
+        .await;
+        if released.is_err() {
+            tracing::warn!("storage still in use after shutdown");
+        }
+        tracing::info!(node_id, "storage node stopped");
+    }
+}

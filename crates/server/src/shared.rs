@@ -1,0 +1,102 @@
+//! What every service of a node shares: the Raft handle, the read view of the applied state,
+//! and the three operations all RPCs are built from.
+//!
+//! - [`Shared::authorize`]: token in the request context → [`Claims`] (or `UNAUTHENTICATED`).
+//! - [`Shared::write`]: a [`Command`] stamped with the clock becomes one Raft entry; the reply
+//!   is the model's result after the entry is committed and applied on this node.
+//! - [`Shared::linearize`] then [`Shared::read`]: a read-index round (the leader confirms with a
+//!   quorum that it still leads and waits until it has applied that index), then a query on a
+//!   point-in-time view on the blocking pool (RocksDB reads block).
+
+use std::sync::OnceLock;
+use std::time::{SystemTime, UNIX_EPOCH};
+
+use mailraft_model::{Command, KvRead, ModelError, Outcome, Request, query};
+use mailraft_proto::Context;
+use mailraft_store::{Raft, StateView};
+
+use crate::error::ServerError;
+use crate::metrics::record_tenant;
+use crate::token::{self, Claims};
+
+/// State shared by the Storage, Admin and Raft services of one node.
+pub struct Shared {
+    /// This node's id in its group.
+    pub node_id: u64,
+    /// The group this node serves; requests naming another are refused.
+    pub group_id: u64,
+    /// The local Raft node.
+    pub raft: Raft,
+    /// Read access to the applied state.
+    pub view: StateView,
+    /// The token signing key, cached once seen: `Init` never replaces it.
+    session_key: OnceLock<Vec<u8>>,
+}
+
+/// Unix milliseconds now.
+pub fn now_ms() -> i64 {
+    SystemTime::now().duration_since(UNIX_EPOCH).map(|d| d.as_millis() as i64).unwrap_or(0)
+}
+
+impl Shared {
+    /// Shares `raft` and `view` of node `node_id` in group `group_id`.
+    pub fn new(node_id: u64, group_id: u64, raft: Raft, view: StateView) -> Self {
+        Shared { node_id, group_id, raft, view, session_key: OnceLock::new() }
+    }
+
+    /// Refuses requests for another group. 0 is accepted as "the node's group" so single-group
+    /// clients need not know the id.
+    pub fn check_group(&self, group_id: u64) -> Result<(), ServerError> {
+        if group_id == self.group_id || group_id == 0 {
+            Ok(())
+        } else {
+            Err(ServerError::Invalid(format!("this node does not serve group {group_id}")))
+        }
+    }
+
+    /// The replicated session key; `UNAVAILABLE` until `Init` has been applied here.
+    pub fn session_key(&self) -> Result<&[u8], ServerError> {
+        if let Some(k) = self.session_key.get() {
+            return Ok(k);
+        }
+        // A point read of one small key: cheap enough to do inline, and done once per node.
+        let key = query::session_key(&self.view).ok_or_else(|| ServerError::Unavailable("cluster not initialized".into()))?;
+        Ok(self.session_key.get_or_init(|| key))
+    }
+
+    /// Verifies the context's group and session token; records the tenant on the RPC span.
+    pub fn authorize(&self, ctx: Option<&Context>) -> Result<Claims, ServerError> {
+        let ctx = ctx.ok_or(ServerError::BadToken)?;
+        self.check_group(ctx.group_id)?;
+        if ctx.token.is_empty() {
+            return Err(ServerError::BadToken);
+        }
+        let claims = token::verify(self.session_key()?, &ctx.token, now_ms())?;
+        record_tenant(claims.tenant);
+        Ok(claims)
+    }
+
+    /// Proposes `command` and waits until it is applied; maps the model's refusal to an error.
+    pub async fn write(&self, command: Command) -> Result<Outcome, ServerError> {
+        let resp = self.raft.client_write(Request { now_ms: now_ms(), command }).await?;
+        Ok(resp.data?)
+    }
+
+    /// Read-index: returns once this node is confirmed leader and has applied everything
+    /// committed before the call, so a following [`Shared::read`] is linearizable.
+    pub async fn linearize(&self) -> Result<(), ServerError> {
+        self.raft.ensure_linearizable().await?;
+        Ok(())
+    }
+
+    /// Runs a query on one point-in-time view of the applied state, on the blocking pool.
+    pub async fn read<T, F>(&self, f: F) -> Result<T, ServerError>
+    where
+        T: Send + 'static,
+        F: FnOnce(&dyn KvRead) -> Result<T, ModelError> + Send + 'static,
+    {
+        let view = self.view.clone();
+        let result = tokio::task::spawn_blocking(move || view.read(|kv| f(kv))).await??;
+        Ok(result?)
+    }
+}
