@@ -57,10 +57,13 @@ grep -rl 'server to local' "$tmp/mail/$box" >/dev/null || fail "maildir got the 
 n=$(find "$tmp/mail/$box" -type f -path '*/cur/*' -o -type f -path '*/new/*' | wc -l)
 [ "$n" -eq 2 ] || fail "maildir has 2 messages, found $n"
 
-# 4. A flag set locally (Seen) goes up.
+# 4. A flag set locally (Flagged, maildir "F") goes up.
 f=$(grep -rl 'server to local' "$tmp/mail/$box")
-case "$f" in *:2,*) mv "$f" "${f%:2,*}:2,S";; *) mv "$f" "$f:2,S";; esac
+case "$f" in
+  *:2,*) flags=$(printf '%s' "${f##*:2,}F" | fold -w1 | sort -u | tr -d '\n'); mv "$f" "${f%:2,*}:2,$flags";;
+  *) mv "$f" "$f:2,F";;
+esac
 mbsync -c "$tmp/mbsyncrc" -a >"$tmp/log3" 2>&1 || fail "mbsync flags: $(cat "$tmp/log3")"
 out=$(curl -s --max-time 20 --cacert "$ca" --user "$user:$pass" "imaps://localhost:$tls_port/$box" -X 'UID FETCH 2 FLAGS')
-grep -q 'Seen' <<<"$out" || fail "flag synced up: $out"
+grep -q 'Flagged' <<<"$out" || fail "flag synced up: $out"
 echo "mbsync flow: all checks passed"
