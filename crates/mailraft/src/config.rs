@@ -187,7 +187,10 @@ pub struct StorageClientConfig {
 
 impl Default for StorageClientConfig {
     fn default() -> Self {
-        Self { endpoints: vec!["http://127.0.0.1:50051".to_owned()], request_timeout_ms: 10_000 }
+        Self {
+            endpoints: vec!["http://127.0.0.1:50051".to_owned()],
+            request_timeout_ms: 10_000,
+        }
     }
 }
 
@@ -257,11 +260,13 @@ impl Config {
         if let Some(path) = file {
             // Read it ourselves: the `config` crate, given a missing path, silently tries other
             // extensions; the exact file named on the command line is wanted.
-            let text = std::fs::read_to_string(path)
-                .map_err(|source| ConfigError::Read { path: path.to_owned(), source })?;
+            let text = std::fs::read_to_string(path).map_err(|source| ConfigError::Read {
+                path: path.to_owned(),
+                source,
+            })?;
             builder = builder.add_source(config::File::from_str(&text, config::FileFormat::Toml));
         }
-        let (scalars, lists) = env_overrides(env);
+        let EnvOverrides { scalars, lists } = env_overrides(env);
         builder = builder.add_source(
             config::Environment::with_prefix(ENV_PREFIX.trim_end_matches('_'))
                 .prefix_separator("_")
@@ -279,7 +284,10 @@ impl Config {
     /// Checks rules a single field's type cannot express.
     pub fn validate(&self) -> Result<(), ConfigError> {
         fn invalid(field: &'static str, reason: impl Into<String>) -> ConfigError {
-            ConfigError::Invalid { field, reason: reason.into() }
+            ConfigError::Invalid {
+                field,
+                reason: reason.into(),
+            }
         }
         let (node, imap, raft) = (&self.node, &self.imap, &self.raft);
 
@@ -295,7 +303,10 @@ impl Config {
         }
 
         if imap.tls_cert.is_some() != imap.tls_key.is_some() {
-            return Err(invalid("imap.tls_cert", "tls_cert and tls_key must be set together"));
+            return Err(invalid(
+                "imap.tls_cert",
+                "tls_cert and tls_key must be set together",
+            ));
         }
         // Port 0 asks the OS for a free port, so two listeners may both say it.
         if imap.addr.is_some_and(|a| a.port() != 0) && imap.addr == imap.tls_addr {
@@ -313,7 +324,10 @@ impl Config {
         }
         // RFC 9051 §5.4: an autologout timer must be at least 30 minutes.
         if imap.idle_timeout_secs < 30 * 60 {
-            return Err(invalid("imap.idle_timeout_secs", "must be >= 1800 (RFC 9051 §5.4)"));
+            return Err(invalid(
+                "imap.idle_timeout_secs",
+                "must be >= 1800 (RFC 9051 §5.4)",
+            ));
         }
 
         if self.storage.endpoints.is_empty() {
@@ -338,10 +352,16 @@ impl Config {
             return Err(invalid("raft.heartbeat_ms", "must be > 0"));
         }
         if raft.heartbeat_ms >= raft.election_min_ms {
-            return Err(invalid("raft.heartbeat_ms", "must be < raft.election_min_ms"));
+            return Err(invalid(
+                "raft.heartbeat_ms",
+                "must be < raft.election_min_ms",
+            ));
         }
         if raft.election_min_ms >= raft.election_max_ms {
-            return Err(invalid("raft.election_min_ms", "must be < raft.election_max_ms"));
+            return Err(invalid(
+                "raft.election_min_ms",
+                "must be < raft.election_max_ms",
+            ));
         }
         if raft.snapshot_logs_since_last == 0 {
             return Err(invalid("raft.snapshot_logs_since_last", "must be > 0"));
@@ -351,22 +371,34 @@ impl Config {
             return Err(invalid("telemetry.service_name", "must not be empty"));
         }
         if self.dev.demo_tenant.is_empty() || self.dev.demo_user.is_empty() {
-            return Err(invalid("dev.demo_user", "demo_tenant and demo_user must not be empty"));
+            return Err(invalid(
+                "dev.demo_user",
+                "demo_tenant and demo_user must not be empty",
+            ));
         }
         Ok(())
     }
 }
 
-/// Splits `MAILRAFT_*` variables into scalar overrides (passed to the `config` crate's
-/// environment source) and list overrides (`key`, items). Variables without a section
-/// separator are not configuration keys and are dropped.
-fn env_overrides(
-    env: impl IntoIterator<Item = (String, String)>,
-) -> (HashMap<String, String>, Vec<(String, Vec<String>)>) {
+/// `MAILRAFT_*` variables sorted by how they are applied.
+#[derive(Debug, Default)]
+struct EnvOverrides {
+    /// Variable name to raw value, for the `config` crate's environment source. Values stay
+    /// strings (no `try_parsing`), so a password like `0123` keeps its leading zero.
+    scalars: HashMap<String, String>,
+    /// Dotted key to items, for keys listed in [`ENV_LIST_KEYS`].
+    lists: Vec<(String, Vec<String>)>,
+}
+
+/// Sorts `MAILRAFT_*` variables into [`EnvOverrides`]. Variables without a section separator
+/// are not configuration keys and are dropped.
+fn env_overrides(env: impl IntoIterator<Item = (String, String)>) -> EnvOverrides {
     let mut scalars = HashMap::new();
     let mut lists = Vec::new();
     for (name, value) in env {
-        let Some(rest) = name.strip_prefix(ENV_PREFIX) else { continue };
+        let Some(rest) = name.strip_prefix(ENV_PREFIX) else {
+            continue;
+        };
         if !rest.contains(ENV_SEPARATOR) {
             continue;
         }
@@ -383,7 +415,7 @@ fn env_overrides(
             scalars.insert(name, value);
         }
     }
-    (scalars, lists)
+    EnvOverrides { scalars, lists }
 }
 
 /// Reads an optional value where an empty string also means unset: TOML has no null, so `""`
@@ -402,22 +434,32 @@ where
 }
 
 #[cfg(test)]
+#[allow(clippy::unwrap_used)]
 mod tests {
     use super::*;
 
     #[test]
     fn defaults_are_valid() {
         Config::default().validate().unwrap();
-        assert_eq!(Config::default().telemetry.metrics_addr, Some("127.0.0.1:9100".parse().unwrap()));
+        assert_eq!(
+            Config::default().telemetry.metrics_addr,
+            Some("127.0.0.1:9100".parse().unwrap())
+        );
     }
 
     #[test]
     fn env_overrides_keep_only_sectioned_keys_and_split_lists() {
-        let (scalars, lists) = env_overrides([
-            ("MAILRAFT_CONFIG".to_owned(), "/etc/mailraft.toml".to_owned()),
+        let EnvOverrides { scalars, lists } = env_overrides([
+            (
+                "MAILRAFT_CONFIG".to_owned(),
+                "/etc/mailraft.toml".to_owned(),
+            ),
             ("PATH".to_owned(), "/bin".to_owned()),
             ("MAILRAFT_IMAP__ADDR".to_owned(), "0.0.0.0:143".to_owned()),
-            ("MAILRAFT_STORAGE__ENDPOINTS".to_owned(), "http://a:1, http://b:2,".to_owned()),
+            (
+                "MAILRAFT_STORAGE__ENDPOINTS".to_owned(),
+                "http://a:1, http://b:2,".to_owned(),
+            ),
         ]);
         assert_eq!(scalars.len(), 1);
         assert_eq!(scalars["MAILRAFT_IMAP__ADDR"], "0.0.0.0:143");
