@@ -152,6 +152,7 @@ impl StorageNode {
                 }),
         );
         tracing::info!(node_id = cfg.node_id, group_id = cfg.group_id, addr = %local_addr, "storage node serving");
+        tokio::spawn(report_sizes(shared.view.clone(), stop.subscribe()));
 
         let node = StorageNode { shared, advertise: cfg.advertise.clone(), local_addr, stop, server };
         if cfg.bootstrap
@@ -272,5 +273,21 @@ impl StorageNode {
             tracing::warn!("storage still in use after shutdown");
         }
         tracing::info!(node_id, "storage node stopped");
+    }
+}
+
+/// How often the RocksDB size gauges are refreshed; sizes move slowly and the property reads are
+/// cheap, so a coarse period is enough for dashboards and alerts on disk growth.
+const SIZE_REPORT_INTERVAL: Duration = Duration::from_secs(15);
+
+/// Refreshes `mailraft_rocksdb_size_bytes{cf}` until the node stops.
+async fn report_sizes(view: mailraft_store::StateView, mut stop: watch::Receiver<bool>) {
+    let mut tick = tokio::time::interval(SIZE_REPORT_INTERVAL);
+    loop {
+        tokio::select! {
+            _ = tick.tick() => view.report_sizes(),
+            // Stop requested, or the node is gone.
+            _ = stop.wait_for(|s| *s) => return,
+        }
     }
 }
