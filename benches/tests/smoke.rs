@@ -1,0 +1,56 @@
+//! Smoke test against a real `mailraft dev`: a 3-second `mix` (and a short TLS + AUTHENTICATE
+//! PLAIN run) must complete commands with zero consistency violations. Timing is never asserted.
+
+use std::sync::Arc;
+
+use clap::Parser;
+use mailraft_bench::app;
+use mailraft_bench::cli::Cli;
+use mailraft_bench::compare::mailraft::{MailraftDev, find_binary};
+
+fn start() -> Option<(tempfile::TempDir, MailraftDev)> {
+    let Some(bin) = find_binary() else {
+        eprintln!("SKIP: no mailraft binary (set MAILRAFT_BIN or build it: cargo build -p mailraft)");
+        return None;
+    };
+    let dir = tempfile::tempdir().unwrap();
+    let dev = MailraftDev::start(&bin, dir.path()).unwrap();
+    let users: Vec<String> = (1..=2).map(|i| format!("user{i}@example.test")).collect();
+    dev.create_users(&users, "smoke-pass").unwrap();
+    Some((dir, dev))
+}
+
+async fn run(args: &[&str]) -> mailraft_bench::report::Report {
+    let cli = Cli::parse_from(args);
+    let corpus = Arc::new(app::load_corpus(&cli.common).unwrap());
+    let w = cli.workload.clone().unwrap();
+    let report = app::run_workload(&cli.common, &w, corpus).await.unwrap();
+    println!("{}", report.render());
+    report
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn mix_smoke_has_no_violations() {
+    let Some((_dir, dev)) = start() else { return };
+    let port = dev.imap.port().to_string();
+    let common = ["mailraft-bench", "--port", &port, "--users", "2", "--password", "smoke-pass", "--quiet"];
+
+    let mut args = common.to_vec();
+    args.extend(["--clients", "4", "--secs", "3", "--corpus", "20", "mix"]);
+    let r = run(&args).await;
+    assert_eq!(r.violation_count, 0, "violations: {:?}", r.violations);
+    assert!(r.ops.iter().any(|o| o.op == "select" && o.count > 0), "no SELECT completed");
+    assert!(r.ops.iter().any(|o| o.op == "append" && o.count > 0), "no APPEND completed");
+
+    // Persistent sessions over implicit TLS with AUTHENTICATE PLAIN.
+    let tls_port = dev.imaps.port().to_string();
+    let mut args = common.to_vec();
+    args[2] = &tls_port;
+    args.extend(["--tls", "--insecure", "--auth", "plain", "--host", "localhost"]);
+    args.extend(["--clients", "2", "--secs", "2", "--corpus", "10", "mix", "--persistent"]);
+    let r = run(&args).await;
+    assert_eq!(r.violation_count, 0, "violations: {:?}", r.violations);
+    assert!(r.ops.iter().any(|o| o.op == "login" && o.count > 0), "no login over TLS");
+    assert!(r.errors.is_empty(), "errors: {:?}", r.errors);
+    dev.stop();
+}
