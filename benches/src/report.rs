@@ -252,8 +252,12 @@ pub async fn ticker(rec: Arc<Recorder>, ops: Vec<Op>, secs: u64, quiet: bool, mu
         None if !quiet => println!("{text}"),
         None => {}
     };
+    tokio::select! {
+        _ = rec.began() => {}
+        _ = stop.changed() => return,
+    }
     say(header(&ops));
-    let mut interval = tokio::time::interval_at(rec.start.into(), Duration::from_secs(1));
+    let mut interval = tokio::time::interval_at(rec.start().into(), Duration::from_secs(1));
     interval.tick().await;
     for sec in 0..secs as usize {
         tokio::select! {

@@ -11,6 +11,7 @@ use std::time::{Duration, Instant};
 use hdrhistogram::Histogram;
 
 use crate::checks::Violation;
+use crate::rusage::CpuTime;
 
 /// Operations measured; the first eleven are imaptest's `mix` columns.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash)]
@@ -139,8 +140,14 @@ pub struct Data {
 /// The shared recorder.
 #[derive(Debug)]
 pub struct Recorder {
-    /// When the measured phase started.
-    pub start: Instant,
+    /// When the measured phase started (reset by [`Recorder::begin`] after a workload's setup).
+    start: Mutex<Instant>,
+    /// Flips to true at [`Recorder::begin`]; the ticker waits for it.
+    began: tokio::sync::watch::Sender<bool>,
+    /// Set by [`Recorder::end`].
+    end: Mutex<Option<Instant>>,
+    /// The client's CPU time at [`Recorder::begin`] and at [`Recorder::end`].
+    cpu: Mutex<(CpuTime, Option<CpuTime>)>,
     data: Mutex<Data>,
 }
 
@@ -148,7 +155,10 @@ impl Recorder {
     /// A recorder whose second 0 starts now.
     pub fn new() -> Recorder {
         Recorder {
-            start: Instant::now(),
+            start: Mutex::new(Instant::now()),
+            began: tokio::sync::watch::Sender::new(false),
+            end: Mutex::new(None),
+            cpu: Mutex::new((crate::rusage::cpu_time(), None)),
             data: Mutex::new(Data {
                 hist: BTreeMap::new(),
                 per_sec: Vec::new(),
@@ -161,6 +171,47 @@ impl Recorder {
         }
     }
 
+    /// Starts the measured phase now: second 0 of the per-second lines, and the deadline.
+    pub fn begin(&self) {
+        *self.start.lock().unwrap_or_else(|p| p.into_inner()) = Instant::now();
+        *self.cpu.lock().unwrap_or_else(|p| p.into_inner()) = (crate::rusage::cpu_time(), None);
+        // Setup commands counted so far would land in wrong seconds; their latencies stay.
+        self.lock().per_sec.clear();
+        self.began.send_replace(true);
+    }
+
+    /// Ends the measured phase now (end-of-run checks that follow do not dilute rates).
+    pub fn end(&self) {
+        let mut end = self.end.lock().unwrap_or_else(|p| p.into_inner());
+        if end.is_none() {
+            *end = Some(Instant::now());
+            self.cpu.lock().unwrap_or_else(|p| p.into_inner()).1 = Some(crate::rusage::cpu_time());
+        }
+    }
+
+    /// The client's own CPU use during the measured phase.
+    pub fn cpu_used(&self) -> CpuTime {
+        let (start, end) = *self.cpu.lock().unwrap_or_else(|p| p.into_inner());
+        end.unwrap_or_else(crate::rusage::cpu_time).since(start)
+    }
+
+    /// Length of the measured phase: start to [`Recorder::end`], or to now if not ended.
+    pub fn measured(&self) -> Duration {
+        let end = (*self.end.lock().unwrap_or_else(|p| p.into_inner())).unwrap_or_else(Instant::now);
+        end.saturating_duration_since(self.start())
+    }
+
+    /// When the measured phase started (creation time until [`Recorder::begin`]).
+    pub fn start(&self) -> Instant {
+        *self.start.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
+    /// Resolves once [`Recorder::begin`] was called.
+    pub async fn began(&self) {
+        let mut rx = self.began.subscribe();
+        let _ = rx.wait_for(|b| *b).await;
+    }
+
     fn lock(&self) -> std::sync::MutexGuard<'_, Data> {
         // A panicking session must not stop the measurement of the others.
         self.data.lock().unwrap_or_else(|p| p.into_inner())
@@ -168,7 +219,7 @@ impl Recorder {
 
     /// Records one completed op that took `took`, finishing now.
     pub fn record(&self, op: Op, took: Duration) {
-        let sec = self.start.elapsed().as_secs() as usize;
+        let sec = self.start().elapsed().as_secs() as usize;
         let us = (took.as_micros() as u64).max(1);
         let mut d = self.lock();
         if let Some(h) = hist_entry(&mut d.hist, op) {

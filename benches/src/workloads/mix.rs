@@ -106,6 +106,7 @@ pub const OPS: [Op; 11] = [
 
 /// Runs the mix until the deadline.
 pub async fn run(ctx: Arc<Ctx>, opts: MixOpts) -> Outcome {
+    ctx.rec.begin();
     let mut tasks = Vec::with_capacity(ctx.clients);
     for i in 0..ctx.clients {
         let ctx = ctx.clone();
@@ -114,6 +115,7 @@ pub async fn run(ctx: Arc<Ctx>, opts: MixOpts) -> Outcome {
     for t in tasks {
         let _ = t.await;
     }
+    ctx.rec.end();
     Outcome { ops: OPS.to_vec(), unsupported: None }
 }
 

@@ -54,7 +54,7 @@ impl Ctx {
 
     /// When the measured phase ends.
     pub fn deadline(&self) -> Instant {
-        self.rec.start + Duration::from_secs(self.secs)
+        self.rec.start() + Duration::from_secs(self.secs)
     }
 }
 
@@ -170,7 +170,8 @@ pub async fn pause(d: Duration, until: Instant) {
     }
 }
 
-/// Runs a workload with the ticker and builds the report.
+/// Runs a workload with the ticker and builds the report. The workload calls
+/// `ctx.rec.begin()` when its setup is done and the measured phase starts.
 pub async fn measure<F, Fut>(ctx: Arc<Ctx>, mut info: RunInfo, ops: Vec<Op>, body: F) -> Report
 where
     F: FnOnce(Arc<Ctx>) -> Fut,
@@ -178,15 +179,14 @@ where
 {
     info.loadavg_start = rusage::load_average();
     info.cpus = rusage::cpus();
-    let cpu0 = rusage::cpu_time();
     let (stop_tx, stop_rx) = tokio::sync::watch::channel(false);
     let ticker = tokio::spawn(crate::report::ticker(ctx.rec.clone(), ops, ctx.secs, ctx.quiet, stop_rx));
-    let started = Instant::now();
     let outcome = body(ctx.clone()).await;
-    let wall = started.elapsed().max(Duration::from_millis(1));
+    // A workload that failed before its measured phase never called `begin`.
+    let wall = ctx.rec.measured().max(Duration::from_millis(1));
     let _ = stop_tx.send(true);
     let _ = ticker.await;
-    let cpu = rusage::cpu_time().since(cpu0);
+    let cpu = ctx.rec.cpu_used();
     info.loadavg_end = rusage::load_average();
     Report::build(info, outcome.unsupported, ctx.rec.snapshot(), cpu, wall)
 }
