@@ -16,13 +16,113 @@ pub const USER: &str = "demo@example.test";
 /// Its password in these tests.
 pub const PASSWORD: &str = "demo-e2e-secret";
 
+/// A running `mailraft` process whose banner lines (`<key> <value> …`) were read.
+pub struct Proc {
+    child: Child,
+    /// First two words of each banner line seen before the wanted keys were complete.
+    pub banner: std::collections::HashMap<String, String>,
+}
+
+impl Proc {
+    /// Spawns `mailraft <args>` with `env`, and waits (up to 60 s) until its stdout has printed a
+    /// line starting with each of `keys`.
+    pub fn spawn(args: &[&std::ffi::OsStr], env: &[(&str, &str)], keys: &[&str]) -> Result<Proc> {
+        Proc::spawn_logged(args, env, keys, None)
+    }
+
+    /// [`Proc::spawn`] with stderr (the logs) written to `log` instead of the test's stderr.
+    pub fn spawn_logged(
+        args: &[&std::ffi::OsStr],
+        env: &[(&str, &str)],
+        keys: &[&str],
+        log: Option<&Path>,
+    ) -> Result<Proc> {
+        let mut cmd = Command::new(env!("CARGO_BIN_EXE_mailraft"));
+        let stderr = match log {
+            Some(path) => Stdio::from(std::fs::File::create(path)?),
+            None => Stdio::inherit(),
+        };
+        cmd.args(args).env("RUST_LOG", "warn").stdout(Stdio::piped()).stderr(stderr);
+        for (k, v) in env {
+            cmd.env(k, v);
+        }
+        let mut child = cmd.spawn().context("spawn mailraft")?;
+        let stdout = child.stdout.take().ok_or_else(|| anyhow!("no stdout"))?;
+        // Read the banner on a thread so the deadline holds even if the process prints nothing.
+        let (tx, rx) = mpsc::channel::<String>();
+        std::thread::spawn(move || {
+            for line in BufReader::new(stdout).lines() {
+                let Ok(line) = line else { break };
+                // Keep draining after the receiver is gone so the child never blocks on a pipe.
+                let _ = tx.send(line);
+            }
+        });
+        let deadline = Instant::now() + Duration::from_secs(60);
+        let mut banner = std::collections::HashMap::new();
+        while !keys.iter().all(|k| banner.contains_key(*k)) {
+            let left = deadline.saturating_duration_since(Instant::now());
+            let Ok(line) = rx.recv_timeout(left) else {
+                let _ = child.kill();
+                bail!("mailraft {args:?} did not print {keys:?} within 60s (saw {banner:?})");
+            };
+            let mut words = line.split_whitespace();
+            if let (Some(k), Some(v)) = (words.next(), words.next()) {
+                banner.insert(k.to_string(), v.to_string());
+            }
+        }
+        Ok(Proc { child, banner })
+    }
+
+    /// A banner value parsed, e.g. `addr("imap")`.
+    pub fn get<T: std::str::FromStr>(&self, key: &str) -> Result<T>
+    where
+        T::Err: std::error::Error + Send + Sync + 'static,
+    {
+        let v = self.banner.get(key).ok_or_else(|| anyhow!("no {key} in banner"))?;
+        Ok(v.parse()?)
+    }
+
+    /// SIGKILL: no shutdown path runs, exactly like a power cut of the process.
+    pub fn kill(&mut self) -> Result<()> {
+        self.child.kill()?;
+        self.child.wait()?;
+        Ok(())
+    }
+
+    /// SIGTERM, then wait for a clean exit (bounded).
+    pub fn terminate(&mut self) -> Result<std::process::ExitStatus> {
+        let pid = self.child.id().to_string();
+        Command::new("kill").args(["-TERM", &pid]).status()?;
+        let deadline = Instant::now() + Duration::from_secs(30);
+        loop {
+            if let Some(status) = self.child.try_wait()? {
+                return Ok(status);
+            }
+            if Instant::now() > deadline {
+                bail!("process did not exit within 30s of SIGTERM");
+            }
+            std::thread::park_timeout(Duration::from_millis(50));
+        }
+    }
+}
+
+impl Drop for Proc {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
 /// A running `mailraft dev` process.
 pub struct Dev {
-    child: Child,
+    /// The process.
+    pub proc: Proc,
     /// Plain IMAP listener.
     pub imap: SocketAddr,
     /// Implicit-TLS IMAP listener.
     pub imaps: SocketAddr,
+    /// The storage node's gRPC listener.
+    pub grpc: SocketAddr,
     /// The self-signed certificate dev mode generated (PEM).
     pub cert: PathBuf,
     /// Kept so the directory outlives the process; `None` when the caller owns it.
@@ -36,87 +136,82 @@ impl Dev {
     pub fn start() -> Result<Dev> {
         let dir = tempfile::tempdir()?;
         let data = dir.path().join("data");
-        let mut dev = Dev::start_in(&data)?;
+        let mut dev = Dev::start_with(&data, "127.0.0.1:0", &[])?;
         dev._dir = Some(dir);
         Ok(dev)
     }
 
     /// Starts dev mode on an existing data dir (restart after a crash).
     pub fn start_in(data_dir: &Path) -> Result<Dev> {
-        let mut child = Command::new(env!("CARGO_BIN_EXE_mailraft"))
-            .args(["dev", "--data-dir"])
-            .arg(data_dir)
-            .args([
-                "--imap-addr",
-                "127.0.0.1:0",
-                "--imaps-addr",
-                "127.0.0.1:0",
-                "--grpc-addr",
-                "127.0.0.1:0",
-                "--metrics-addr",
-                "127.0.0.1:0",
-                "--demo-password",
-                PASSWORD,
-            ])
-            .env("RUST_LOG", "warn")
-            .stdout(Stdio::piped())
-            .stderr(Stdio::inherit())
-            .spawn()
-            .context("spawn mailraft dev")?;
-        let stdout = child.stdout.take().ok_or_else(|| anyhow!("no stdout"))?;
-        // Read the banner on a thread so the deadline holds even if the process prints nothing.
-        let (tx, rx) = mpsc::channel::<String>();
-        std::thread::spawn(move || {
-            for line in BufReader::new(stdout).lines() {
-                let Ok(line) = line else { break };
-                if tx.send(line).is_err() {
-                    // Nobody listens any more; keep draining so the child never blocks on a pipe.
-                    continue;
-                }
-            }
-        });
-        let deadline = Instant::now() + Duration::from_secs(60);
-        let (mut imap, mut imaps, mut cert) = (None, None, None);
-        while imap.is_none() || imaps.is_none() || cert.is_none() {
-            let left = deadline.saturating_duration_since(Instant::now());
-            let line = match rx.recv_timeout(left) {
-                Ok(l) => l,
-                Err(_) => {
-                    let _ = child.kill();
-                    bail!("mailraft dev did not print its addresses within 60s");
-                }
-            };
-            let mut words = line.split_whitespace();
-            match (words.next(), words.next()) {
-                (Some("imap"), Some(a)) => imap = Some(a.parse()?),
-                (Some("imaps"), Some(a)) => imaps = Some(a.parse()?),
-                (Some("cert"), Some(p)) => cert = Some(PathBuf::from(p)),
-                _ => {}
-            }
-        }
+        Dev::start_with(data_dir, "127.0.0.1:0", &[])
+    }
+
+    /// Starts dev mode with a given metrics address and extra environment.
+    pub fn start_with(data_dir: &Path, metrics: &str, env: &[(&str, &str)]) -> Result<Dev> {
+        Dev::start_logged(data_dir, metrics, env, None)
+    }
+
+    /// [`Dev::start_with`], logs to `log`.
+    pub fn start_logged(data_dir: &Path, metrics: &str, env: &[(&str, &str)], log: Option<&Path>) -> Result<Dev> {
+        let flags = [
+            "dev",
+            "--imap-addr",
+            "127.0.0.1:0",
+            "--imaps-addr",
+            "127.0.0.1:0",
+            "--grpc-addr",
+            "127.0.0.1:0",
+            "--metrics-addr",
+            metrics,
+            "--demo-password",
+            PASSWORD,
+            "--data-dir",
+        ];
+        let args: Vec<&std::ffi::OsStr> = flags
+        .iter()
+        .map(std::ffi::OsStr::new)
+        .chain(std::iter::once(data_dir.as_os_str()))
+        .collect();
+        let proc = Proc::spawn_logged(&args, env, &["imap", "imaps", "grpc", "cert"], log)?;
         Ok(Dev {
-            child,
-            imap: imap.ok_or_else(|| anyhow!("no imap"))?,
-            imaps: imaps.ok_or_else(|| anyhow!("no imaps"))?,
-            cert: cert.ok_or_else(|| anyhow!("no cert"))?,
+            imap: proc.get("imap")?,
+            imaps: proc.get("imaps")?,
+            grpc: proc.get("grpc")?,
+            cert: proc.get("cert")?,
+            proc,
             _dir: None,
             data_dir: data_dir.to_path_buf(),
         })
     }
 
-    /// SIGKILL: no shutdown path runs, exactly like a power cut of the process.
+    /// SIGKILL the process.
     pub fn kill(&mut self) -> Result<()> {
-        self.child.kill()?;
-        self.child.wait()?;
-        Ok(())
+        self.proc.kill()
     }
 }
 
-impl Drop for Dev {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
+/// A free loopback port (for listeners that cannot report a port-0 binding back, like the
+/// Prometheus exporter). The port is released before use, so a clash is possible but rare.
+pub fn free_port() -> Result<u16> {
+    Ok(std::net::TcpListener::bind("127.0.0.1:0")?.local_addr()?.port())
+}
+
+/// Runs `mailraft <args>` to completion with `stdin` piped in; returns stdout, failing on a
+/// non-zero exit.
+pub fn mailraft(args: &[&str], stdin: &str) -> Result<String> {
+    let mut child = Command::new(env!("CARGO_BIN_EXE_mailraft"))
+        .args(args)
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()?;
+    child.stdin.take().ok_or_else(|| anyhow!("no stdin"))?.write_all(stdin.as_bytes())?;
+    let out = child.wait_with_output()?;
+    let text = String::from_utf8_lossy(&out.stdout).to_string();
+    if !out.status.success() {
+        bail!("mailraft {args:?} failed: {text}{}", String::from_utf8_lossy(&out.stderr));
     }
+    Ok(text)
 }
 
 /// A minimal blocking IMAP client that understands literals in responses.
