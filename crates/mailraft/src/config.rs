@@ -16,10 +16,9 @@
 use std::collections::HashMap;
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
-use std::str::FromStr;
 
 use mailraft_telemetry::TelemetryConfig;
-use serde::{Deserialize, Deserializer, Serialize};
+use serde::{Deserialize, Serialize};
 
 /// Prefix of environment overrides.
 const ENV_PREFIX: &str = "MAILRAFT_";
@@ -418,20 +417,7 @@ fn env_overrides(env: impl IntoIterator<Item = (String, String)>) -> EnvOverride
     EnvOverrides { scalars, lists }
 }
 
-/// Reads an optional value where an empty string also means unset: TOML has no null, so `""`
-/// is how a file or `MAILRAFT_IMAP__TLS_ADDR=` turns off a default.
-fn empty_as_none<'de, D, T>(deserializer: D) -> Result<Option<T>, D::Error>
-where
-    D: Deserializer<'de>,
-    T: FromStr,
-    T::Err: std::fmt::Display,
-{
-    match Option::<String>::deserialize(deserializer)? {
-        None => Ok(None),
-        Some(s) if s.trim().is_empty() => Ok(None),
-        Some(s) => s.trim().parse().map(Some).map_err(serde::de::Error::custom),
-    }
-}
+use mailraft_telemetry::empty_as_none;
 
 #[cfg(test)]
 #[allow(clippy::unwrap_used)]

@@ -54,8 +54,9 @@ impl Default for TelemetryConfig {
 /// Reads an optional value where an empty string also means "unset".
 ///
 /// TOML has no null and an environment variable cannot be unset by a config layer, so `""` is
-/// the only way for a file or `MAILRAFT_TELEMETRY__METRICS_ADDR=` to turn off a default.
-fn empty_as_none<'de, D, T>(deserializer: D) -> Result<Option<T>, D::Error>
+/// the only way for a file or `MAILRAFT_TELEMETRY__METRICS_ADDR=` to turn off a default. Public so
+/// the process configuration uses the same rule for its own optional settings.
+pub fn empty_as_none<'de, D, T>(deserializer: D) -> Result<Option<T>, D::Error>
 where
     D: Deserializer<'de>,
     T: FromStr,

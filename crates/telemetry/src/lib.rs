@@ -34,7 +34,7 @@ use std::sync::OnceLock;
 
 use metrics_exporter_prometheus::PrometheusHandle;
 
-pub use config::{LogFormat, TelemetryConfig};
+pub use config::{LogFormat, TelemetryConfig, empty_as_none};
 pub use error::TelemetryError;
 pub use guard::TelemetryGuard;
 pub use init::init;
