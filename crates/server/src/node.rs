@@ -43,7 +43,7 @@ pub const DRAIN_TIMEOUT: Duration = Duration::from_secs(10);
 /// How long bootstrap waits for this node to become leader.
 pub const LEADER_TIMEOUT: Duration = Duration::from_secs(10);
 /// Largest request the Storage service accepts (APPEND carries whole messages).
-pub const MAX_REQUEST_BYTES: usize = 64 << 20;
+pub const MAX_REQUEST_BYTES: usize = 80 << 20;
 
 /// Everything a storage node needs to start.
 #[derive(Debug, Clone)]

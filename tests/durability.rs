@@ -1,5 +1,6 @@
-//! Durability: an APPEND acknowledged with OK survives SIGKILL of the whole process. The restarted
-//! node must hold every acknowledged message with the same UID, flags and bytes.
+//! Durability: an APPEND acknowledged with OK survives SIGKILL of the whole process (the restarted
+//! node holds every acknowledged message with the same UID, flags and bytes), and messages far
+//! larger than gRPC's default frame limits come back byte for byte.
 
 mod support;
 
@@ -49,5 +50,29 @@ fn acknowledged_appends_survive_sigkill() -> Result<()> {
     // UIDNEXT continues after the recovered UIDs: a new append never reuses one.
     let next = c.append("Durable", "", b"Subject: after restart\r\n\r\nx\r\n")?;
     ensure!(next > *uids.last().unwrap_or(&0), "new uid {next} after {uids:?}");
+    Ok(())
+}
+
+#[test]
+fn large_message_round_trips_byte_for_byte() -> Result<()> {
+    let dev = Dev::start()?;
+    let mut c = Client::connect(dev.imap)?;
+    c.login(USER, PASSWORD)?;
+    // 12 MiB: several gRPC fetch chunks' worth, above tonic's 4 MiB default message limit.
+    let mut body = b"From: big@example.test\r\nSubject: large\r\n\r\n".to_vec();
+    let line = b"0123456789abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ!#$%&*+-=?^_~\r\n";
+    while body.len() < 12 << 20 {
+        body.extend_from_slice(line);
+    }
+    let uid = c.append("INBOX", "", &body)?;
+    ensure!(c.run("EXAMINE INBOX")?.is_ok());
+    let r = c.run(&format!("UID FETCH {uid} (RFC822.SIZE BODY.PEEK[])"))?;
+    ensure!(r.is_ok(), "{}", r.status);
+    let resp = &r.untagged[0];
+    ensure!(
+        String::from_utf8_lossy(&resp[..200.min(resp.len())]).contains(&format!("RFC822.SIZE {}", body.len())),
+        "size reported"
+    );
+    ensure!(resp.windows(body.len()).any(|w| w == body.as_slice()), "bytes identical");
     Ok(())
 }
