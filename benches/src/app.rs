@@ -18,13 +18,21 @@ use crate::workloads::{self, Ctx, mix};
 
 /// Runs the command line.
 pub async fn main(cli: Cli) -> Result<ExitCode> {
-    let workload = cli.workload.clone().unwrap_or(Workload::Mix(MixArgs::default()));
+    let workload = cli
+        .workload
+        .clone()
+        .unwrap_or(Workload::Mix(MixArgs::default()));
     match workload {
         Workload::Compare(args) => crate::compare::run(&cli.common, &args).await,
         Workload::Corpus(args) => {
             let corpus = load_corpus(&cli.common)?;
             write_mbox(&corpus, &args.out)?;
-            println!("wrote {} messages ({} bytes) to {}", corpus.len(), corpus.bytes(), args.out.display());
+            println!(
+                "wrote {} messages ({} bytes) to {}",
+                corpus.len(),
+                corpus.bytes(),
+                args.out.display()
+            );
             Ok(ExitCode::SUCCESS)
         }
         w => {
@@ -32,7 +40,11 @@ pub async fn main(cli: Cli) -> Result<ExitCode> {
             let report = run_workload(&cli.common, &w, corpus).await?;
             println!("{}", report.render());
             save(&cli.common, &report)?;
-            Ok(if report.violation_count > 0 { ExitCode::from(1) } else { ExitCode::SUCCESS })
+            Ok(if report.violation_count > 0 {
+                ExitCode::from(1)
+            } else {
+                ExitCode::SUCCESS
+            })
         }
     }
 }
@@ -40,10 +52,12 @@ pub async fn main(cli: Cli) -> Result<ExitCode> {
 /// Writes the JSON and SVG outputs requested in `common`.
 pub fn save(common: &Common, report: &Report) -> Result<()> {
     if let Some(p) = &common.json {
-        std::fs::write(p, serde_json::to_vec_pretty(report)?).with_context(|| format!("write {}", p.display()))?;
+        std::fs::write(p, serde_json::to_vec_pretty(report)?)
+            .with_context(|| format!("write {}", p.display()))?;
     }
     if let Some(p) = &common.plot {
-        std::fs::write(p, crate::plot::svg(report)).with_context(|| format!("write {}", p.display()))?;
+        std::fs::write(p, crate::plot::svg(report))
+            .with_context(|| format!("write {}", p.display()))?;
     }
     Ok(())
 }
@@ -77,7 +91,14 @@ fn write_mbox(corpus: &Corpus, out: &Path) -> Result<()> {
 
 /// The connection target from the options.
 pub fn target(common: &Common) -> Result<Target> {
-    let tls = if common.tls { Some(tls::client_config(common.ca_file.as_deref(), common.insecure)?) } else { None };
+    let tls = if common.tls {
+        Some(tls::client_config(
+            common.ca_file.as_deref(),
+            common.insecure,
+        )?)
+    } else {
+        None
+    };
     Ok(Target {
         host: common.host.clone(),
         port: common.port.unwrap_or(if common.tls { 993 } else { 143 }),
@@ -90,7 +111,9 @@ pub fn target(common: &Common) -> Result<Target> {
 
 /// Logins from the pattern.
 pub fn users(common: &Common) -> Vec<String> {
-    (1..=common.users.max(1)).map(|i| common.user_pattern.replace("%d", &i.to_string())).collect()
+    (1..=common.users.max(1))
+        .map(|i| common.user_pattern.replace("%d", &i.to_string()))
+        .collect()
 }
 
 /// Runs one workload (not `compare`/`corpus`) and returns its report.
@@ -125,16 +148,28 @@ pub async fn run_workload(common: &Common, w: &Workload, corpus: Arc<Corpus>) ->
     let report = match w {
         Workload::Mix(a) => {
             let probs = mix::MixProbs::parse(&a.mix).map_err(anyhow::Error::msg)?;
-            let opts = mix::MixOpts { probs, persistent: a.persistent, msgs: a.msgs.max(2) };
+            let opts = mix::MixOpts {
+                probs,
+                persistent: a.persistent,
+                msgs: a.msgs.max(2),
+            };
             info.workload = "mix".into();
-            info.variant = if a.persistent { "persistent".into() } else { "sessions".into() };
+            info.variant = if a.persistent {
+                "persistent".into()
+            } else {
+                "sessions".into()
+            };
             workloads::measure(ctx, info, mix::OPS.to_vec(), |c| mix::run(c, opts)).await
         }
         Workload::Append(a) => {
             info.workload = "append".into();
             info.variant = format!("{:?}", a.via).to_lowercase();
             let a = a.clone();
-            let ops = vec![if a.via == crate::cli::Via::Lmtp { Op::Lmtp } else { Op::Append }];
+            let ops = vec![if a.via == crate::cli::Via::Lmtp {
+                Op::Lmtp
+            } else {
+                Op::Append
+            }];
             workloads::measure(ctx, info, ops, |c| workloads::append::run(c, a)).await
         }
         Workload::Idle(a) => {

@@ -94,7 +94,11 @@ impl SessionCheck {
     }
 
     fn violation(&mut self, rule: &'static str, detail: String) {
-        self.out.push(Violation { rule, detail, user: self.user.clone() });
+        self.out.push(Violation {
+            rule,
+            detail,
+            user: self.user.clone(),
+        });
     }
 
     /// Current EXISTS of the selected mailbox.
@@ -126,7 +130,11 @@ impl SessionCheck {
     pub fn check(&mut self, cmd: Cmd<'_>, reply: &Reply) -> Vec<Violation> {
         if let Cmd::Select(mailbox) = cmd {
             // RFC 3501 §6.3.1: SELECT first deselects; the responses that follow describe the new mailbox.
-            self.selected = Some(Selected { mailbox: mailbox.to_string(), exists: 0, uidvalidity: None });
+            self.selected = Some(Selected {
+                mailbox: mailbox.to_string(),
+                exists: 0,
+                uidvalidity: None,
+            });
             self.keyword_uids.clear();
         }
         for u in &reply.untagged {
@@ -141,7 +149,10 @@ impl SessionCheck {
                     if let Untagged::Status { mailbox: m, .. } = u
                         && !same_mailbox(m, mailbox)
                     {
-                        self.violation("status-wrong-mailbox", format!("STATUS {mailbox} answered for {m}"));
+                        self.violation(
+                            "status-wrong-mailbox",
+                            format!("STATUS {mailbox} answered for {m}"),
+                        );
                     }
                 }
             }
@@ -156,19 +167,29 @@ impl SessionCheck {
             self.selected = None;
             return;
         }
-        let has_flags = reply.untagged.iter().any(|u| matches!(u, Untagged::Flags(_)));
-        let has_exists = reply.untagged.iter().any(|u| matches!(u, Untagged::Exists(_)));
+        let has_flags = reply
+            .untagged
+            .iter()
+            .any(|u| matches!(u, Untagged::Flags(_)));
+        let has_exists = reply
+            .untagged
+            .iter()
+            .any(|u| matches!(u, Untagged::Exists(_)));
         let has_uv = self.uidvalidity().is_some();
         if !(has_flags && has_exists && has_uv) {
             self.violation(
                 "select-missing-required",
-                format!("SELECT OK without FLAGS={has_flags} EXISTS={has_exists} UIDVALIDITY={has_uv}"),
+                format!(
+                    "SELECT OK without FLAGS={has_flags} EXISTS={has_exists} UIDVALIDITY={has_uv}"
+                ),
             );
         }
     }
 
     fn after_append(&mut self, mailbox: &str, reply: &Reply) {
-        let Some(Code::AppendUid { uidvalidity, uid }) = reply.code else { return };
+        let Some(Code::AppendUid { uidvalidity, uid }) = reply.code else {
+            return;
+        };
         if uid == 0 {
             self.violation("appenduid-zero", "APPENDUID with UID 0".into());
         }
@@ -184,7 +205,10 @@ impl SessionCheck {
         if let Some(&prev) = self.last_append.get(&key)
             && uid <= prev
         {
-            self.violation("uid-not-ascending", format!("APPENDUID {uid} after {prev} in {mailbox}"));
+            self.violation(
+                "uid-not-ascending",
+                format!("APPENDUID {uid} after {prev} in {mailbox}"),
+            );
         }
         self.last_append.insert(key, uid);
     }
@@ -194,50 +218,84 @@ impl SessionCheck {
         match u {
             Untagged::Exists(n) => {
                 let Some(sel) = self.selected.as_mut() else {
-                    return self.violation("data-while-unselected", format!("* {n} EXISTS with no mailbox selected"));
+                    return self.violation(
+                        "data-while-unselected",
+                        format!("* {n} EXISTS with no mailbox selected"),
+                    );
                 };
                 let prev = sel.exists;
                 sel.exists = *n;
                 // RFC 3501 §7.3.1: EXISTS reports the size; it shrinks only through EXPUNGE.
                 if *n < prev && !matches!(cmd, Cmd::Select(_)) {
-                    self.violation("exists-backwards", format!("EXISTS {n} after {prev} without EXPUNGE"));
+                    self.violation(
+                        "exists-backwards",
+                        format!("EXISTS {n} after {prev} without EXPUNGE"),
+                    );
                 }
             }
             Untagged::Expunge(n) => {
                 let Some(sel) = self.selected.as_mut() else {
-                    return self.violation("data-while-unselected", format!("* {n} EXPUNGE with no mailbox selected"));
+                    return self.violation(
+                        "data-while-unselected",
+                        format!("* {n} EXPUNGE with no mailbox selected"),
+                    );
                 };
                 let exists = sel.exists;
                 sel.exists = exists.saturating_sub(1);
                 if *n == 0 || *n > exists {
-                    self.violation("expunge-out-of-range", format!("* {n} EXPUNGE with EXISTS {exists}"));
+                    self.violation(
+                        "expunge-out-of-range",
+                        format!("* {n} EXPUNGE with EXISTS {exists}"),
+                    );
                 }
                 // RFC 3501 §7.4.1: no EXPUNGE while responding to FETCH, STORE or SEARCH.
-                if matches!(cmd, Cmd::Fetch { uid: false } | Cmd::Store { uid: false } | Cmd::Search { uid: false }) {
-                    self.violation("expunge-during-fetch-store-search", format!("* {n} EXPUNGE during {cmd:?}"));
+                if matches!(
+                    cmd,
+                    Cmd::Fetch { uid: false }
+                        | Cmd::Store { uid: false }
+                        | Cmd::Search { uid: false }
+                ) {
+                    self.violation(
+                        "expunge-during-fetch-store-search",
+                        format!("* {n} EXPUNGE during {cmd:?}"),
+                    );
                 }
             }
             Untagged::Fetch { seq, data } => {
                 let Some(sel) = self.selected.as_ref() else {
-                    return self.violation("data-while-unselected", format!("* {seq} FETCH with no mailbox selected"));
+                    return self.violation(
+                        "data-while-unselected",
+                        format!("* {seq} FETCH with no mailbox selected"),
+                    );
                 };
                 if *seq == 0 || *seq > sel.exists {
                     let detail = format!("* {seq} FETCH beyond EXISTS {}", sel.exists);
                     self.violation("fetch-out-of-range", detail);
                 }
                 // RFC 3501 §6.4.8: responses caused by a UID command carry UID.
-                if matches!(cmd, Cmd::Fetch { uid: true }) && data.body.is_some() && data.uid.is_none() {
-                    self.violation("uid-fetch-without-uid", format!("* {seq} FETCH with body but no UID"));
+                if matches!(cmd, Cmd::Fetch { uid: true })
+                    && data.body.is_some()
+                    && data.uid.is_none()
+                {
+                    self.violation(
+                        "uid-fetch-without-uid",
+                        format!("* {seq} FETCH with body but no UID"),
+                    );
                 }
                 if let (Some(kw), Some(uid), Some(flags)) = (&self.keyword, data.uid, &data.flags)
                     && self.keyword_uids.contains(&uid)
                     && !flags.iter().any(|f| f.eq_ignore_ascii_case(kw))
                 {
-                    let detail = format!("UID {uid} lost {kw} that this session set; FLAGS {flags:?}");
+                    let detail =
+                        format!("UID {uid} lost {kw} that this session set; FLAGS {flags:?}");
                     self.violation("flag-lost", detail);
                 }
             }
-            Untagged::Cond { status: Status::Ok, code: Some(Code::UidValidity(v)), .. } => {
+            Untagged::Cond {
+                status: Status::Ok,
+                code: Some(Code::UidValidity(v)),
+                ..
+            } => {
                 if let Some(sel) = self.selected.as_mut() {
                     sel.uidvalidity = Some(*v);
                 }
@@ -259,7 +317,10 @@ impl SessionCheck {
             {
                 for f in added {
                     if !flags.iter().any(|x| x.eq_ignore_ascii_case(f)) {
-                        self.violation("store-flag-missing", format!("UID {uid} +FLAGS {f} answered FLAGS {flags:?}"));
+                        self.violation(
+                            "store-flag-missing",
+                            format!("UID {uid} +FLAGS {f} answered FLAGS {flags:?}"),
+                        );
                     }
                 }
                 if let Some(kw) = &self.keyword
@@ -306,7 +367,8 @@ const KEEP_APPENDED: usize = 512;
 impl Registry {
     fn with<R>(&self, user: &str, mailbox: &str, f: impl FnOnce(&mut UserLog) -> R) -> R {
         let mut m = self.users.lock().unwrap_or_else(|p| p.into_inner());
-        f(m.entry((user.to_string(), mailbox.to_ascii_uppercase())).or_default())
+        f(m.entry((user.to_string(), mailbox.to_ascii_uppercase()))
+            .or_default())
     }
 
     /// Records an acknowledged APPEND.
@@ -327,21 +389,39 @@ impl Registry {
     }
 
     /// The `pick`-th most recent appended message with this UIDVALIDITY not marked deleted.
-    pub fn recent(&self, user: &str, mailbox: &str, uidvalidity: u32, pick: usize) -> Option<Appended> {
+    pub fn recent(
+        &self,
+        user: &str,
+        mailbox: &str,
+        uidvalidity: u32,
+        pick: usize,
+    ) -> Option<Appended> {
         self.with(user, mailbox, |l| {
             let live: Vec<&Appended> = l
                 .appended
                 .iter()
                 .rev()
-                .filter(|a| a.uidvalidity == uidvalidity && !l.deleted.contains(&(a.uidvalidity, a.uid)))
+                .filter(|a| {
+                    a.uidvalidity == uidvalidity && !l.deleted.contains(&(a.uidvalidity, a.uid))
+                })
                 .take(32)
                 .collect();
-            if live.is_empty() { None } else { live.get(pick % live.len()).map(|a| **a) }
+            if live.is_empty() {
+                None
+            } else {
+                live.get(pick % live.len()).map(|a| **a)
+            }
         })
     }
 
     /// Checks a UID FETCH of appended message `a`: present with the same bytes, or deleted by someone.
-    pub fn verify_fetch(&self, user: &str, mailbox: &str, a: Appended, reply: &Reply) -> Option<Violation> {
+    pub fn verify_fetch(
+        &self,
+        user: &str,
+        mailbox: &str,
+        a: Appended,
+        reply: &Reply,
+    ) -> Option<Violation> {
         if !reply.ok() {
             return None;
         }
@@ -349,15 +429,35 @@ impl Registry {
             Untagged::Fetch { data, .. } if data.uid == Some(a.uid) => Some(data.body.as_deref()),
             _ => None,
         });
-        let v = |rule, detail| Some(Violation { rule, detail, user: user.to_string() });
+        let v = |rule, detail| {
+            Some(Violation {
+                rule,
+                detail,
+                user: user.to_string(),
+            })
+        };
         match body {
             None => {
-                let deleted = self.with(user, mailbox, |l| l.deleted.contains(&(a.uidvalidity, a.uid)));
-                if deleted { None } else { v("appended-message-missing", format!("UID {} from APPENDUID not returned", a.uid)) }
+                let deleted = self.with(user, mailbox, |l| {
+                    l.deleted.contains(&(a.uidvalidity, a.uid))
+                });
+                if deleted {
+                    None
+                } else {
+                    v(
+                        "appended-message-missing",
+                        format!("UID {} from APPENDUID not returned", a.uid),
+                    )
+                }
             }
-            Some(Some(b)) if digest(b) != a.digest => {
-                v("body-mismatch", format!("UID {}: {} bytes differ from what was appended", a.uid, b.len()))
-            }
+            Some(Some(b)) if digest(b) != a.digest => v(
+                "body-mismatch",
+                format!(
+                    "UID {}: {} bytes differ from what was appended",
+                    a.uid,
+                    b.len()
+                ),
+            ),
             Some(_) => None,
         }
     }

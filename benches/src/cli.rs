@@ -44,7 +44,13 @@ pub struct Common {
     #[arg(long, global = true, default_value = "user%d@example.test")]
     pub user_pattern: String,
     /// Password of every user.
-    #[arg(long, global = true, env = "MAILRAFT_BENCH_PASSWORD", default_value = "bench", hide_env_values = true)]
+    #[arg(
+        long,
+        global = true,
+        env = "MAILRAFT_BENCH_PASSWORD",
+        default_value = "bench",
+        hide_env_values = true
+    )]
     pub password: String,
     /// Number of users.
     #[arg(long, global = true, default_value_t = 10)]

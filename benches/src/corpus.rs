@@ -20,25 +20,99 @@ pub struct Corpus {
 }
 
 const WORDS: &[&str] = &[
-    "the", "meeting", "invoice", "server", "quarterly", "report", "please", "review", "attached", "budget",
-    "deploy", "cluster", "latency", "mailbox", "storage", "replica", "tomorrow", "schedule", "customer",
-    "ticket", "release", "notes", "update", "thanks", "regards", "question", "about", "project", "status",
-    "backup", "restore", "network", "incident", "summary", "draft", "final", "version", "agenda", "team",
-    "lunch", "friday", "monday", "weekly", "sync", "plan", "roadmap", "migration", "index", "search", "and",
-    "of", "to", "in", "for", "with", "on", "we", "you", "is", "it", "this", "that", "will", "can",
+    "the",
+    "meeting",
+    "invoice",
+    "server",
+    "quarterly",
+    "report",
+    "please",
+    "review",
+    "attached",
+    "budget",
+    "deploy",
+    "cluster",
+    "latency",
+    "mailbox",
+    "storage",
+    "replica",
+    "tomorrow",
+    "schedule",
+    "customer",
+    "ticket",
+    "release",
+    "notes",
+    "update",
+    "thanks",
+    "regards",
+    "question",
+    "about",
+    "project",
+    "status",
+    "backup",
+    "restore",
+    "network",
+    "incident",
+    "summary",
+    "draft",
+    "final",
+    "version",
+    "agenda",
+    "team",
+    "lunch",
+    "friday",
+    "monday",
+    "weekly",
+    "sync",
+    "plan",
+    "roadmap",
+    "migration",
+    "index",
+    "search",
+    "and",
+    "of",
+    "to",
+    "in",
+    "for",
+    "with",
+    "on",
+    "we",
+    "you",
+    "is",
+    "it",
+    "this",
+    "that",
+    "will",
+    "can",
 ];
 const NAMES: &[&str] = &[
-    "Alice Martin", "Bob Chen", "Carol Dubois", "Dave Okafor", "Eve Svensson", "Frank Müller", "Grace Ito",
-    "Heidi Novak", "Ivan Petrov", "Judy Silva",
+    "Alice Martin",
+    "Bob Chen",
+    "Carol Dubois",
+    "Dave Okafor",
+    "Eve Svensson",
+    "Frank Müller",
+    "Grace Ito",
+    "Heidi Novak",
+    "Ivan Petrov",
+    "Judy Silva",
 ];
-const UTF8_SUBJECTS: &[&str] = &["Grüße aus Köln", "Réunion de l'équipe", "Año nuevo", "Привет", "会議の件"];
+const UTF8_SUBJECTS: &[&str] = &[
+    "Grüße aus Köln",
+    "Réunion de l'équipe",
+    "Año nuevo",
+    "Привет",
+    "会議の件",
+];
 
 impl Corpus {
     /// `count` messages from `seed`.
     pub fn generate(seed: u64, count: usize) -> Corpus {
         let mut rng = Rng::new(seed);
         let mut threads: Vec<Thread> = Vec::new();
-        let messages = (0..count).map(|i| message(&mut rng, seed, i, &mut threads)).collect();
+        let messages = (0..count)
+            .map(|i| message(&mut rng, seed, i, &mut threads))
+            .collect();
         Corpus { messages }
     }
 
@@ -47,7 +121,10 @@ impl Corpus {
         let data = std::fs::read(path)?;
         let messages = split_mbox(&data);
         if messages.is_empty() {
-            return Err(io::Error::new(io::ErrorKind::InvalidData, "no messages in mbox"));
+            return Err(io::Error::new(
+                io::ErrorKind::InvalidData,
+                "no messages in mbox",
+            ));
         }
         Ok(Corpus { messages })
     }
@@ -91,7 +168,10 @@ fn message(rng: &mut Rng, seed: u64, i: usize, threads: &mut Vec<Thread>) -> Vec
     h.push_str(&format!("From: {} <{}>\r\n", display(from), addr(from)));
     h.push_str(&format!("To: {} <{}>\r\n", display(to), addr(to)));
     // Dates advance ~17 minutes per message from 2024-01-01.
-    h.push_str(&format!("Date: {}\r\n", rfc5322_date(1_704_067_200 + i as u64 * 1000 + rng.below(600))));
+    h.push_str(&format!(
+        "Date: {}\r\n",
+        rfc5322_date(1_704_067_200 + i as u64 * 1000 + rng.below(600))
+    ));
     h.push_str(&format!("Message-ID: {id}\r\n"));
     let subject = if !threads.is_empty() && rng.percent(35) {
         let t = rng.below(threads.len() as u64) as usize;
@@ -108,14 +188,20 @@ fn message(rng: &mut Rng, seed: u64, i: usize, threads: &mut Vec<Thread>) -> Vec
     } else {
         let s = sentence(rng, 3, 8);
         if threads.len() < 200 {
-            threads.push(Thread { subject: s.clone(), references: vec![id.clone()] });
+            threads.push(Thread {
+                subject: s.clone(),
+                references: vec![id.clone()],
+            });
         }
         s
     };
     if rng.percent(20) {
         let u = *rng.pick(UTF8_SUBJECTS).unwrap_or(&"Grüße");
         let tail = sentence(rng, 1, 3);
-        h.push_str(&format!("Subject: {}\r\n", encoded_word(rng, &format!("{u} {tail}"))));
+        h.push_str(&format!(
+            "Subject: {}\r\n",
+            encoded_word(rng, &format!("{u} {tail}"))
+        ));
     } else {
         h.push_str(&format!("Subject: {subject}\r\n"));
     }
@@ -143,10 +229,18 @@ fn message(rng: &mut Rng, seed: u64, i: usize, threads: &mut Vec<Thread>) -> Vec
         }
         // multipart/mixed with an attachment
         5..=6 => {
-            let len = if attach_len > 0 { attach_len } else { rng.range(2000, 15000) as usize };
-            h.push_str(&format!("Content-Type: multipart/mixed; boundary=\"{boundary}\"\r\n\r\n"));
+            let len = if attach_len > 0 {
+                attach_len
+            } else {
+                rng.range(2000, 15000) as usize
+            };
+            h.push_str(&format!(
+                "Content-Type: multipart/mixed; boundary=\"{boundary}\"\r\n\r\n"
+            ));
             h.push_str("This is a multi-part message in MIME format.\r\n");
-            h.push_str(&format!("--{boundary}\r\nContent-Type: text/plain; charset=utf-8\r\n\r\n{text}"));
+            h.push_str(&format!(
+                "--{boundary}\r\nContent-Type: text/plain; charset=utf-8\r\n\r\n{text}"
+            ));
             let name = if rng.percent(30) {
                 "filename*=UTF-8''r%C3%A9sum%C3%A9.pdf".to_string()
             } else {
@@ -161,8 +255,12 @@ fn message(rng: &mut Rng, seed: u64, i: usize, threads: &mut Vec<Thread>) -> Vec
         }
         // multipart/alternative with HTML
         7..=8 => {
-            h.push_str(&format!("Content-Type: multipart/alternative; boundary=\"{boundary}\"\r\n\r\n"));
-            h.push_str(&format!("--{boundary}\r\nContent-Type: text/plain; charset=utf-8\r\n\r\n{text}"));
+            h.push_str(&format!(
+                "Content-Type: multipart/alternative; boundary=\"{boundary}\"\r\n\r\n"
+            ));
+            h.push_str(&format!(
+                "--{boundary}\r\nContent-Type: text/plain; charset=utf-8\r\n\r\n{text}"
+            ));
             h.push_str(&format!(
                 "--{boundary}\r\nContent-Type: text/html; charset=utf-8\r\n\r\n<html><body><p>{}</p></body></html>\r\n",
                 text.replace("\r\n\r\n", "</p>\r\n<p>")
@@ -171,9 +269,15 @@ fn message(rng: &mut Rng, seed: u64, i: usize, threads: &mut Vec<Thread>) -> Vec
         }
         // forwarded message (nested message/rfc822)
         _ => {
-            h.push_str(&format!("Content-Type: multipart/mixed; boundary=\"{boundary}\"\r\n\r\n"));
-            h.push_str(&format!("--{boundary}\r\nContent-Type: text/plain; charset=utf-8\r\n\r\nSee below.\r\n"));
-            h.push_str(&format!("--{boundary}\r\nContent-Type: message/rfc822\r\n\r\n"));
+            h.push_str(&format!(
+                "Content-Type: multipart/mixed; boundary=\"{boundary}\"\r\n\r\n"
+            ));
+            h.push_str(&format!(
+                "--{boundary}\r\nContent-Type: text/plain; charset=utf-8\r\n\r\nSee below.\r\n"
+            ));
+            h.push_str(&format!(
+                "--{boundary}\r\nContent-Type: message/rfc822\r\n\r\n"
+            ));
             h.push_str(&format!(
                 "From: {} <{}>\r\nSubject: Fwd: {}\r\nDate: {}\r\nMIME-Version: 1.0\r\n\
                  Content-Type: text/plain; charset=utf-8\r\n\r\n{text}",
@@ -199,14 +303,20 @@ fn display(name: &str) -> String {
     if name.is_ascii() {
         format!("\"{name}\"")
     } else {
-        format!("=?UTF-8?B?{}?=", base64::engine::general_purpose::STANDARD.encode(name))
+        format!(
+            "=?UTF-8?B?{}?=",
+            base64::engine::general_purpose::STANDARD.encode(name)
+        )
     }
 }
 
 /// RFC 2047 §4: B or Q encoding, chosen at random.
 fn encoded_word(rng: &mut Rng, s: &str) -> String {
     if rng.percent(50) {
-        format!("=?UTF-8?B?{}?=", base64::engine::general_purpose::STANDARD.encode(s))
+        format!(
+            "=?UTF-8?B?{}?=",
+            base64::engine::general_purpose::STANDARD.encode(s)
+        )
     } else {
         let mut q = String::new();
         for b in s.bytes() {
@@ -222,7 +332,9 @@ fn encoded_word(rng: &mut Rng, s: &str) -> String {
 
 fn sentence(rng: &mut Rng, lo: u64, hi: u64) -> String {
     let n = rng.range(lo, hi);
-    let words: Vec<&str> = (0..n).map(|_| *rng.pick(WORDS).unwrap_or(&"mail")).collect();
+    let words: Vec<&str> = (0..n)
+        .map(|_| *rng.pick(WORDS).unwrap_or(&"mail"))
+        .collect();
     capitalize(&words.join(" "))
 }
 
@@ -278,8 +390,15 @@ pub fn rfc5322_date(t: u64) -> String {
     let secs = t % 86_400;
     let (y, m, d) = civil_from_days(days as i64);
     let wd = ["Thu", "Fri", "Sat", "Sun", "Mon", "Tue", "Wed"][(days % 7) as usize];
-    let mon = ["Jan", "Feb", "Mar", "Apr", "May", "Jun", "Jul", "Aug", "Sep", "Oct", "Nov", "Dec"][(m - 1) as usize];
-    format!("{wd}, {d:02} {mon} {y} {:02}:{:02}:{:02} +0000", secs / 3600, secs % 3600 / 60, secs % 60)
+    let mon = [
+        "Jan", "Feb", "Mar", "Apr", "May", "Jun", "Jul", "Aug", "Sep", "Oct", "Nov", "Dec",
+    ][(m - 1) as usize];
+    format!(
+        "{wd}, {d:02} {mon} {y} {:02}:{:02}:{:02} +0000",
+        secs / 3600,
+        secs % 3600 / 60,
+        secs % 60
+    )
 }
 
 /// Days since 1970-01-01 to (year, month 1..=12, day) — H. Hinnant's algorithm.
@@ -357,10 +476,29 @@ mod tests {
         let c = Corpus::generate(7, 1000);
         let mut sizes: Vec<usize> = c.messages.iter().map(Vec::len).collect();
         sizes.sort_unstable();
-        assert!(sizes[500] < 10_000, "median {} should be a few KB", sizes[500]);
-        assert!(sizes[999] > 100_000, "largest {} should reach hundreds of KB", sizes[999]);
-        let has = |needle: &str| c.messages.iter().any(|m| m.windows(needle.len()).any(|w| w == needle.as_bytes()));
-        for needle in ["multipart/alternative", "text/html", "message/rfc822", "In-Reply-To:", "=?UTF-8?", "filename*="] {
+        assert!(
+            sizes[500] < 10_000,
+            "median {} should be a few KB",
+            sizes[500]
+        );
+        assert!(
+            sizes[999] > 100_000,
+            "largest {} should reach hundreds of KB",
+            sizes[999]
+        );
+        let has = |needle: &str| {
+            c.messages
+                .iter()
+                .any(|m| m.windows(needle.len()).any(|w| w == needle.as_bytes()))
+        };
+        for needle in [
+            "multipart/alternative",
+            "text/html",
+            "message/rfc822",
+            "In-Reply-To:",
+            "=?UTF-8?",
+            "filename*=",
+        ] {
             assert!(has(needle), "no message has {needle}");
         }
         for m in &c.messages {
@@ -370,13 +508,19 @@ mod tests {
                     assert!(i > 0 && m[i - 1] == b'\r');
                 }
             }
-            assert!(m.windows(4).any(|w| w == b"\r\n\r\n"), "header/body separator");
+            assert!(
+                m.windows(4).any(|w| w == b"\r\n\r\n"),
+                "header/body separator"
+            );
         }
     }
 
     #[test]
     fn dates_are_rfc5322() {
-        assert_eq!(rfc5322_date(1_704_067_200), "Mon, 01 Jan 2024 00:00:00 +0000");
+        assert_eq!(
+            rfc5322_date(1_704_067_200),
+            "Mon, 01 Jan 2024 00:00:00 +0000"
+        );
         assert_eq!(rfc5322_date(951_782_400), "Tue, 29 Feb 2000 00:00:00 +0000");
     }
 
@@ -385,7 +529,10 @@ mod tests {
         let mbox = b"From a@b Thu Jan  1 00:00:00 2024\nSubject: one\n\n>From the start\nbody\n\nFrom c@d Thu Jan  1 00:00:00 2024\nSubject: two\n\nx\n";
         let m = split_mbox(mbox);
         assert_eq!(m.len(), 2);
-        assert_eq!(m[0], b"Subject: one\r\n\r\nFrom the start\r\nbody\r\n".to_vec());
+        assert_eq!(
+            m[0],
+            b"Subject: one\r\n\r\nFrom the start\r\nbody\r\n".to_vec()
+        );
         assert_eq!(m[1], b"Subject: two\r\n\r\nx\r\n".to_vec());
     }
 }

@@ -7,7 +7,10 @@ use clap::Parser;
 fn main() -> ExitCode {
     let cli = mailraft_bench::cli::Cli::parse();
     // Several worker threads even on 2 cores: TLS and parsing then overlap with I/O waits.
-    let rt = match tokio::runtime::Builder::new_multi_thread().enable_all().build() {
+    let rt = match tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+    {
         Ok(rt) => rt,
         Err(e) => {
             eprintln!("mailraft-bench: cannot start the runtime: {e}");

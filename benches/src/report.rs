@@ -112,7 +112,13 @@ fn ms(us: u64) -> f64 {
 
 impl Report {
     /// Builds the report from the recorder's data.
-    pub fn build(info: RunInfo, unsupported: Option<String>, data: Data, cpu: CpuTime, wall: Duration) -> Report {
+    pub fn build(
+        info: RunInfo,
+        unsupported: Option<String>,
+        data: Data,
+        cpu: CpuTime,
+        wall: Duration,
+    ) -> Report {
         let wall_s = wall.as_secs_f64().max(1e-9);
         let ops: Vec<OpSummary> = data
             .hist
@@ -127,13 +133,27 @@ impl Report {
                 max_ms: ms(h.max()),
             })
             .collect();
-        let total_per_sec = ops.iter().filter(|o| o.op != Op::Notify.name()).map(|o| o.per_sec).sum();
+        let total_per_sec = ops
+            .iter()
+            .filter(|o| o.op != Op::Notify.name())
+            .map(|o| o.per_sec)
+            .sum();
         let per_second = data
             .per_sec
             .iter()
-            .map(|row| Op::ALL.iter().filter(|o| row[**o as usize] > 0).map(|o| (o.name(), row[*o as usize])).collect())
+            .map(|row| {
+                Op::ALL
+                    .iter()
+                    .filter(|o| row[**o as usize] > 0)
+                    .map(|o| (o.name(), row[*o as usize]))
+                    .collect()
+            })
             .collect();
-        let timings_ms = data.timings.iter().map(|(k, v)| (k.clone(), v.iter().map(|&u| ms(u)).collect())).collect();
+        let timings_ms = data
+            .timings
+            .iter()
+            .map(|(k, v)| (k.clone(), v.iter().map(|&u| ms(u)).collect()))
+            .collect();
         let used = cpu.total().as_secs_f64();
         Report {
             info,
@@ -158,7 +178,11 @@ impl Report {
 
     /// Count per second of `op`, 0 if absent.
     pub fn rate(&self, op: Op) -> f64 {
-        self.ops.iter().find(|o| o.op == op.name()).map(|o| o.per_sec).unwrap_or(0.0)
+        self.ops
+            .iter()
+            .find(|o| o.op == op.name())
+            .map(|o| o.per_sec)
+            .unwrap_or(0.0)
     }
 
     /// The summary of `op`.
@@ -194,7 +218,10 @@ impl Report {
                 o.op, o.count, o.per_sec, o.p50_ms, o.p90_ms, o.p99_ms, o.max_ms
             ));
         }
-        s.push_str(&format!("total    {:>20.1} commands/s\n", self.total_per_sec));
+        s.push_str(&format!(
+            "total    {:>20.1} commands/s\n",
+            self.total_per_sec
+        ));
         for (k, v) in &self.timings_ms {
             let parts: Vec<String> = v.iter().map(|x| format!("{x:.1}")).collect();
             s.push_str(&format!("timing   {k}: {} ms\n", parts.join(", ")));
@@ -229,14 +256,23 @@ pub fn header(ops: &[Op]) -> String {
 
 /// One per-second line.
 pub fn line(ops: &[Op], counts: &[u64; Op::ALL.len()], sec: usize, violations: u64) -> String {
-    let mut s: Vec<String> = ops.iter().map(|o| format!("{:>4}", counts[*o as usize])).collect();
+    let mut s: Vec<String> = ops
+        .iter()
+        .map(|o| format!("{:>4}", counts[*o as usize]))
+        .collect();
     s.push(format!("{:>4} {:>5}", sec + 1, violations));
     s.join(" ")
 }
 
 /// Prints one line per completed second until `secs` seconds passed or `stop` fires; shows a
 /// progress bar when stdout is a terminal.
-pub async fn ticker(rec: Arc<Recorder>, ops: Vec<Op>, secs: u64, quiet: bool, mut stop: tokio::sync::watch::Receiver<bool>) {
+pub async fn ticker(
+    rec: Arc<Recorder>,
+    ops: Vec<Op>,
+    secs: u64,
+    quiet: bool,
+    mut stop: tokio::sync::watch::Receiver<bool>,
+) {
     let tty = std::io::stdout().is_terminal() && !quiet;
     let bar = if tty {
         let pb = indicatif::ProgressBar::new(secs);

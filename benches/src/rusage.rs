@@ -24,14 +24,22 @@ pub fn cpu_time() -> CpuTime {
     }
     // SAFETY: initialised by the successful call above (and zeroed before it in any case).
     let ru = unsafe { ru.assume_init() };
-    let tv = |t: libc::timeval| Duration::from_secs(t.tv_sec.max(0) as u64) + Duration::from_micros(t.tv_usec.max(0) as u64);
-    CpuTime { user: tv(ru.ru_utime), system: tv(ru.ru_stime) }
+    let tv = |t: libc::timeval| {
+        Duration::from_secs(t.tv_sec.max(0) as u64) + Duration::from_micros(t.tv_usec.max(0) as u64)
+    };
+    CpuTime {
+        user: tv(ru.ru_utime),
+        system: tv(ru.ru_stime),
+    }
 }
 
 impl CpuTime {
     /// CPU used between `earlier` and `self`.
     pub fn since(self, earlier: CpuTime) -> CpuTime {
-        CpuTime { user: self.user.saturating_sub(earlier.user), system: self.system.saturating_sub(earlier.system) }
+        CpuTime {
+            user: self.user.saturating_sub(earlier.user),
+            system: self.system.saturating_sub(earlier.system),
+        }
     }
 
     /// User + system.
@@ -52,5 +60,7 @@ pub fn load_average() -> [f64; 3] {
 
 /// Number of CPUs the machine reports.
 pub fn cpus() -> usize {
-    std::thread::available_parallelism().map(|n| n.get()).unwrap_or(1)
+    std::thread::available_parallelism()
+        .map(|n| n.get())
+        .unwrap_or(1)
 }

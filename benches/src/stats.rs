@@ -197,7 +197,8 @@ impl Recorder {
 
     /// Length of the measured phase: start to [`Recorder::end`], or to now if not ended.
     pub fn measured(&self) -> Duration {
-        let end = (*self.end.lock().unwrap_or_else(|p| p.into_inner())).unwrap_or_else(Instant::now);
+        let end =
+            (*self.end.lock().unwrap_or_else(|p| p.into_inner())).unwrap_or_else(Instant::now);
         end.saturating_duration_since(self.start())
     }
 
@@ -258,12 +259,20 @@ impl Recorder {
 
     /// Records a named one-off timing.
     pub fn timing(&self, name: &str, took: Duration) {
-        self.lock().timings.entry(name.to_string()).or_default().push(took.as_micros() as u64);
+        self.lock()
+            .timings
+            .entry(name.to_string())
+            .or_default()
+            .push(took.as_micros() as u64);
     }
 
     /// Counts of second `sec` (zeros if nothing happened).
     pub fn second(&self, sec: usize) -> [u64; Op::ALL.len()] {
-        self.lock().per_sec.get(sec).copied().unwrap_or([0; Op::ALL.len()])
+        self.lock()
+            .per_sec
+            .get(sec)
+            .copied()
+            .unwrap_or([0; Op::ALL.len()])
     }
 
     /// Number of violations so far.
@@ -297,6 +306,8 @@ fn hist_entry(map: &mut BTreeMap<Op, Histogram<u64>>, op: Op) -> Option<&mut His
     use std::collections::btree_map::Entry;
     match map.entry(op) {
         Entry::Occupied(e) => Some(e.into_mut()),
-        Entry::Vacant(v) => Histogram::new_with_bounds(1, 600_000_000, 3).ok().map(|h| v.insert(h)),
+        Entry::Vacant(v) => Histogram::new_with_bounds(1, 600_000_000, 3)
+            .ok()
+            .map(|h| v.insert(h)),
     }
 }

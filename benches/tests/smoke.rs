@@ -1,5 +1,6 @@
 //! Smoke test against a real `mailraft dev`: a 3-second `mix` (and a short TLS + AUTHENTICATE
 //! PLAIN run) must complete commands with zero consistency violations. Timing is never asserted.
+#![allow(clippy::unwrap_used)]
 
 use std::sync::Arc;
 
@@ -10,7 +11,9 @@ use mailraft_bench::compare::mailraft::{MailraftDev, find_binary};
 
 fn start() -> Option<(tempfile::TempDir, MailraftDev)> {
     let Some(bin) = find_binary() else {
-        eprintln!("SKIP: no mailraft binary (set MAILRAFT_BIN or build it: cargo build -p mailraft)");
+        eprintln!(
+            "SKIP: no mailraft binary (set MAILRAFT_BIN or build it: cargo build -p mailraft)"
+        );
         return None;
     };
     let dir = tempfile::tempdir().unwrap();
@@ -33,24 +36,58 @@ async fn run(args: &[&str]) -> mailraft_bench::report::Report {
 async fn mix_smoke_has_no_violations() {
     let Some((_dir, dev)) = start() else { return };
     let port = dev.imap.port().to_string();
-    let common = ["mailraft-bench", "--port", &port, "--users", "2", "--password", "smoke-pass", "--quiet"];
+    let common = [
+        "mailraft-bench",
+        "--port",
+        &port,
+        "--users",
+        "2",
+        "--password",
+        "smoke-pass",
+        "--quiet",
+    ];
 
     let mut args = common.to_vec();
     args.extend(["--clients", "4", "--secs", "3", "--corpus", "20", "mix"]);
     let r = run(&args).await;
     assert_eq!(r.violation_count, 0, "violations: {:?}", r.violations);
-    assert!(r.ops.iter().any(|o| o.op == "select" && o.count > 0), "no SELECT completed");
-    assert!(r.ops.iter().any(|o| o.op == "append" && o.count > 0), "no APPEND completed");
+    assert!(
+        r.ops.iter().any(|o| o.op == "select" && o.count > 0),
+        "no SELECT completed"
+    );
+    assert!(
+        r.ops.iter().any(|o| o.op == "append" && o.count > 0),
+        "no APPEND completed"
+    );
 
     // Persistent sessions over implicit TLS with AUTHENTICATE PLAIN.
     let tls_port = dev.imaps.port().to_string();
     let mut args = common.to_vec();
     args[2] = &tls_port;
-    args.extend(["--tls", "--insecure", "--auth", "plain", "--host", "localhost"]);
-    args.extend(["--clients", "2", "--secs", "2", "--corpus", "10", "mix", "--persistent"]);
+    args.extend([
+        "--tls",
+        "--insecure",
+        "--auth",
+        "plain",
+        "--host",
+        "localhost",
+    ]);
+    args.extend([
+        "--clients",
+        "2",
+        "--secs",
+        "2",
+        "--corpus",
+        "10",
+        "mix",
+        "--persistent",
+    ]);
     let r = run(&args).await;
     assert_eq!(r.violation_count, 0, "violations: {:?}", r.violations);
-    assert!(r.ops.iter().any(|o| o.op == "login" && o.count > 0), "no login over TLS");
+    assert!(
+        r.ops.iter().any(|o| o.op == "login" && o.count > 0),
+        "no login over TLS"
+    );
     assert!(r.errors.is_empty(), "errors: {:?}", r.errors);
     dev.stop();
 }

@@ -22,7 +22,11 @@ pub struct Framer {
 impl Framer {
     /// A framer refusing responses larger than `max_frame` bytes.
     pub fn new(max_frame: usize) -> Framer {
-        Framer { buf: Vec::with_capacity(8192), seg_start: 0, max_frame }
+        Framer {
+            buf: Vec::with_capacity(8192),
+            seg_start: 0,
+            max_frame,
+        }
     }
 
     /// Appends received bytes.
@@ -77,8 +81,12 @@ fn find_crlf(b: &[u8]) -> Option<usize> {
 
 /// If the line segment ends with a literal announcement `{n}` (or `~{n}`, RFC 3516 binary), n.
 pub fn literal_len(seg: &[u8]) -> Result<Option<usize>, ParseError> {
-    let Some(body) = seg.strip_suffix(b"}") else { return Ok(None) };
-    let Some(open) = body.iter().rposition(|&c| c == b'{') else { return Ok(None) };
+    let Some(body) = seg.strip_suffix(b"}") else {
+        return Ok(None);
+    };
+    let Some(open) = body.iter().rposition(|&c| c == b'{') else {
+        return Ok(None);
+    };
     let digits = &body[open + 1..];
     // Servers never send LITERAL+ `{n+}`, but tolerate it.
     let digits = digits.strip_suffix(b"+").unwrap_or(digits);
@@ -86,5 +94,7 @@ pub fn literal_len(seg: &[u8]) -> Result<Option<usize>, ParseError> {
         return Ok(None);
     }
     let text = std::str::from_utf8(digits).map_err(|_| ParseError::BadLiteral)?;
-    text.parse::<usize>().map(Some).map_err(|_| ParseError::BadLiteral)
+    text.parse::<usize>()
+        .map(Some)
+        .map_err(|_| ParseError::BadLiteral)
 }

@@ -21,11 +21,28 @@ impl Lmtp {
     /// Connects to `endpoint`: `host:port`, or a unix socket path (anything containing `/`).
     pub async fn connect(endpoint: &str, timeout: Duration) -> Result<Lmtp, ClientError> {
         let io: Box<dyn Io> = if endpoint.contains('/') {
-            Box::new(with_timeout(timeout, async { UnixStream::connect(endpoint).await.map_err(ClientError::Connect) }).await?)
+            Box::new(
+                with_timeout(timeout, async {
+                    UnixStream::connect(endpoint)
+                        .await
+                        .map_err(ClientError::Connect)
+                })
+                .await?,
+            )
         } else {
-            Box::new(with_timeout(timeout, async { TcpStream::connect(endpoint).await.map_err(ClientError::Connect) }).await?)
+            Box::new(
+                with_timeout(timeout, async {
+                    TcpStream::connect(endpoint)
+                        .await
+                        .map_err(ClientError::Connect)
+                })
+                .await?,
+            )
         };
-        let mut s = Lmtp { io: BufReader::new(io), timeout };
+        let mut s = Lmtp {
+            io: BufReader::new(io),
+            timeout,
+        };
         s.expect(220).await?;
         s.send(b"LHLO mailraft-bench.localhost\r\n").await?;
         s.expect(250).await?;
@@ -34,9 +51,11 @@ impl Lmtp {
 
     /// Delivers one message to one recipient; returns the final reply code.
     pub async fn deliver(&mut self, rcpt: &str, message: &[u8]) -> Result<u16, ClientError> {
-        self.send(b"MAIL FROM:<bench@mailraft-bench.localhost>\r\n").await?;
+        self.send(b"MAIL FROM:<bench@mailraft-bench.localhost>\r\n")
+            .await?;
         self.expect(250).await?;
-        self.send(format!("RCPT TO:<{rcpt}>\r\n").as_bytes()).await?;
+        self.send(format!("RCPT TO:<{rcpt}>\r\n").as_bytes())
+            .await?;
         let code = self.reply().await?;
         if code != 250 {
             self.send(b"RSET\r\n").await?;
@@ -59,13 +78,22 @@ impl Lmtp {
 
     async fn send(&mut self, b: &[u8]) -> Result<(), ClientError> {
         let t = self.timeout;
-        with_timeout(t, async { self.io.get_mut().write_all(b).await.map_err(ClientError::Io) }).await
+        with_timeout(t, async {
+            self.io
+                .get_mut()
+                .write_all(b)
+                .await
+                .map_err(ClientError::Io)
+        })
+        .await
     }
 
     async fn expect(&mut self, want: u16) -> Result<(), ClientError> {
         let code = self.reply().await?;
         if code != want {
-            return Err(ClientError::Protocol(format!("LMTP reply {code}, expected {want}")));
+            return Err(ClientError::Protocol(format!(
+                "LMTP reply {code}, expected {want}"
+            )));
         }
         Ok(())
     }
@@ -76,7 +104,10 @@ impl Lmtp {
         for _ in 0..1000 {
             let mut line = String::new();
             let t = self.timeout;
-            let n = with_timeout(t, async { self.io.read_line(&mut line).await.map_err(ClientError::Io) }).await?;
+            let n = with_timeout(t, async {
+                self.io.read_line(&mut line).await.map_err(ClientError::Io)
+            })
+            .await?;
             if n == 0 {
                 return Err(ClientError::Closed);
             }
@@ -96,7 +127,9 @@ async fn with_timeout<T>(
     t: Duration,
     f: impl std::future::Future<Output = Result<T, ClientError>>,
 ) -> Result<T, ClientError> {
-    tokio::time::timeout(t, f).await.map_err(|_| ClientError::Timeout)?
+    tokio::time::timeout(t, f)
+        .await
+        .map_err(|_| ClientError::Timeout)?
 }
 
 /// RFC 5321 §4.5.2 transparency: a leading `.` on a line is doubled; ends with `CRLF.CRLF`.

@@ -111,15 +111,34 @@ impl Client {
                 Box::new(s)
             }
         };
-        let mut c = Client { io, framer: Framer::new(MAX_FRAME), next_tag: 1, caps: Vec::new(), timeout: t.timeout, rbuf: vec![0; 16 * 1024] };
+        let mut c = Client {
+            io,
+            framer: Framer::new(MAX_FRAME),
+            next_tag: 1,
+            caps: Vec::new(),
+            timeout: t.timeout,
+            rbuf: vec![0; 16 * 1024],
+        };
         match c.read_response().await? {
-            Response::Untagged(Untagged::Cond { status: Status::Ok | Status::Preauth, code, .. }) => {
+            Response::Untagged(Untagged::Cond {
+                status: Status::Ok | Status::Preauth,
+                code,
+                ..
+            }) => {
                 if let Some(Code::Capability(caps)) = code {
                     c.caps = caps;
                 }
             }
-            Response::Untagged(Untagged::Cond { status: Status::Bye, text, .. }) => return Err(ClientError::Bye(text)),
-            other => return Err(ClientError::Protocol(format!("unexpected greeting {other:?}"))),
+            Response::Untagged(Untagged::Cond {
+                status: Status::Bye,
+                text,
+                ..
+            }) => return Err(ClientError::Bye(text)),
+            other => {
+                return Err(ClientError::Protocol(format!(
+                    "unexpected greeting {other:?}"
+                )));
+            }
         }
         if c.caps.is_empty() {
             c.refresh_capabilities().await?;
@@ -144,7 +163,12 @@ impl Client {
     }
 
     /// Authenticates with `mech`; afterwards re-reads capabilities (they may change, RFC 3501 §6.2.3).
-    pub async fn authenticate(&mut self, mech: AuthMech, user: &str, pass: &str) -> Result<Reply, ClientError> {
+    pub async fn authenticate(
+        &mut self,
+        mech: AuthMech,
+        user: &str,
+        pass: &str,
+    ) -> Result<Reply, ClientError> {
         let reply = match mech {
             AuthMech::Login => {
                 let cmd = format!("LOGIN {} {}", quote(user), quote(pass));
@@ -152,7 +176,8 @@ impl Client {
             }
             AuthMech::Plain => {
                 // RFC 4616: authzid NUL authcid NUL passwd.
-                let blob = base64::engine::general_purpose::STANDARD.encode(format!("\0{user}\0{pass}"));
+                let blob =
+                    base64::engine::general_purpose::STANDARD.encode(format!("\0{user}\0{pass}"));
                 if self.has_cap("SASL-IR") {
                     self.run(&format!("AUTHENTICATE PLAIN {blob}")).await?
                 } else {
@@ -179,10 +204,19 @@ impl Client {
 
     /// Sends `tag prefix {n}CRLF literal suffix CRLF`, e.g. APPEND. Uses LITERAL+ when offered,
     /// otherwise waits for the continuation (RFC 3501 §7.5).
-    pub async fn run_literal(&mut self, prefix: &str, literal: &[u8], suffix: &str) -> Result<Reply, ClientError> {
+    pub async fn run_literal(
+        &mut self,
+        prefix: &str,
+        literal: &[u8],
+        suffix: &str,
+    ) -> Result<Reply, ClientError> {
         let tag = self.tag();
         let plus = self.has_cap("LITERAL+");
-        let head = format!("{tag} {prefix} {{{}{}}}\r\n", literal.len(), if plus { "+" } else { "" });
+        let head = format!(
+            "{tag} {prefix} {{{}{}}}\r\n",
+            literal.len(),
+            if plus { "+" } else { "" }
+        );
         let mut early = Vec::new();
         if plus {
             let mut all = Vec::with_capacity(head.len() + literal.len() + suffix.len() + 2);
@@ -269,7 +303,10 @@ impl Client {
         let mut early = Vec::new();
         match self.await_continuation_or_reply(tag, &mut early).await? {
             None => Ok(()),
-            Some(r) => Err(ClientError::Protocol(format!("expected continuation, got {:?} {}", r.status, r.text))),
+            Some(r) => Err(ClientError::Protocol(format!(
+                "expected continuation, got {:?} {}",
+                r.status, r.text
+            ))),
         }
     }
 
@@ -283,33 +320,71 @@ impl Client {
             match self.read_response().await? {
                 Response::Continuation(_) => return Ok(None),
                 Response::Untagged(u) => early.push(u),
-                Response::Tagged { tag: t, status, code, text } if t == tag => {
-                    return Ok(Some(Reply { untagged: std::mem::take(early), status, code, text }));
+                Response::Tagged {
+                    tag: t,
+                    status,
+                    code,
+                    text,
+                } if t == tag => {
+                    return Ok(Some(Reply {
+                        untagged: std::mem::take(early),
+                        status,
+                        code,
+                        text,
+                    }));
                 }
                 Response::Tagged { tag: t, .. } => {
-                    return Err(ClientError::Protocol(format!("tagged reply for unknown tag {t}")));
+                    return Err(ClientError::Protocol(format!(
+                        "tagged reply for unknown tag {t}"
+                    )));
                 }
             }
         }
     }
 
     /// Reads until the tagged reply for `tag`.
-    async fn collect(&mut self, tag: &str, mut untagged: Vec<Untagged>) -> Result<Reply, ClientError> {
+    async fn collect(
+        &mut self,
+        tag: &str,
+        mut untagged: Vec<Untagged>,
+    ) -> Result<Reply, ClientError> {
         loop {
             match self.read_response().await? {
-                Response::Untagged(Untagged::Cond { status: Status::Bye, text, .. }) => {
+                Response::Untagged(Untagged::Cond {
+                    status: Status::Bye,
+                    text,
+                    ..
+                }) => {
                     // BYE during LOGOUT is expected (RFC 3501 §6.1.3); keep reading for the tagged OK.
-                    untagged.push(Untagged::Cond { status: Status::Bye, code: None, text });
+                    untagged.push(Untagged::Cond {
+                        status: Status::Bye,
+                        code: None,
+                        text,
+                    });
                 }
                 Response::Untagged(u) => untagged.push(u),
                 Response::Continuation(t) => {
-                    return Err(ClientError::Protocol(format!("unexpected continuation: {t}")));
+                    return Err(ClientError::Protocol(format!(
+                        "unexpected continuation: {t}"
+                    )));
                 }
-                Response::Tagged { tag: t, status, code, text } => {
+                Response::Tagged {
+                    tag: t,
+                    status,
+                    code,
+                    text,
+                } => {
                     if t != tag {
-                        return Err(ClientError::Protocol(format!("tagged reply for unknown tag {t}")));
+                        return Err(ClientError::Protocol(format!(
+                            "tagged reply for unknown tag {t}"
+                        )));
                     }
-                    return Ok(Reply { untagged, status, code, text });
+                    return Ok(Reply {
+                        untagged,
+                        status,
+                        code,
+                        text,
+                    });
                 }
             }
         }

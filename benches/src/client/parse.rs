@@ -169,7 +169,9 @@ pub fn parse_response(frame: &[u8]) -> Result<Response, ParseError> {
         Some(b'+') => {
             c.pos += 1;
             c.space();
-            Ok(Response::Continuation(String::from_utf8_lossy(c.rest()).into_owned()))
+            Ok(Response::Continuation(
+                String::from_utf8_lossy(c.rest()).into_owned(),
+            ))
         }
         Some(b'*') => {
             c.pos += 1;
@@ -182,7 +184,12 @@ pub fn parse_response(frame: &[u8]) -> Result<Response, ParseError> {
             let word = c.atom()?;
             let status = cond(&word).ok_or(ParseError::Missing("tagged status"))?;
             let (code, text) = resp_text(&mut c)?;
-            Ok(Response::Tagged { tag, status, code, text })
+            Ok(Response::Tagged {
+                tag,
+                status,
+                code,
+                text,
+            })
         }
         None => Err(ParseError::Missing("response")),
     }
@@ -210,8 +217,13 @@ fn untagged(c: &mut Cursor<'_>) -> Result<Untagged, ParseError> {
             "EXPUNGE" => Untagged::Expunge(n),
             "FETCH" => {
                 c.expect(b' ')?;
-                let Value::List(items) = c.value()? else { return Err(ParseError::Missing("FETCH list")) };
-                Untagged::Fetch { seq: n, data: fetch_data(items)? }
+                let Value::List(items) = c.value()? else {
+                    return Err(ParseError::Missing("FETCH list"));
+                };
+                Untagged::Fetch {
+                    seq: n,
+                    data: fetch_data(items)?,
+                }
             }
             _ => Untagged::Other(word),
         });
@@ -240,17 +252,27 @@ fn untagged(c: &mut Cursor<'_>) -> Result<Untagged, ParseError> {
         }
         "LIST" | "LSUB" => {
             let vals = c.values_to_end()?;
-            let name = vals.get(2).and_then(Value::text).ok_or(ParseError::Missing("LIST name"))?;
+            let name = vals
+                .get(2)
+                .and_then(Value::text)
+                .ok_or(ParseError::Missing("LIST name"))?;
             Untagged::List { name }
         }
         "STATUS" => {
-            let mailbox = c.value()?.text().ok_or(ParseError::Missing("STATUS mailbox"))?;
+            let mailbox = c
+                .value()?
+                .text()
+                .ok_or(ParseError::Missing("STATUS mailbox"))?;
             c.expect(b' ')?;
-            let Value::List(l) = c.value()? else { return Err(ParseError::Missing("STATUS list")) };
+            let Value::List(l) = c.value()? else {
+                return Err(ParseError::Missing("STATUS list"));
+            };
             let mut items = Vec::new();
             for pair in l.chunks(2) {
-                let (Some(k), Some(v)) = (pair.first().and_then(Value::atom), pair.get(1).and_then(Value::number))
-                else {
+                let (Some(k), Some(v)) = (
+                    pair.first().and_then(Value::atom),
+                    pair.get(1).and_then(Value::number),
+                ) else {
                     return Err(ParseError::Missing("STATUS item"));
                 };
                 items.push((k.to_ascii_uppercase(), v));
@@ -260,8 +282,14 @@ fn untagged(c: &mut Cursor<'_>) -> Result<Untagged, ParseError> {
         "VANISHED" => {
             let vals = c.values_to_end()?;
             let earlier = matches!(vals.first(), Some(Value::List(_)));
-            let set = vals.last().and_then(Value::atom).ok_or(ParseError::Missing("VANISHED set"))?;
-            Untagged::Vanished { earlier, set: set.to_string() }
+            let set = vals
+                .last()
+                .and_then(Value::atom)
+                .ok_or(ParseError::Missing("VANISHED set"))?;
+            Untagged::Vanished {
+                earlier,
+                set: set.to_string(),
+            }
         }
         _ => Untagged::Other(word),
     })
@@ -294,28 +322,46 @@ fn parse_code(inner: &str) -> Code {
     let (name, args) = inner.split_once(' ').unwrap_or((inner, ""));
     let name = name.to_ascii_uppercase();
     let nums: Vec<Option<u64>> = args.split(' ').map(|s| s.parse().ok()).collect();
-    let n32 = |i: usize| nums.get(i).copied().flatten().and_then(|v| u32::try_from(v).ok());
+    let n32 = |i: usize| {
+        nums.get(i)
+            .copied()
+            .flatten()
+            .and_then(|v| u32::try_from(v).ok())
+    };
     let parsed = match name.as_str() {
-        "APPENDUID" if nums.len() == 2 => n32(0).zip(n32(1)).map(|(v, u)| Code::AppendUid { uidvalidity: v, uid: u }),
+        "APPENDUID" if nums.len() == 2 => n32(0).zip(n32(1)).map(|(v, u)| Code::AppendUid {
+            uidvalidity: v,
+            uid: u,
+        }),
         "UIDVALIDITY" => n32(0).map(Code::UidValidity),
         "UIDNEXT" => n32(0).map(Code::UidNext),
         "HIGHESTMODSEQ" => nums.first().copied().flatten().map(Code::HighestModseq),
-        "CAPABILITY" => Some(Code::Capability(args.split(' ').map(str::to_string).collect())),
+        "CAPABILITY" => Some(Code::Capability(
+            args.split(' ').map(str::to_string).collect(),
+        )),
         _ => None,
     };
     parsed.unwrap_or(Code::Other(name, args.to_string()))
 }
 
 fn fetch_data(items: Vec<Value>) -> Result<FetchData, ParseError> {
-    if items.len() % 2 != 0 {
+    if !items.len().is_multiple_of(2) {
         return Err(ParseError::OddFetch);
     }
     let mut d = FetchData::default();
     let mut it = items.into_iter();
     while let (Some(k), Some(v)) = (it.next(), it.next()) {
-        let Some(key) = k.atom().map(str::to_ascii_uppercase) else { return Err(ParseError::Missing("FETCH item name")) };
+        let Some(key) = k.atom().map(str::to_ascii_uppercase) else {
+            return Err(ParseError::Missing("FETCH item name"));
+        };
         match key.as_str() {
-            "UID" => d.uid = Some(v.number().and_then(|n| u32::try_from(n).ok()).ok_or(ParseError::Missing("UID"))?),
+            "UID" => {
+                d.uid = Some(
+                    v.number()
+                        .and_then(|n| u32::try_from(n).ok())
+                        .ok_or(ParseError::Missing("UID"))?,
+                )
+            }
             "FLAGS" => match v {
                 Value::List(l) => d.flags = Some(atoms(l)),
                 _ => return Err(ParseError::Missing("FLAGS list")),
@@ -325,14 +371,15 @@ fn fetch_data(items: Vec<Value>) -> Result<FetchData, ParseError> {
                 Value::List(l) => d.modseq = l.first().and_then(Value::number),
                 _ => return Err(ParseError::Missing("MODSEQ list")),
             },
-            k if k.starts_with("BODY[") || k.starts_with("BINARY[") || k == "RFC822" => {
-                if d.body.is_none() {
-                    d.body = match v {
-                        Value::Str(s) => Some(s),
-                        Value::Atom(a) if a.eq_ignore_ascii_case("NIL") => Some(Vec::new()),
-                        _ => return Err(ParseError::Missing("body data")),
-                    };
-                }
+            // Only the first body item is kept.
+            k if (k.starts_with("BODY[") || k.starts_with("BINARY[") || k == "RFC822")
+                && d.body.is_none() =>
+            {
+                d.body = match v {
+                    Value::Str(s) => Some(s),
+                    Value::Atom(a) if a.eq_ignore_ascii_case("NIL") => Some(Vec::new()),
+                    _ => return Err(ParseError::Missing("body data")),
+                };
             }
             _ => {}
         }

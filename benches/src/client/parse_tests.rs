@@ -59,7 +59,11 @@ fn parses_typed_responses() {
     let frames = frames_with_chunks(&[TRANSCRIPT]);
     let p: Vec<Response> = frames.iter().map(|f| parse_response(f).unwrap()).collect();
     match &p[0] {
-        Response::Untagged(Untagged::Cond { status: Status::Ok, code: Some(Code::Capability(c)), .. }) => {
+        Response::Untagged(Untagged::Cond {
+            status: Status::Ok,
+            code: Some(Code::Capability(c)),
+            ..
+        }) => {
             assert!(c.iter().any(|x| x == "LITERAL+"));
         }
         other => panic!("{other:?}"),
@@ -67,11 +71,19 @@ fn parses_typed_responses() {
     assert_eq!(p[1], Response::Untagged(Untagged::Exists(3)));
     assert_eq!(p[2], Response::Untagged(Untagged::Recent(0)));
     match &p[4] {
-        Response::Untagged(Untagged::Cond { code: Some(Code::UidValidity(1_700_000_000)), .. }) => {}
+        Response::Untagged(Untagged::Cond {
+            code: Some(Code::UidValidity(1_700_000_000)),
+            ..
+        }) => {}
         other => panic!("{other:?}"),
     }
     match &p[6] {
-        Response::Tagged { tag, status: Status::Ok, code: Some(Code::Other(name, _)), .. } => {
+        Response::Tagged {
+            tag,
+            status: Status::Ok,
+            code: Some(Code::Other(name, _)),
+            ..
+        } => {
             assert_eq!(tag, "b1");
             assert_eq!(name, "READ-WRITE");
         }
@@ -97,8 +109,18 @@ fn parses_typed_responses() {
         }
         other => panic!("{other:?}"),
     }
-    assert_eq!(p[9], Response::Untagged(Untagged::List { name: "Sent Items".into() }));
-    assert_eq!(p[10], Response::Untagged(Untagged::List { name: "Draft".into() }));
+    assert_eq!(
+        p[9],
+        Response::Untagged(Untagged::List {
+            name: "Sent Items".into()
+        })
+    );
+    assert_eq!(
+        p[10],
+        Response::Untagged(Untagged::List {
+            name: "Draft".into()
+        })
+    );
     assert_eq!(
         p[11],
         Response::Untagged(Untagged::Status {
@@ -108,25 +130,48 @@ fn parses_typed_responses() {
     );
     assert_eq!(p[12], Response::Untagged(Untagged::Search(vec![2, 3])));
     assert_eq!(p[13], Response::Untagged(Untagged::Expunge(1)));
-    assert_eq!(p[14], Response::Untagged(Untagged::Vanished { earlier: true, set: "1:5".into() }));
+    assert_eq!(
+        p[14],
+        Response::Untagged(Untagged::Vanished {
+            earlier: true,
+            set: "1:5".into()
+        })
+    );
     assert_eq!(p[15], Response::Continuation("go ahead".into()));
     match &p[16] {
-        Response::Tagged { code: Some(Code::AppendUid { uidvalidity: 1_700_000_000, uid: 11 }), .. } => {}
+        Response::Tagged {
+            code:
+                Some(Code::AppendUid {
+                    uidvalidity: 1_700_000_000,
+                    uid: 11,
+                }),
+            ..
+        } => {}
         other => panic!("{other:?}"),
     }
     match &p[17] {
-        Response::Tagged { status: Status::No, text, .. } => assert_eq!(text, "no such mailbox"),
+        Response::Tagged {
+            status: Status::No,
+            text,
+            ..
+        } => assert_eq!(text, "no such mailbox"),
         other => panic!("{other:?}"),
     }
     match &p[18] {
-        Response::Untagged(Untagged::Cond { status: Status::Bye, .. }) => {}
+        Response::Untagged(Untagged::Cond {
+            status: Status::Bye,
+            ..
+        }) => {}
         other => panic!("{other:?}"),
     }
 }
 
 #[test]
 fn malformed_responses_are_errors() {
-    assert_eq!(parse_response(b"* 1 FETCH (UID)\r\n"), Err(ParseError::OddFetch));
+    assert_eq!(
+        parse_response(b"* 1 FETCH (UID)\r\n"),
+        Err(ParseError::OddFetch)
+    );
     assert!(parse_response(b"* 1 FETCH (UID 1\r\n").is_err());
     assert!(parse_response(b"* STATUS INBOX (MESSAGES x)\r\n").is_err());
     assert!(parse_response(b"b1 MAYBE done\r\n").is_err());
@@ -136,7 +181,10 @@ fn malformed_responses_are_errors() {
     let deep = format!("* 1 FETCH (X {}{})\r\n", "(".repeat(200), ")".repeat(200));
     assert_eq!(parse_response(deep.as_bytes()), Err(ParseError::TooDeep));
     // Unknown responses are kept, not rejected.
-    assert_eq!(parse_response(b"* ENABLED QRESYNC\r\n").unwrap(), Response::Untagged(Untagged::Other("ENABLED".into())));
+    assert_eq!(
+        parse_response(b"* ENABLED QRESYNC\r\n").unwrap(),
+        Response::Untagged(Untagged::Other("ENABLED".into()))
+    );
 }
 
 #[test]

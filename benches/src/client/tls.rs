@@ -14,7 +14,10 @@ use rustls::{ClientConfig, DigitallySignedStruct, RootCertStore, SignatureScheme
 use crate::error::ClientError;
 
 /// Builds the client config: `ca_file` trusted, or no verification when `insecure`.
-pub fn client_config(ca_file: Option<&Path>, insecure: bool) -> Result<Arc<ClientConfig>, ClientError> {
+pub fn client_config(
+    ca_file: Option<&Path>,
+    insecure: bool,
+) -> Result<Arc<ClientConfig>, ClientError> {
     let provider = Arc::new(rustls::crypto::ring::default_provider());
     let builder = ClientConfig::builder_with_provider(provider.clone())
         .with_safe_default_protocol_versions()
@@ -22,14 +25,21 @@ pub fn client_config(ca_file: Option<&Path>, insecure: bool) -> Result<Arc<Clien
     let config = if insecure {
         builder
             .dangerous()
-            .with_custom_certificate_verifier(Arc::new(AnyCert { algs: provider.signature_verification_algorithms }))
+            .with_custom_certificate_verifier(Arc::new(AnyCert {
+                algs: provider.signature_verification_algorithms,
+            }))
             .with_no_client_auth()
     } else {
-        let path = ca_file.ok_or_else(|| ClientError::Tls("--tls needs --ca-file or --insecure".into()))?;
+        let path = ca_file
+            .ok_or_else(|| ClientError::Tls("--tls needs --ca-file or --insecure".into()))?;
         let mut roots = RootCertStore::empty();
-        for cert in CertificateDer::pem_file_iter(path).map_err(|e| ClientError::Tls(e.to_string()))? {
+        for cert in
+            CertificateDer::pem_file_iter(path).map_err(|e| ClientError::Tls(e.to_string()))?
+        {
             let cert = cert.map_err(|e| ClientError::Tls(e.to_string()))?;
-            roots.add(cert).map_err(|e| ClientError::Tls(e.to_string()))?;
+            roots
+                .add(cert)
+                .map_err(|e| ClientError::Tls(e.to_string()))?;
         }
         builder.with_root_certificates(roots).with_no_client_auth()
     };

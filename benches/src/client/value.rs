@@ -130,7 +130,9 @@ impl<'a> Cursor<'a> {
         let mut out = Vec::new();
         loop {
             match self.peek() {
-                None | Some(b'\r') | Some(b'\n') => return Err(ParseError::Unterminated("quoted", start)),
+                None | Some(b'\r') | Some(b'\n') => {
+                    return Err(ParseError::Unterminated("quoted", start));
+                }
                 Some(b'"') => {
                     self.pos += 1;
                     return Ok(out);
@@ -167,7 +169,11 @@ impl<'a> Cursor<'a> {
         self.expect(b'\r')?;
         self.expect(b'\n')?;
         let end = self.pos.checked_add(n).ok_or(ParseError::BadLiteral)?;
-        let data = self.b.get(self.pos..end).ok_or(ParseError::BadLiteral)?.to_vec();
+        let data = self
+            .b
+            .get(self.pos..end)
+            .ok_or(ParseError::BadLiteral)?
+            .to_vec();
         self.pos = end;
         Ok(data)
     }

@@ -29,7 +29,10 @@ pub fn ensure_installed() -> Result<()> {
     };
     if !install().map(|s| s.success()).unwrap_or(false) {
         // Fresh machines have no package lists yet.
-        let _ = Command::new("apt-get").args(["update", "-q"]).stdout(Stdio::null()).status();
+        let _ = Command::new("apt-get")
+            .args(["update", "-q"])
+            .stdout(Stdio::null())
+            .status();
         let ok = install().context("run apt-get")?.success();
         if !ok {
             bail!("apt-get install dovecot-imapd dovecot-lmtpd failed");
@@ -67,8 +70,12 @@ impl Dovecot {
         }
         // Mail processes run as nobody: the tree must be reachable and the mail dir theirs.
         set_mode(dir, 0o755)?;
-        std::os::unix::fs::chown(dir.join("mail"), Some(65534), Some(65534)).context("chown mail dir")?;
-        let passwd: String = logins.iter().map(|l| format!("{l}:{{PLAIN}}{password}\n")).collect();
+        std::os::unix::fs::chown(dir.join("mail"), Some(65534), Some(65534))
+            .context("chown mail dir")?;
+        let passwd: String = logins
+            .iter()
+            .map(|l| format!("{l}:{{PLAIN}}{password}\n"))
+            .collect();
         std::fs::write(dir.join("passwd"), passwd)?;
         set_mode(&dir.join("passwd"), 0o644)?;
         let config = dir.join("dovecot.conf");
@@ -109,7 +116,11 @@ impl Dovecot {
             }
             std::thread::sleep(Duration::from_millis(100));
         }
-        bail!("dovecot did not greet on {} within 30 s (see {})", self.imap, dir.join("dovecot.log").display())
+        bail!(
+            "dovecot did not greet on {} within 30 s (see {})",
+            self.imap,
+            dir.join("dovecot.log").display()
+        )
     }
 
     /// The master's pid (for CPU accounting of its process tree).
@@ -126,7 +137,9 @@ impl Dovecot {
         if matches!(self.child.try_wait(), Ok(Some(_))) {
             return;
         }
-        let _ = Command::new("kill").args(["-TERM", &self.child.id().to_string()]).status();
+        let _ = Command::new("kill")
+            .args(["-TERM", &self.child.id().to_string()])
+            .status();
         let deadline = Instant::now() + Duration::from_secs(10);
         while Instant::now() < deadline {
             if matches!(self.child.try_wait(), Ok(Some(_))) {
@@ -147,7 +160,8 @@ impl Drop for Dovecot {
 
 fn set_mode(p: &Path, mode: u32) -> Result<()> {
     use std::os::unix::fs::PermissionsExt;
-    std::fs::set_permissions(p, std::fs::Permissions::from_mode(mode)).with_context(|| format!("chmod {}", p.display()))
+    std::fs::set_permissions(p, std::fs::Permissions::from_mode(mode))
+        .with_context(|| format!("chmod {}", p.display()))
 }
 
 /// Dovecot 2.3 configuration. `instance_name` and `base_dir` keep it apart from a system
@@ -170,7 +184,7 @@ mail_fsync = {fsync}
 default_internal_user = dovecot
 default_login_user = dovenull
 first_valid_uid = 1
-default_process_limit = 5000
+default_process_limit = 2500
 default_client_limit = 10000
 default_vsz_limit = 1G
 passdb {{

@@ -48,8 +48,20 @@ impl MailraftDev {
             .arg("dev")
             .arg("--data-dir")
             .arg(dir.join("data"))
-            .args(["--imap-addr", "127.0.0.1:0", "--imaps-addr", "127.0.0.1:0", "--grpc-addr", "127.0.0.1:0"])
-            .args(["--metrics-addr", "127.0.0.1:0", "--demo-password", "demo-bench-unused"])
+            .args([
+                "--imap-addr",
+                "127.0.0.1:0",
+                "--imaps-addr",
+                "127.0.0.1:0",
+                "--grpc-addr",
+                "127.0.0.1:0",
+            ])
+            .args([
+                "--metrics-addr",
+                "127.0.0.1:0",
+                "--demo-password",
+                "demo-bench-unused",
+            ])
             .env("RUST_LOG", "warn")
             .stdout(Stdio::piped())
             .stderr(Stdio::from(log))
@@ -71,7 +83,10 @@ impl MailraftDev {
             let Ok(line) = rx.recv_timeout(left) else {
                 let _ = child.kill();
                 let _ = child.wait();
-                bail!("mailraft dev did not print its addresses (see {})", dir.join("mailraft.log").display());
+                bail!(
+                    "mailraft dev did not print its addresses (see {})",
+                    dir.join("mailraft.log").display()
+                );
             };
             let mut w = line.split_whitespace();
             match (w.next(), w.next()) {
@@ -94,18 +109,25 @@ impl MailraftDev {
 
     /// Creates the tenants of `logins` (already existing is fine) and the users with `password`.
     pub fn create_users(&self, logins: &[String], password: &str) -> Result<()> {
-        let mut domains: Vec<&str> = logins.iter().filter_map(|l| l.split_once('@').map(|(_, d)| d)).collect();
+        let mut domains: Vec<&str> = logins
+            .iter()
+            .filter_map(|l| l.split_once('@').map(|(_, d)| d))
+            .collect();
         domains.sort_unstable();
         domains.dedup();
         for d in domains {
             let out = self.admin(&["create-tenant", d], None)?;
-            if !out.status.success() && !String::from_utf8_lossy(&out.stderr).contains("already exists") {
+            if !out.status.success()
+                && !String::from_utf8_lossy(&out.stderr).contains("already exists")
+            {
                 bail!("create-tenant {d}: {}", first_line(&out.stderr));
             }
         }
         for l in logins {
             let out = self.admin(&["create-user", l], Some(password))?;
-            if !out.status.success() && !String::from_utf8_lossy(&out.stderr).contains("already exists") {
+            if !out.status.success()
+                && !String::from_utf8_lossy(&out.stderr).contains("already exists")
+            {
                 bail!("create-user {l}: {}", first_line(&out.stderr));
             }
         }
@@ -124,11 +146,11 @@ impl MailraftDev {
             .stderr(Stdio::piped())
             .spawn()
             .context("spawn mailraft admin")?;
-        if let Some(mut input) = child.stdin.take() {
-            if let Some(pw) = stdin {
-                input.write_all(pw.as_bytes())?;
-                input.write_all(b"\n")?;
-            }
+        if let Some(mut input) = child.stdin.take()
+            && let Some(pw) = stdin
+        {
+            input.write_all(pw.as_bytes())?;
+            input.write_all(b"\n")?;
         }
         Ok(child.wait_with_output()?)
     }
@@ -156,5 +178,9 @@ impl Drop for MailraftDev {
 }
 
 fn first_line(b: &[u8]) -> String {
-    String::from_utf8_lossy(b).lines().next().unwrap_or("").to_string()
+    String::from_utf8_lossy(b)
+        .lines()
+        .next()
+        .unwrap_or("")
+        .to_string()
 }

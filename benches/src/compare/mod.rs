@@ -57,16 +57,26 @@ pub struct Preload {
 
 /// Runs the comparison.
 pub async fn run(common: &Common, args: &CompareArgs) -> Result<ExitCode> {
-    let dir = tempfile::Builder::new().prefix("mailraft-bench-compare-").tempdir().context("temp dir")?;
+    let dir = tempfile::Builder::new()
+        .prefix("mailraft-bench-compare-")
+        .tempdir()
+        .context("temp dir")?;
     let logins = app::users(common);
     let corpus = Arc::new(app::load_corpus(common)?);
     let bin = args
         .mailraft_bin
         .clone()
         .or_else(mailraft::find_binary)
-        .context("no mailraft binary: pass --mailraft-bin, set MAILRAFT_BIN, or cargo build -p mailraft")?;
+        .context(
+            "no mailraft binary: pass --mailraft-bin, set MAILRAFT_BIN, or cargo build -p mailraft",
+        )?;
     println!("machine: {}", procstat::machine());
-    println!("corpus: {} messages, {} bytes, seed {}", corpus.len(), corpus.bytes(), common.seed);
+    println!(
+        "corpus: {} messages, {} bytes, seed {}",
+        corpus.len(),
+        corpus.bytes(),
+        common.seed
+    );
 
     let mut servers = Vec::new();
     let dove = if args.no_dovecot {
@@ -75,8 +85,18 @@ pub async fn run(common: &Common, args: &CompareArgs) -> Result<ExitCode> {
         let d = dir.path().join("dovecot");
         std::fs::create_dir_all(&d)?;
         let dv = dovecot::Dovecot::start(&d, &logins, &common.password, &args.dovecot_fsync)?;
-        println!("dovecot: imap {} lmtp {} (config {})", dv.imap, dv.lmtp, dv.config.display());
-        servers.push(Server { name: "Dovecot", port: dv.imap.port(), lmtp: Some(dv.lmtp.to_string()), pid: dv.pid() });
+        println!(
+            "dovecot: imap {} lmtp {} (config {})",
+            dv.imap,
+            dv.lmtp,
+            dv.config.display()
+        );
+        servers.push(Server {
+            name: "Dovecot",
+            port: dv.imap.port(),
+            lmtp: Some(dv.lmtp.to_string()),
+            pid: dv.pid(),
+        });
         Some(dv)
     };
     let m = dir.path().join("mailraft");
@@ -84,17 +104,31 @@ pub async fn run(common: &Common, args: &CompareArgs) -> Result<ExitCode> {
     let mr = mailraft::MailraftDev::start(&bin, &m)?;
     mr.create_users(&logins, &common.password)?;
     println!("mailraft dev ({}): imap {}", bin.display(), mr.imap);
-    servers.push(Server { name: "Mailraft", port: mr.imap.port(), lmtp: None, pid: mr.pid() });
+    servers.push(Server {
+        name: "Mailraft",
+        port: mr.imap.port(),
+        lmtp: None,
+        pid: mr.pid(),
+    });
 
     let mut preloads = Vec::new();
     for s in &servers {
         let t = Instant::now();
         let n = preload(common, s.port, &logins, &corpus, args.preload).await?;
-        preloads.push(Preload { server: s.name, messages: n, secs: t.elapsed().as_secs_f64() });
+        preloads.push(Preload {
+            server: s.name,
+            messages: n,
+            secs: t.elapsed().as_secs_f64(),
+        });
     }
 
     let mut runs = Vec::new();
-    for label in args.workloads.split(',').map(str::trim).filter(|s| !s.is_empty()) {
+    for label in args
+        .workloads
+        .split(',')
+        .map(str::trim)
+        .filter(|s| !s.is_empty())
+    {
         for s in &servers {
             let w = workload(label, s, common)?;
             let mut c = common.clone();
@@ -109,11 +143,19 @@ pub async fn run(common: &Common, args: &CompareArgs) -> Result<ExitCode> {
             let report = app::run_workload(&c, &w, corpus.clone()).await?;
             let server_cpu = procstat::tree_cpu(s.pid) - cpu0;
             println!("{}", report.render());
-            runs.push(Run { label: label.to_string(), server: s.name, report, server_cpu });
+            runs.push(Run {
+                label: label.to_string(),
+                server: s.name,
+                report,
+                server_cpu,
+            });
         }
     }
     let names: Vec<&'static str> = servers.iter().map(|s| s.name).collect();
-    println!("{}", table::render(&names, &preloads, &runs, &args.dovecot_fsync));
+    println!(
+        "{}",
+        table::render(&names, &preloads, &runs, &args.dovecot_fsync)
+    );
     if let Some(p) = &common.json {
         let all: Vec<serde_json::Value> = runs
             .iter()
@@ -130,22 +172,52 @@ pub async fn run(common: &Common, args: &CompareArgs) -> Result<ExitCode> {
         println!("kept {}", kept.display());
     }
     let violations: u64 = runs.iter().map(|r| r.report.violation_count).sum();
-    Ok(if violations > 0 { ExitCode::from(1) } else { ExitCode::SUCCESS })
+    Ok(if violations > 0 {
+        ExitCode::from(1)
+    } else {
+        ExitCode::SUCCESS
+    })
 }
 
 fn workload(label: &str, s: &Server, common: &Common) -> Result<Workload> {
     Ok(match label {
-        "mix" => Workload::Mix(MixArgs { persistent: false, mix: String::new(), msgs: 30 }),
-        "mix-persistent" => Workload::Mix(MixArgs { persistent: true, mix: String::new(), msgs: 30 }),
-        "append" => Workload::Append(AppendArgs { via: Via::Imap, lmtp: None, mailbox: "INBOX".into() }),
-        "append-lmtp" => Workload::Append(AppendArgs { via: Via::Lmtp, lmtp: s.lmtp.clone(), mailbox: "INBOX".into() }),
-        "idle" => Workload::Idle(IdleArgs { writers: common.users.clamp(1, 4), interval_ms: 100, grace: 5 }),
+        "mix" => Workload::Mix(MixArgs {
+            persistent: false,
+            mix: String::new(),
+            msgs: 30,
+        }),
+        "mix-persistent" => Workload::Mix(MixArgs {
+            persistent: true,
+            mix: String::new(),
+            msgs: 30,
+        }),
+        "append" => Workload::Append(AppendArgs {
+            via: Via::Imap,
+            lmtp: None,
+            mailbox: "INBOX".into(),
+        }),
+        "append-lmtp" => Workload::Append(AppendArgs {
+            via: Via::Lmtp,
+            lmtp: s.lmtp.clone(),
+            mailbox: "INBOX".into(),
+        }),
+        "idle" => Workload::Idle(IdleArgs {
+            writers: common.users.clamp(1, 4),
+            interval_ms: 100,
+            grace: 5,
+        }),
         other => bail!("unknown workload {other} (mix, mix-persistent, append, append-lmtp, idle)"),
     })
 }
 
 /// Appends corpus messages 0..n to every user's INBOX, up to 8 users at a time.
-async fn preload(common: &Common, port: u16, logins: &[String], corpus: &Arc<Corpus>, n: usize) -> Result<usize> {
+async fn preload(
+    common: &Common,
+    port: u16,
+    logins: &[String],
+    corpus: &Arc<Corpus>,
+    n: usize,
+) -> Result<usize> {
     let mut c = common.clone();
     c.host = "127.0.0.1".into();
     c.port = Some(port);
@@ -155,7 +227,12 @@ async fn preload(common: &Common, port: u16, logins: &[String], corpus: &Arc<Cor
     for chunk in logins.chunks(8) {
         let mut tasks = Vec::new();
         for login in chunk {
-            let (target, login, pw, corpus) = (target.clone(), login.clone(), common.password.clone(), corpus.clone());
+            let (target, login, pw, corpus) = (
+                target.clone(),
+                login.clone(),
+                common.password.clone(),
+                corpus.clone(),
+            );
             tasks.push(tokio::spawn(async move {
                 let mut client = Client::connect(&target).await?;
                 let r = client.authenticate(target.auth, &login, &pw).await?;
@@ -163,7 +240,9 @@ async fn preload(common: &Common, port: u16, logins: &[String], corpus: &Arc<Cor
                     bail!("login {login} refused: {}", r.text);
                 }
                 for i in 0..n {
-                    let r = client.run_literal("APPEND INBOX", corpus.get(i), "").await?;
+                    let r = client
+                        .run_literal("APPEND INBOX", corpus.get(i), "")
+                        .await?;
                     if !r.ok() {
                         bail!("preload APPEND for {login}: {}", r.text);
                     }

@@ -12,10 +12,16 @@ const TICKS_PER_SEC: f64 = 100.0;
 pub fn tree_cpu(root: u32) -> f64 {
     let mut children: HashMap<u32, Vec<u32>> = HashMap::new();
     let mut ticks: HashMap<u32, u64> = HashMap::new();
-    let Ok(entries) = std::fs::read_dir("/proc") else { return 0.0 };
+    let Ok(entries) = std::fs::read_dir("/proc") else {
+        return 0.0;
+    };
     for e in entries.flatten() {
-        let Some(pid) = e.file_name().to_str().and_then(|s| s.parse::<u32>().ok()) else { continue };
-        let Ok(stat) = std::fs::read_to_string(e.path().join("stat")) else { continue };
+        let Some(pid) = e.file_name().to_str().and_then(|s| s.parse::<u32>().ok()) else {
+            continue;
+        };
+        let Ok(stat) = std::fs::read_to_string(e.path().join("stat")) else {
+            continue;
+        };
         if let Some((ppid, t)) = parse_stat(&stat) {
             children.entry(ppid).or_default().push(pid);
             ticks.insert(pid, t);
@@ -45,7 +51,9 @@ fn parse_stat(stat: &str) -> Option<(u32, u64)> {
     let f: Vec<&str> = rest.split_whitespace().collect();
     // rest starts at field 3 (state): ppid is field 4, utime..cstime are fields 14..=17.
     let ppid = f.get(1)?.parse().ok()?;
-    let sum = (11..=14).filter_map(|i| f.get(i).and_then(|v| v.parse::<u64>().ok())).sum();
+    let sum = (11..=14)
+        .filter_map(|i| f.get(i).and_then(|v| v.parse::<u64>().ok()))
+        .sum();
     Some((ppid, sum))
 }
 
@@ -65,7 +73,11 @@ pub fn machine() -> String {
         .and_then(|l| l.split_whitespace().nth(1))
         .and_then(|v| v.parse().ok())
         .unwrap_or(0);
-    format!("{} cores of {model}, {} GiB RAM", crate::rusage::cpus(), mem_kb / (1024 * 1024))
+    format!(
+        "{} cores of {model}, {} GiB RAM",
+        crate::rusage::cpus(),
+        mem_kb / (1024 * 1024)
+    )
 }
 
 #[cfg(test)]

@@ -27,7 +27,11 @@ pub fn render(servers: &[&'static str], preloads: &[Preload], runs: &[Run], fsyn
         let _ = write!(s, " {} ÷ {} |", servers[1], servers[0]);
     }
     let _ = writeln!(s);
-    let _ = writeln!(s, "|{}", "---|".repeat(2 + servers.len() + usize::from(ratio)));
+    let _ = writeln!(
+        s,
+        "|{}",
+        "---|".repeat(2 + servers.len() + usize::from(ratio))
+    );
     let mut body = String::new();
     let mut row = |w: &str, metric: &str, vals: Vec<Option<f64>>, fmt: fn(f64) -> String| {
         let _ = write!(body, "| {w} | {metric} |");
@@ -35,7 +39,10 @@ pub fn render(servers: &[&'static str], preloads: &[Preload], runs: &[Run], fsyn
             let _ = write!(body, " {} |", v.map(fmt).unwrap_or_else(|| "n/a".into()));
         }
         if ratio {
-            let r = match (vals.first().copied().flatten(), vals.get(1).copied().flatten()) {
+            let r = match (
+                vals.first().copied().flatten(),
+                vals.get(1).copied().flatten(),
+            ) {
                 (Some(a), Some(b)) if a > 0.0 => format!("{:.2}", b / a),
                 _ => "–".into(),
             };
@@ -43,9 +50,21 @@ pub fn render(servers: &[&'static str], preloads: &[Preload], runs: &[Run], fsyn
         }
         let _ = writeln!(body);
     };
-    let pre: Vec<Option<f64>> =
-        servers.iter().map(|n| preloads.iter().find(|p| p.server == *n).map(|p| p.messages as f64 / p.secs.max(1e-9))).collect();
-    row("preload", "messages/s (sequential APPEND, 8 users at a time)", pre, f1);
+    let pre: Vec<Option<f64>> = servers
+        .iter()
+        .map(|n| {
+            preloads
+                .iter()
+                .find(|p| p.server == *n)
+                .map(|p| p.messages as f64 / p.secs.max(1e-9))
+        })
+        .collect();
+    row(
+        "preload",
+        "messages/s (sequential APPEND, 8 users at a time)",
+        pre,
+        f1,
+    );
 
     let mut notes: Vec<String> = Vec::new();
     let mut labels: Vec<&str> = Vec::new();
@@ -56,41 +75,137 @@ pub fn render(servers: &[&'static str], preloads: &[Preload], runs: &[Run], fsyn
     }
     for label in labels {
         let get = |n: &str| runs.iter().find(|r| r.label == label && r.server == n);
-        let each = |f: &dyn Fn(&Run) -> Option<f64>| servers.iter().map(|n| get(n).and_then(f)).collect::<Vec<_>>();
+        let each = |f: &dyn Fn(&Run) -> Option<f64>| {
+            servers
+                .iter()
+                .map(|n| get(n).and_then(f))
+                .collect::<Vec<_>>()
+        };
         let supported = |r: &Run| r.report.unsupported.is_none();
         match label {
             l if l.starts_with("mix") => {
-                row(label, "commands/s", each(&|r| Some(r.report.total_per_sec)), f1);
-                for op in [Op::Login, Op::Select, Op::Fetch, Op::Fetch2, Op::Store, Op::Expunge, Op::Append] {
-                    row(label, &format!("{} p50 ms", op.name()), each(&|r| r.report.op(op).map(|o| o.p50_ms)), f2);
-                    row(label, &format!("{} p99 ms", op.name()), each(&|r| r.report.op(op).map(|o| o.p99_ms)), f2);
+                row(
+                    label,
+                    "commands/s",
+                    each(&|r| Some(r.report.total_per_sec)),
+                    f1,
+                );
+                for op in [
+                    Op::Login,
+                    Op::Select,
+                    Op::Fetch,
+                    Op::Fetch2,
+                    Op::Store,
+                    Op::Expunge,
+                    Op::Append,
+                ] {
+                    row(
+                        label,
+                        &format!("{} p50 ms", op.name()),
+                        each(&|r| r.report.op(op).map(|o| o.p50_ms)),
+                        f2,
+                    );
+                    row(
+                        label,
+                        &format!("{} p99 ms", op.name()),
+                        each(&|r| r.report.op(op).map(|o| o.p99_ms)),
+                        f2,
+                    );
                 }
             }
             l if l.starts_with("append") => {
-                let op = if l.ends_with("lmtp") { Op::Lmtp } else { Op::Append };
-                row(label, "messages/s", each(&|r| supported(r).then(|| r.report.rate(op))), f1);
-                row(label, "p50 ms", each(&|r| r.report.op(op).map(|o| o.p50_ms)), f2);
-                row(label, "p99 ms", each(&|r| r.report.op(op).map(|o| o.p99_ms)), f2);
+                let op = if l.ends_with("lmtp") {
+                    Op::Lmtp
+                } else {
+                    Op::Append
+                };
+                row(
+                    label,
+                    "messages/s",
+                    each(&|r| supported(r).then(|| r.report.rate(op))),
+                    f1,
+                );
+                row(
+                    label,
+                    "p50 ms",
+                    each(&|r| r.report.op(op).map(|o| o.p50_ms)),
+                    f2,
+                );
+                row(
+                    label,
+                    "p99 ms",
+                    each(&|r| r.report.op(op).map(|o| o.p99_ms)),
+                    f2,
+                );
             }
             "idle" => {
-                row(label, "EXISTS after append OK, p50 ms", each(&|r| r.report.op(Op::Notify).map(|o| o.p50_ms)), f2);
-                row(label, "p99 ms", each(&|r| r.report.op(Op::Notify).map(|o| o.p99_ms)), f2);
-                row(label, "max ms", each(&|r| r.report.op(Op::Notify).map(|o| o.max_ms)), f2);
+                row(
+                    label,
+                    "EXISTS after append OK, p50 ms",
+                    each(&|r| r.report.op(Op::Notify).map(|o| o.p50_ms)),
+                    f2,
+                );
+                row(
+                    label,
+                    "p99 ms",
+                    each(&|r| r.report.op(Op::Notify).map(|o| o.p99_ms)),
+                    f2,
+                );
+                row(
+                    label,
+                    "max ms",
+                    each(&|r| r.report.op(Op::Notify).map(|o| o.max_ms)),
+                    f2,
+                );
             }
             _ => {}
         }
         let server_cpu_per_k = |r: &Run| {
-            let n: u64 = r.report.ops.iter().filter(|o| o.op != Op::Notify.name()).map(|o| o.count).sum();
+            let n: u64 = r
+                .report
+                .ops
+                .iter()
+                .filter(|o| o.op != Op::Notify.name())
+                .map(|o| o.count)
+                .sum();
             (n > 0 && supported(r)).then(|| 1000.0 * r.server_cpu / n as f64)
         };
-        row(label, "server CPU s per 1000 commands", each(&server_cpu_per_k), f3);
-        row(label, "errors", each(&|r| Some(r.report.errors.values().sum::<u64>() as f64)), f0);
-        row(label, "violations", each(&|r| Some(r.report.violation_count as f64)), f0);
-        row(label, "bench client CPU % of one core", each(&|r| Some(r.report.cpu.percent_of_one_core)), f0);
-        row(label, "load average (1 min) at end", each(&|r| Some(r.report.info.loadavg_end[0])), f2);
+        row(
+            label,
+            "server CPU s per 1000 commands",
+            each(&server_cpu_per_k),
+            f3,
+        );
+        row(
+            label,
+            "errors",
+            each(&|r| Some(r.report.errors.values().sum::<u64>() as f64)),
+            f0,
+        );
+        row(
+            label,
+            "violations",
+            each(&|r| Some(r.report.violation_count as f64)),
+            f0,
+        );
+        row(
+            label,
+            "bench client CPU % of one core",
+            each(&|r| supported(r).then_some(r.report.cpu.percent_of_one_core)),
+            f0,
+        );
+        row(
+            label,
+            "load average (1 min) at end",
+            each(&|r| Some(r.report.info.loadavg_end[0])),
+            f2,
+        );
         for r in runs.iter().filter(|r| r.label == label) {
             if let Some(u) = &r.report.unsupported {
-                notes.push(format!("- {label} on {}: not supported by server: {u}", r.server));
+                notes.push(format!(
+                    "- {label} on {}: not supported by server: {u}",
+                    r.server
+                ));
             }
         }
     }

@@ -23,8 +23,15 @@ use super::{Ctx, Outcome, Session, pause};
 
 /// Runs the append workload.
 pub async fn run(ctx: Arc<Ctx>, a: AppendArgs) -> Outcome {
-    let op = if a.via == Via::Lmtp { Op::Lmtp } else { Op::Append };
-    let outcome = |unsupported: Option<String>| Outcome { ops: vec![op], unsupported };
+    let op = if a.via == Via::Lmtp {
+        Op::Lmtp
+    } else {
+        Op::Append
+    };
+    let outcome = |unsupported: Option<String>| Outcome {
+        ops: vec![op],
+        unsupported,
+    };
     if a.via == Via::Lmtp {
         let Some(ep) = a.lmtp.clone() else {
             return outcome(Some("LMTP (no LMTP endpoint; pass --lmtp)".into()));
@@ -34,13 +41,16 @@ pub async fn run(ctx: Arc<Ctx>, a: AppendArgs) -> Outcome {
             Err(e) => return outcome(Some(format!("LMTP at {ep}: {e}"))),
         }
     }
-    let users: Vec<String> = (0..ctx.clients.min(ctx.users.len())).map(|i| ctx.user(i).to_string()).collect();
+    let users: Vec<String> = (0..ctx.clients.min(ctx.users.len()))
+        .map(|i| ctx.user(i).to_string())
+        .collect();
     let before = match counts(&ctx, &users, &a.mailbox).await {
         Ok(c) => c,
         Err(e) => return outcome(Some(format!("cannot read mailbox sizes: {e}"))),
     };
     ctx.rec.begin();
-    let acked: Arc<Vec<AtomicU64>> = Arc::new((0..users.len()).map(|_| AtomicU64::new(0)).collect());
+    let acked: Arc<Vec<AtomicU64>> =
+        Arc::new((0..users.len()).map(|_| AtomicU64::new(0)).collect());
     let mut tasks = Vec::new();
     for i in 0..ctx.clients {
         let (ctx, a, acked) = (ctx.clone(), a.clone(), acked.clone());
@@ -55,12 +65,18 @@ pub async fn run(ctx: Arc<Ctx>, a: AppendArgs) -> Outcome {
         Ok(after) => {
             for (k, user) in users.iter().enumerate() {
                 let n = acked[k].load(Ordering::Relaxed);
-                let (b, f) = (before.get(user).copied().unwrap_or(0), after.get(user).copied().unwrap_or(0));
+                let (b, f) = (
+                    before.get(user).copied().unwrap_or(0),
+                    after.get(user).copied().unwrap_or(0),
+                );
                 ctx.rec.count("acknowledged deliveries", n);
                 if f < b + n {
                     ctx.rec.violations(vec![Violation {
                         rule: "acked-delivery-missing",
-                        detail: format!("{} had {b} messages, {n} deliveries acknowledged, now {f}", a.mailbox),
+                        detail: format!(
+                            "{} had {b} messages, {n} deliveries acknowledged, now {f}",
+                            a.mailbox
+                        ),
                         user: user.clone(),
                     }]);
                 }
@@ -72,7 +88,11 @@ pub async fn run(ctx: Arc<Ctx>, a: AppendArgs) -> Outcome {
 }
 
 /// STATUS MESSAGES of `mailbox` for each user, on unmeasured connections.
-async fn counts(ctx: &Ctx, users: &[String], mailbox: &str) -> Result<HashMap<String, u64>, ClientError> {
+async fn counts(
+    ctx: &Ctx,
+    users: &[String],
+    mailbox: &str,
+) -> Result<HashMap<String, u64>, ClientError> {
     let mut out = HashMap::new();
     for u in users {
         let mut c = Client::connect(&ctx.target).await?;
@@ -80,9 +100,13 @@ async fn counts(ctx: &Ctx, users: &[String], mailbox: &str) -> Result<HashMap<St
         if !r.ok() {
             return Err(ClientError::Protocol(format!("login of {u} refused")));
         }
-        let r = c.run(&format!("STATUS {} (MESSAGES)", quote(mailbox))).await?;
+        let r = c
+            .run(&format!("STATUS {} (MESSAGES)", quote(mailbox)))
+            .await?;
         let n = r.untagged.iter().find_map(|x| match x {
-            Untagged::Status { items, .. } => items.iter().find(|(k, _)| k == "MESSAGES").map(|(_, v)| *v),
+            Untagged::Status { items, .. } => {
+                items.iter().find(|(k, _)| k == "MESSAGES").map(|(_, v)| *v)
+            }
             _ => None,
         });
         out.insert(u.clone(), n.unwrap_or(0));
@@ -100,7 +124,17 @@ async fn client(ctx: Arc<Ctx>, i: usize, a: AppendArgs, acked: Arc<Vec<AtomicU64
     while Instant::now() < deadline {
         let done = match a.via {
             Via::Imap => imap_loop(&ctx, &user, &a.mailbox, &mut n, deadline, &acked[slot]).await,
-            Via::Lmtp => lmtp_loop(&ctx, &user, a.lmtp.as_deref().unwrap_or(""), &mut n, deadline, &acked[slot]).await,
+            Via::Lmtp => {
+                lmtp_loop(
+                    &ctx,
+                    &user,
+                    a.lmtp.as_deref().unwrap_or(""),
+                    &mut n,
+                    deadline,
+                    &acked[slot],
+                )
+                .await
+            }
         };
         if !done {
             pause(Duration::from_millis(200), deadline).await;
@@ -109,17 +143,37 @@ async fn client(ctx: Arc<Ctx>, i: usize, a: AppendArgs, acked: Arc<Vec<AtomicU64
 }
 
 /// APPENDs on one connection until the deadline; false if the connection failed.
-async fn imap_loop(ctx: &Ctx, user: &str, mailbox: &str, n: &mut usize, deadline: Instant, acked: &AtomicU64) -> bool {
-    let Ok(mut s) = Session::open(ctx, user, None).await else { return false };
+async fn imap_loop(
+    ctx: &Ctx,
+    user: &str,
+    mailbox: &str,
+    n: &mut usize,
+    deadline: Instant,
+    acked: &AtomicU64,
+) -> bool {
+    let Ok(mut s) = Session::open(ctx, user, None).await else {
+        return false;
+    };
     let prefix = format!("APPEND {}", quote(mailbox));
     while Instant::now() < deadline {
         let msg = ctx.corpus.get(*n);
         *n += ctx.clients;
-        match s.exec_literal(ctx, Op::Append, Cmd::Append(mailbox), &prefix, msg).await {
+        match s
+            .exec_literal(ctx, Op::Append, Cmd::Append(mailbox), &prefix, msg)
+            .await
+        {
             Ok(r) if r.ok() => {
                 acked.fetch_add(1, Ordering::Relaxed);
                 if let Some(Code::AppendUid { uidvalidity, uid }) = r.code {
-                    ctx.registry.appended(user, mailbox, Appended { uidvalidity, uid, digest: digest(msg) });
+                    ctx.registry.appended(
+                        user,
+                        mailbox,
+                        Appended {
+                            uidvalidity,
+                            uid,
+                            digest: digest(msg),
+                        },
+                    );
                 }
             }
             Ok(_) => {}
@@ -131,7 +185,14 @@ async fn imap_loop(ctx: &Ctx, user: &str, mailbox: &str, n: &mut usize, deadline
 }
 
 /// LMTP deliveries on one connection until the deadline; false if the connection failed.
-async fn lmtp_loop(ctx: &Ctx, user: &str, ep: &str, n: &mut usize, deadline: Instant, acked: &AtomicU64) -> bool {
+async fn lmtp_loop(
+    ctx: &Ctx,
+    user: &str,
+    ep: &str,
+    n: &mut usize,
+    deadline: Instant,
+    acked: &AtomicU64,
+) -> bool {
     let mut l = match Lmtp::connect(ep, ctx.target.timeout).await {
         Ok(l) => l,
         Err(e) => {

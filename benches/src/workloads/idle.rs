@@ -31,7 +31,11 @@ struct Feed {
 
 impl Feed {
     fn ok_at(&self, j: usize) -> Option<Instant> {
-        self.ok.lock().unwrap_or_else(|p| p.into_inner()).get(j).copied()
+        self.ok
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .get(j)
+            .copied()
     }
 }
 
@@ -39,7 +43,12 @@ impl Feed {
 pub async fn run(ctx: Arc<Ctx>, a: IdleArgs) -> Outcome {
     let ops = vec![Op::Login, Op::Select, Op::Append, Op::Notify];
     match Client::connect(&ctx.target).await {
-        Ok(c) if !c.has_cap("IDLE") => return Outcome { ops, unsupported: Some("IDLE (RFC 2177)".into()) },
+        Ok(c) if !c.has_cap("IDLE") => {
+            return Outcome {
+                ops,
+                unsupported: Some("IDLE (RFC 2177)".into()),
+            };
+        }
         Ok(_) => {}
         Err(e) => ctx.rec.error(e.kind()),
     }
@@ -51,7 +60,9 @@ pub async fn run(ctx: Arc<Ctx>, a: IdleArgs) -> Outcome {
     let mut idlers = Vec::new();
     for i in 0..ctx.clients {
         let (ctx, feeds, tx, go) = (ctx.clone(), feeds.clone(), ready_tx.clone(), go_rx.clone());
-        idlers.push(tokio::spawn(async move { idler(ctx, i, i % writers, feeds, tx, go).await }));
+        idlers.push(tokio::spawn(async move {
+            idler(ctx, i, i % writers, feeds, tx, go).await
+        }));
     }
     drop(ready_tx);
     // Setup: writers start only when every idler is in IDLE (or failed), within a bound.
@@ -68,8 +79,14 @@ pub async fn run(ctx: Arc<Ctx>, a: IdleArgs) -> Outcome {
     go_tx.send_replace(Some(ctx.deadline() + Duration::from_secs(a.grace)));
     let mut tasks = Vec::new();
     for w in 0..writers {
-        let (ctx, feeds, interval) = (ctx.clone(), feeds.clone(), Duration::from_millis(a.interval_ms));
-        tasks.push(tokio::spawn(async move { writer(ctx, w, feeds, interval).await }));
+        let (ctx, feeds, interval) = (
+            ctx.clone(),
+            feeds.clone(),
+            Duration::from_millis(a.interval_ms),
+        );
+        tasks.push(tokio::spawn(async move {
+            writer(ctx, w, feeds, interval).await
+        }));
     }
     for t in tasks {
         let _ = t.await;
@@ -78,7 +95,10 @@ pub async fn run(ctx: Arc<Ctx>, a: IdleArgs) -> Outcome {
     for t in idlers {
         let _ = t.await;
     }
-    Outcome { ops, unsupported: None }
+    Outcome {
+        ops,
+        unsupported: None,
+    }
 }
 
 async fn writer(ctx: Arc<Ctx>, w: usize, feeds: Arc<Vec<Feed>>, interval: Duration) {
@@ -90,7 +110,10 @@ async fn writer(ctx: Arc<Ctx>, w: usize, feeds: Arc<Vec<Feed>>, interval: Durati
         while Instant::now() < deadline {
             let msg = ctx.corpus.get(n);
             n += feeds.len();
-            match s.exec_literal(&ctx, Op::Append, Cmd::Append("INBOX"), "APPEND INBOX", msg).await {
+            match s
+                .exec_literal(&ctx, Op::Append, Cmd::Append("INBOX"), "APPEND INBOX", msg)
+                .await
+            {
                 Ok(r) if r.ok() => {
                     let now = Instant::now();
                     feed.ok.lock().unwrap_or_else(|p| p.into_inner()).push(now);
@@ -124,7 +147,10 @@ async fn idler(
             return;
         }
     };
-    let base = match s.exec(&ctx, Op::Select, Cmd::Select("INBOX"), "SELECT INBOX").await {
+    let base = match s
+        .exec(&ctx, Op::Select, Cmd::Select("INBOX"), "SELECT INBOX")
+        .await
+    {
         Ok(r) if r.ok() => s.check.exists().unwrap_or(0),
         _ => {
             let _ = ready.send(false).await;
@@ -152,7 +178,10 @@ async fn idler(
         ctx.rec.count("notifications missed", total - seen);
         ctx.rec.violations(vec![Violation {
             rule: "idle-exists-missing",
-            detail: format!("{} of {total} appends never announced by EXISTS during IDLE", total - seen),
+            detail: format!(
+                "{} of {total} appends never announced by EXISTS during IDLE",
+                total - seen
+            ),
             user: user.clone(),
         }]);
     }
@@ -170,7 +199,9 @@ async fn watch(ctx: &Ctx, s: &mut Session, feed: &Feed, base: u32, stop_at: Inst
     let mut seen: u64 = 0;
     loop {
         let now = Instant::now();
-        if now >= stop_at || (feed.done.load(Ordering::Acquire) && seen >= feed.total.load(Ordering::Acquire)) {
+        if now >= stop_at
+            || (feed.done.load(Ordering::Acquire) && seen >= feed.total.load(Ordering::Acquire))
+        {
             break;
         }
         // Wake at least every 200 ms to notice the end conditions.

@@ -45,7 +45,18 @@ pub struct MixProbs {
 
 impl Default for MixProbs {
     fn default() -> Self {
-        MixProbs { list: 50, status: 50, select: 100, fetch: 100, fetch2: 100, store: 50, delete: 100, expunge: 100, append: 100, logout: 100 }
+        MixProbs {
+            list: 50,
+            status: 50,
+            select: 100,
+            fetch: 100,
+            fetch2: 100,
+            store: 50,
+            delete: 100,
+            expunge: 100,
+            append: 100,
+            logout: 100,
+        }
     }
 }
 
@@ -54,7 +65,9 @@ impl MixProbs {
     pub fn parse(spec: &str) -> Result<MixProbs, String> {
         let mut p = MixProbs::default();
         for item in spec.split(',').map(str::trim).filter(|s| !s.is_empty()) {
-            let (k, v) = item.split_once('=').ok_or_else(|| format!("expected name=percent, got {item}"))?;
+            let (k, v) = item
+                .split_once('=')
+                .ok_or_else(|| format!("expected name=percent, got {item}"))?;
             let v: u32 = v.parse().map_err(|_| format!("bad percent in {item}"))?;
             if v > 100 {
                 return Err(format!("percent over 100 in {item}"));
@@ -116,7 +129,10 @@ pub async fn run(ctx: Arc<Ctx>, opts: MixOpts) -> Outcome {
         let _ = t.await;
     }
     ctx.rec.end();
-    Outcome { ops: OPS.to_vec(), unsupported: None }
+    Outcome {
+        ops: OPS.to_vec(),
+        unsupported: None,
+    }
 }
 
 async fn client(ctx: Arc<Ctx>, i: usize, opts: MixOpts) {
@@ -167,10 +183,19 @@ async fn round(ctx: &Ctx, s: &mut Session, st: &mut State, rng: &mut Rng, o: &Mi
         s.exec(ctx, Op::List, Cmd::Other, "LIST \"\" *").await?;
     }
     if rng.percent(p.status) {
-        s.exec(ctx, Op::Status, Cmd::Status("INBOX"), "STATUS INBOX (MESSAGES UIDNEXT UNSEEN)").await?;
+        s.exec(
+            ctx,
+            Op::Status,
+            Cmd::Status("INBOX"),
+            "STATUS INBOX (MESSAGES UIDNEXT UNSEEN)",
+        )
+        .await?;
     }
     if rng.percent(p.select) {
-        st.selected = s.exec(ctx, Op::Select, Cmd::Select("INBOX"), "SELECT INBOX").await?.ok();
+        st.selected = s
+            .exec(ctx, Op::Select, Cmd::Select("INBOX"), "SELECT INBOX")
+            .await?
+            .ok();
         st.known.clear();
     }
     if !st.selected {
@@ -180,7 +205,14 @@ async fn round(ctx: &Ctx, s: &mut Session, st: &mut State, rng: &mut Rng, o: &Mi
     if rng.percent(p.fetch) && exists > 0 {
         let lo = rng.range(1, u64::from(exists)) as u32;
         let hi = (lo + 9).min(exists);
-        let r = s.exec(ctx, Op::Fetch, Cmd::Fetch { uid: false }, &format!("FETCH {lo}:{hi} (UID FLAGS)")).await?;
+        let r = s
+            .exec(
+                ctx,
+                Op::Fetch,
+                Cmd::Fetch { uid: false },
+                &format!("FETCH {lo}:{hi} (UID FLAGS)"),
+            )
+            .await?;
         st.known = r
             .untagged
             .iter()
@@ -209,7 +241,8 @@ async fn round(ctx: &Ctx, s: &mut Session, st: &mut State, rng: &mut Rng, o: &Mi
         // Registered before the STORE so no reader can see it vanish unannounced.
         ctx.registry.deleting(&s.user, "INBOX", uv, uid);
         let cmd = format!("UID STORE {uid} +FLAGS.SILENT (\\Deleted)");
-        s.exec(ctx, Op::Delete, Cmd::Store { uid: true }, &cmd).await?;
+        s.exec(ctx, Op::Delete, Cmd::Store { uid: true }, &cmd)
+            .await?;
     }
     if rng.percent(p.expunge) {
         s.exec(ctx, Op::Expunge, Cmd::Other, "EXPUNGE").await?;
@@ -223,14 +256,18 @@ async fn round(ctx: &Ctx, s: &mut Session, st: &mut State, rng: &mut Rng, o: &Mi
 
 async fn fetch2(ctx: &Ctx, s: &mut Session, st: &State, rng: &mut Rng) -> Step {
     let uv = s.check.uidvalidity().unwrap_or(0);
-    let candidate = ctx.registry.recent(&s.user, "INBOX", uv, rng.below(32) as usize);
+    let candidate = ctx
+        .registry
+        .recent(&s.user, "INBOX", uv, rng.below(32) as usize);
     let uid = match (candidate, rng.pick(&st.known)) {
         (Some(a), _) => a.uid,
         (None, Some(&u)) => u,
         (None, None) => return Ok(()),
     };
     let cmd = format!("UID FETCH {uid} (UID RFC822.SIZE BODY.PEEK[])");
-    let r = s.exec(ctx, Op::Fetch2, Cmd::Fetch { uid: true }, &cmd).await?;
+    let r = s
+        .exec(ctx, Op::Fetch2, Cmd::Fetch { uid: true }, &cmd)
+        .await?;
     if let Some(a) = candidate
         && let Some(v) = ctx.registry.verify_fetch(&s.user, "INBOX", a, &r)
     {
@@ -241,29 +278,44 @@ async fn fetch2(ctx: &Ctx, s: &mut Session, st: &State, rng: &mut Rng) -> Step {
 
 async fn store(ctx: &Ctx, s: &mut Session, uid: u32, rng: &mut Rng) -> Step {
     let kw = s.check.keyword().map(str::to_string);
-    let system = *rng.pick(&["\\Seen", "\\Flagged", "\\Answered"]).unwrap_or(&"\\Flagged");
+    let system = *rng
+        .pick(&["\\Seen", "\\Flagged", "\\Answered"])
+        .unwrap_or(&"\\Flagged");
     let mut flags: Vec<&str> = vec![system];
     if let Some(k) = kw.as_deref() {
         flags.push(k);
     }
     if rng.percent(70) {
         let cmd = format!("UID STORE {uid} +FLAGS ({})", flags.join(" "));
-        let r = s.exec(ctx, Op::Store, Cmd::Store { uid: true }, &cmd).await?;
+        let r = s
+            .exec(ctx, Op::Store, Cmd::Store { uid: true }, &cmd)
+            .await?;
         s.check.after_store_add(uid, &flags, &r);
         ctx.rec.violations(s.check.take());
     } else {
         s.check.keyword_clearing(uid);
         let cmd = format!("UID STORE {uid} -FLAGS ({})", flags.join(" "));
-        s.exec(ctx, Op::Store, Cmd::Store { uid: true }, &cmd).await?;
+        s.exec(ctx, Op::Store, Cmd::Store { uid: true }, &cmd)
+            .await?;
     }
     Ok(())
 }
 
 async fn append(ctx: &Ctx, s: &mut Session, rng: &mut Rng) -> Step {
     let msg = ctx.corpus.get(rng.below(ctx.corpus.len() as u64) as usize);
-    let r = s.exec_literal(ctx, Op::Append, Cmd::Append("INBOX"), "APPEND INBOX", msg).await?;
+    let r = s
+        .exec_literal(ctx, Op::Append, Cmd::Append("INBOX"), "APPEND INBOX", msg)
+        .await?;
     if let Some(Code::AppendUid { uidvalidity, uid }) = r.code {
-        ctx.registry.appended(&s.user, "INBOX", Appended { uidvalidity, uid, digest: digest(msg) });
+        ctx.registry.appended(
+            &s.user,
+            "INBOX",
+            Appended {
+                uidvalidity,
+                uid,
+                digest: digest(msg),
+            },
+        );
     }
     Ok(())
 }

@@ -70,7 +70,11 @@ pub struct Session {
 
 impl Session {
     /// Connects and logs in, recording LOGIN's latency. Errors are counted before returning.
-    pub async fn open(ctx: &Ctx, user: &str, keyword: Option<String>) -> Result<Session, ClientError> {
+    pub async fn open(
+        ctx: &Ctx,
+        user: &str,
+        keyword: Option<String>,
+    ) -> Result<Session, ClientError> {
         let mut client = match Client::connect(&ctx.target).await {
             Ok(c) => c,
             Err(e) => {
@@ -79,7 +83,10 @@ impl Session {
             }
         };
         let t = Instant::now();
-        let reply = match client.authenticate(ctx.target.auth, user, &ctx.password).await {
+        let reply = match client
+            .authenticate(ctx.target.auth, user, &ctx.password)
+            .await
+        {
             Ok(r) => r,
             Err(e) => {
                 ctx.rec.error(e.kind());
@@ -88,15 +95,29 @@ impl Session {
         };
         ctx.rec.record(Op::Login, t.elapsed());
         if !reply.ok() {
-            ctx.rec.error(format!("{:?} login", reply.status).to_uppercase());
-            return Err(ClientError::Protocol(format!("login refused: {}", reply.text)));
+            ctx.rec
+                .error(format!("{:?} login", reply.status).to_uppercase());
+            return Err(ClientError::Protocol(format!(
+                "login refused: {}",
+                reply.text
+            )));
         }
-        Ok(Session { client, check: SessionCheck::new(user, keyword), user: user.to_string() })
+        Ok(Session {
+            client,
+            check: SessionCheck::new(user, keyword),
+            user: user.to_string(),
+        })
     }
 
     /// Runs `command`, records `op` and checks the reply as `cmd`. NO/BAD are counted as errors
     /// and returned as a reply (the session goes on); I/O errors end the session.
-    pub async fn exec(&mut self, ctx: &Ctx, op: Op, cmd: Cmd<'_>, command: &str) -> Result<Reply, ClientError> {
+    pub async fn exec(
+        &mut self,
+        ctx: &Ctx,
+        op: Op,
+        cmd: Cmd<'_>,
+        command: &str,
+    ) -> Result<Reply, ClientError> {
         let t = Instant::now();
         let r = self.client.run(command).await;
         self.finish(ctx, op, cmd, t, r)
@@ -129,7 +150,10 @@ impl Session {
                 ctx.rec.record(op, t.elapsed());
                 match reply.status {
                     Status::Ok => {}
-                    s => ctx.rec.error(format!("{} {}", format!("{s:?}").to_uppercase(), op.name())),
+                    s => {
+                        ctx.rec
+                            .error(format!("{} {}", format!("{s:?}").to_uppercase(), op.name()))
+                    }
                 }
                 ctx.rec.violations(self.check.check(cmd, &reply));
                 Ok(reply)
@@ -180,7 +204,13 @@ where
     info.loadavg_start = rusage::load_average();
     info.cpus = rusage::cpus();
     let (stop_tx, stop_rx) = tokio::sync::watch::channel(false);
-    let ticker = tokio::spawn(crate::report::ticker(ctx.rec.clone(), ops, ctx.secs, ctx.quiet, stop_rx));
+    let ticker = tokio::spawn(crate::report::ticker(
+        ctx.rec.clone(),
+        ops,
+        ctx.secs,
+        ctx.quiet,
+        stop_rx,
+    ));
     let outcome = body(ctx.clone()).await;
     // A workload that failed before its measured phase never called `begin`.
     let wall = ctx.rec.measured().max(Duration::from_millis(1));
