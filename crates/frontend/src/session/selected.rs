@@ -168,8 +168,8 @@ impl Selected {
     }
 
     /// Reconciles the view with a fresh SELECT after the change log could not reach back far
-    /// enough (`ChangesResponse.resync`). Flag changes are not recoverable this way; clients
-    /// refetch flags when they see fit.
+    /// enough (`ChangesResponse.resync`). Flag changes are not recoverable from the UID lists;
+    /// the caller follows up with the current flags of every message (`updates::poll`).
     pub fn apply_resync(&mut self, response: &proto::SelectResponse, allow_expunge: bool) -> Vec<Update> {
         let status = response.status.clone().unwrap_or_default();
         let current = response.uids.as_ref().map(SeqMap::from_uid_set).unwrap_or_default();

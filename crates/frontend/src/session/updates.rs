@@ -46,12 +46,48 @@ pub async fn poll(
                 "the selected mailbox was replaced".to_owned(),
             ));
         }
-        selected.apply_resync(&fresh, allow_expunge)
+        let mut updates = selected.apply_resync(&fresh, allow_expunge);
+        // The log cannot say whose flags changed, so report every known message's current flags
+        // (RFC 3501 §7.4.2 allows unsolicited FETCH FLAGS at any time); the client's cache is
+        // then exact again. Only reached after very long disconnections or huge change bursts.
+        updates.extend(current_flags(storage, &user.ctx, selected).await?);
+        updates
     } else {
         selected.apply_changes(&changes, allow_expunge)
     };
     write_updates(out, &updates);
     Ok(())
+}
+
+/// A FETCH FLAGS update for every message in the session's view, from the storage's current
+/// state (flags only: no structure, no body).
+async fn current_flags(
+    storage: &Storage,
+    ctx: &proto::Context,
+    selected: &super::Selected,
+) -> Result<Vec<Update>, FrontendError> {
+    if selected.map.is_empty() {
+        return Ok(Vec::new());
+    }
+    let request = proto::FetchRequest {
+        ctx: Some(ctx.clone()),
+        mailbox_id: selected.mailbox_id,
+        uidvalidity: selected.uidvalidity,
+        uids: Some(crate::seqset::to_uid_set(selected.map.uids())),
+        want_structure: false,
+        body: proto::BodyWanted::BodyNone as i32,
+        changed_since: 0,
+    };
+    let mut stream = storage.fetch(request).await?;
+    let mut updates = Vec::new();
+    while let Some(chunk) = stream.next().await? {
+        for msg in chunk.messages {
+            if let Some(seq) = selected.map.seq_of(msg.uid) {
+                updates.push(Update::Flags { seq, uid: msg.uid, flags: msg.flags });
+            }
+        }
+    }
+    Ok(updates)
 }
 
 /// Writes updates as untagged responses.
