@@ -11,6 +11,9 @@ use mailraft_bench::compare::mailraft::{MailraftDev, find_binary};
 
 fn start() -> Option<(tempfile::TempDir, MailraftDev)> {
     let Some(bin) = find_binary() else {
+        // In CI the workspace build always produces the binary: a missing one is a broken
+        // pipeline, not a reason to pass silently.
+        assert!(std::env::var_os("CI").is_none(), "CI run without a mailraft binary");
         eprintln!(
             "SKIP: no mailraft binary (set MAILRAFT_BIN or build it: cargo build -p mailraft)"
         );
