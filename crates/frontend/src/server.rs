@@ -33,10 +33,24 @@ const FIRST_ACCEPT_BACKOFF: Duration = Duration::from_millis(10);
 /// How long a refused client gets to receive its BYE.
 const REFUSE_TIMEOUT: Duration = Duration::from_secs(5);
 
-/// An IMAP front-end server.
+/// An IMAP front-end server. Clones share one connection limit and one watch stream, so a process
+/// serving several listeners (cleartext and implicit TLS) still has `max_connections` in total
+/// and a single `Watch` subscription to the storage tier (DESIGN: one per front-end, not per
+/// client or listener).
 #[derive(Debug, Clone)]
 pub struct ImapServer {
     shared: Arc<Shared>,
+    /// Connection permits shared by every listener of this server.
+    limit: Arc<Semaphore>,
+    /// Listeners currently serving, and how to stop the watch hub when the last one ends.
+    listeners: Arc<std::sync::Mutex<Listeners>>,
+}
+
+/// Bookkeeping for the shared watch hub.
+#[derive(Debug, Default)]
+struct Listeners {
+    active: usize,
+    watch_stop: Option<CancellationToken>,
 }
 
 impl ImapServer {
@@ -44,7 +58,12 @@ impl ImapServer {
     pub fn new(config: FrontendConfig) -> Result<Self, ConfigError> {
         config.validate()?;
         let storage = Storage::new(&config.storage_endpoints, config.group_id, config.request_timeout);
-        Ok(Self { shared: Arc::new(Shared { config, storage, watch: WatchHub::new() }) })
+        let max = config.max_connections.min(Semaphore::MAX_PERMITS).min(u32::MAX as usize);
+        Ok(Self {
+            shared: Arc::new(Shared { config, storage, watch: WatchHub::new() }),
+            limit: Arc::new(Semaphore::new(max)),
+            listeners: Arc::default(),
+        })
     }
 
     /// The storage client this server uses (shared channels and leader cache).
@@ -57,11 +76,9 @@ impl ImapServer {
         crate::metrics::describe();
         let config = &self.shared.config;
         let token = CancellationToken::new();
-        let watch = tokio::spawn(
-            self.shared.watch.clone().run(self.shared.storage.clone(), token.child_token()),
-        );
+        self.listener_started();
         let max = config.max_connections.min(Semaphore::MAX_PERMITS).min(u32::MAX as usize);
-        let limit = Arc::new(Semaphore::new(max));
+        let limit = self.limit.clone();
         tracing::info!(addr = ?listener.local_addr().ok(), ?tls, "IMAP front-end listening");
 
         let mut shutdown = std::pin::pin!(shutdown);
@@ -123,7 +140,29 @@ impl ImapServer {
         if tokio::time::timeout(drain, limit.acquire_many(max as u32)).await.is_err() {
             tracing::warn!("connections still open after the drain timeout");
         }
-        let _ = tokio::time::timeout(Duration::from_secs(1), watch).await;
+        self.listener_stopped();
+    }
+
+    /// Starts the shared watch hub with the first listener.
+    fn listener_started(&self) {
+        let mut l = self.listeners.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
+        if l.active == 0 {
+            let stop = CancellationToken::new();
+            tokio::spawn(self.shared.watch.clone().run(self.shared.storage.clone(), stop.clone()));
+            l.watch_stop = Some(stop);
+        }
+        l.active += 1;
+    }
+
+    /// Stops the shared watch hub with the last listener.
+    fn listener_stopped(&self) {
+        let mut l = self.listeners.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
+        l.active = l.active.saturating_sub(1);
+        if l.active == 0
+            && let Some(stop) = l.watch_stop.take()
+        {
+            stop.cancel();
+        }
     }
 }
 
