@@ -1,7 +1,8 @@
 //! Helpers shared by the test modules.
 
-use mailraft_model::{Command, KvRead, Request, Table};
-use mailraft_store::{Entry, LogId, StateView};
+use mailraft_model::{Command, KvRead, Outcome, Principal, Request, Table};
+use mailraft_store::{Entry, LogId, StateMachineStore, StateView};
+use openraft::storage::RaftStateMachine;
 use openraft::{CommittedLeaderId, EntryPayload};
 
 /// Log id in term 1, leader 0.
@@ -33,4 +34,26 @@ pub fn dump(view: &StateView) -> Vec<(Table, Vec<u8>, Vec<u8>)> {
             .collect()
     })
     .expect("read state")
+}
+
+/// Applies entries 1 and 2: tenant `example.test` and account `login` in it; returns the account.
+pub async fn tenant_and_account(sm: &mut StateMachineStore, login: &str) -> Principal {
+    let replies = sm
+        .apply([
+            entry(1, Command::CreateTenant { domain: "example.test".into() }),
+            entry(
+                2,
+                Command::CreateAccount {
+                    domain: "example.test".into(),
+                    login: login.into(),
+                    password_hash: "$argon2id$v=19$m=8,t=1,p=1$c2FsdA$aGFzaA".into(),
+                },
+            ),
+        ])
+        .await
+        .expect("apply tenant and account");
+    match &replies[1] {
+        Ok(Outcome::AccountCreated { tenant, account }) => Principal { tenant: *tenant, account: *account },
+        other => panic!("unexpected reply {other:?}"),
+    }
 }

@@ -1,7 +1,7 @@
 //! What `apply` acknowledged survives closing and reopening the store, and is readable through
 //! the model's query functions.
 
-use mailraft_model::{Command, NewMessage, Outcome, Principal, UidSet, query};
+use mailraft_model::{Command, NewMessage, Outcome, UidSet, query};
 use mailraft_store::LogId;
 use openraft::storage::{RaftLogReader, RaftLogStorage, RaftStateMachine};
 use openraft::{CommittedLeaderId, Vote};
@@ -17,37 +17,7 @@ async fn applied_append_survives_reopen() {
     let (uid, before) = {
         let (_log, mut sm) = mailraft_store::open(dir.path()).expect("open");
         let mut events = sm.subscribe();
-        let replies = sm
-            .apply([
-                entry(
-                    1,
-                    Command::CreateTenant {
-                        domain: "example.test".into(),
-                    },
-                ),
-                entry(
-                    2,
-                    Command::CreateAccount {
-                        domain: "example.test".into(),
-                        login: "bob".into(),
-                        password_hash: "$argon2id$v=19$m=8,t=1,p=1$c2FsdA$aGFzaA".into(),
-                    },
-                ),
-            ])
-            .await
-            .expect("apply accounts");
-        let who = match &replies[1] {
-            Ok(Outcome::AccountCreated { tenant, account }) => Principal {
-                tenant: *tenant,
-                account: *account,
-            },
-            other => panic!("unexpected reply {other:?}"),
-        };
-        assert!(
-            matches!(replies[0], Ok(Outcome::TenantCreated { .. })),
-            "{:?}",
-            replies[0]
-        );
+        let who = crate::common::tenant_and_account(&mut sm, "bob").await;
 
         let replies = sm
             .apply([entry(

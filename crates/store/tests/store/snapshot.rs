@@ -1,7 +1,7 @@
 //! Snapshots carry the whole state machine: built on one store, installed on a fresh one, the
 //! tables and the applied position match; broken snapshot data is refused without damage.
 
-use mailraft_model::{Command, NewMessage, Outcome, Principal};
+use mailraft_model::{Command, NewMessage};
 use mailraft_store::{StateMachineStore, snapshot_from_bytes, snapshot_into_bytes};
 use openraft::storage::{RaftSnapshotBuilder, RaftStateMachine};
 
@@ -9,32 +9,7 @@ use crate::common::{dump, entry};
 
 /// Applies a tenant, an account, a mailbox and two messages.
 async fn populate(sm: &mut StateMachineStore) {
-    let replies = sm
-        .apply([
-            entry(
-                1,
-                Command::CreateTenant {
-                    domain: "example.test".into(),
-                },
-            ),
-            entry(
-                2,
-                Command::CreateAccount {
-                    domain: "example.test".into(),
-                    login: "alice".into(),
-                    password_hash: "$argon2id$v=19$m=8,t=1,p=1$c2FsdA$aGFzaA".into(),
-                },
-            ),
-        ])
-        .await
-        .expect("apply");
-    let who = match &replies[1] {
-        Ok(Outcome::AccountCreated { tenant, account }) => Principal {
-            tenant: *tenant,
-            account: *account,
-        },
-        other => panic!("unexpected reply {other:?}"),
-    };
+    let who = crate::common::tenant_and_account(sm, "alice").await;
     let message = |n: usize| NewMessage {
         // Large enough for the blob file path of `blob_data`.
         body: format!("Subject: {n}\r\n\r\n{}\r\n", "x".repeat(8192)).into_bytes(),
