@@ -24,7 +24,13 @@
 //! | Changes | tenant, mailbox, modseq, uid | `Change` |
 //! | BlobMeta | tenant, sha256 | `BlobMetaRecord` |
 //! | BlobData | tenant, sha256 | raw message bytes |
+//! | Dedup | request id | `DedupRecord` |
+//! | DedupByTime | time (order-preserving u64), request id | empty |
+//!
+//! The dedup tables are the only global (not tenant-first) ones: a request id is unique per
+//! front-end process, not per tenant, and the record remembers the principal it was used for.
 
+use crate::command::RequestId;
 use crate::types::{AccountId, MailboxId, TenantId, Uid};
 
 /// Meta key: the next id to hand out (tenants, accounts and mailboxes share one counter).
@@ -34,6 +40,9 @@ pub const META_NEXT_ID: &[u8] = b"next_id";
 pub const META_LAST_UIDVALIDITY: &[u8] = b"last_uidvalidity";
 /// Meta key: the key that signs session tokens, installed once by `Init`.
 pub const META_SESSION_KEY: &[u8] = b"session_key";
+/// Meta key: every `DedupByTime` row has a time at or after this one ([`dedup_time`] encoding),
+/// so the purge starts its scan here instead of stepping over the deleted rows before it.
+pub const META_DEDUP_FLOOR: &[u8] = b"dedup_floor";
 
 /// A half-open key range `[start, end)`; `end = None` means "to the end of the table".
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -200,6 +209,38 @@ pub fn blob(tenant: TenantId, hash: &[u8; 32]) -> Vec<u8> {
     key(&[&tenant.to_be_bytes(), hash])
 }
 
+/// Dedup: the record of one request id.
+pub fn dedup(id: &RequestId) -> Vec<u8> {
+    id.as_bytes().to_vec()
+}
+
+/// A unix-millisecond time as 8 bytes that sort like the signed value (sign bit flipped).
+pub fn dedup_time(at_ms: i64) -> [u8; 8] {
+    ((at_ms as u64) ^ (1 << 63)).to_be_bytes()
+}
+
+/// Decodes [`dedup_time`].
+pub fn decode_dedup_time(bytes: &[u8]) -> Option<i64> {
+    Some((u64_at(bytes, 0)? ^ (1 << 63)) as i64)
+}
+
+/// DedupByTime: the index row of `id`, recorded at `at_ms`.
+pub fn dedup_by_time(at_ms: i64, id: &RequestId) -> Vec<u8> {
+    key(&[&dedup_time(at_ms), id.as_bytes()])
+}
+
+/// DedupByTime rows with a time in `[from_ms, before_ms)`.
+pub fn dedup_by_time_range(from_ms: i64, before_ms: i64) -> KeyRange {
+    KeyRange { start: dedup_time(from_ms).to_vec(), end: Some(dedup_time(before_ms).to_vec()) }
+}
+
+/// (time, request id) of a DedupByTime key.
+pub fn dedup_by_time_of(key: &[u8]) -> Option<(i64, RequestId)> {
+    let at = decode_dedup_time(key.get(..8)?)?;
+    let id = RequestId::new(key.get(8..)?.to_vec()).ok()?;
+    Some((at, id))
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -221,6 +262,22 @@ mod tests {
         assert_eq!(name_of(&mailbox_by_name(1, 2, "a/b")).as_deref(), Some("a/b"));
         assert_eq!(decode_id_value(&id_value(99)), Some(99));
         assert_eq!(uid_of(b"short"), None);
+    }
+
+    #[test]
+    fn dedup_times_sort_like_signed_integers() {
+        let rid = |b: &[u8]| RequestId::new(b.to_vec()).expect("valid id");
+        let id = rid(&[0xFF; 3]);
+        let times = [i64::MIN, -1_000, -1, 0, 1, 1_700_000_000_000, i64::MAX];
+        for w in times.windows(2) {
+            assert!(dedup_time(w[0]) < dedup_time(w[1]), "{} < {}", w[0], w[1]);
+            assert!(dedup_by_time(w[0], &id) < dedup_by_time(w[1], &rid(&[0])));
+        }
+        for t in times {
+            assert_eq!(decode_dedup_time(&dedup_time(t)), Some(t));
+            assert_eq!(dedup_by_time_of(&dedup_by_time(t, &id)), Some((t, id.clone())));
+        }
+        assert_eq!(dedup_by_time_of(&dedup_time(5)), None, "an index row always names an id");
     }
 
     #[test]

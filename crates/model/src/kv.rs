@@ -36,11 +36,15 @@ pub enum Table {
     BlobMeta,
     /// (tenant, blob hash) → raw message bytes
     BlobData,
+    /// request id → `DedupEntry` (the reply the request got, when): exactly-once writes.
+    Dedup,
+    /// (time, request id) → () — the dedup entries in expiry order, for the bounded purge.
+    DedupByTime,
 }
 
 impl Table {
     /// Every table, in a fixed order (column family creation, snapshots).
-    pub const ALL: [Table; 12] = [
+    pub const ALL: [Table; 14] = [
         Table::Meta,
         Table::Tenants,
         Table::TenantByDomain,
@@ -53,6 +57,8 @@ impl Table {
         Table::Changes,
         Table::BlobMeta,
         Table::BlobData,
+        Table::Dedup,
+        Table::DedupByTime,
     ];
 
     /// Stable name, used as the RocksDB column family name. Never rename: it is on disk.
@@ -70,6 +76,8 @@ impl Table {
             Table::Changes => "changes",
             Table::BlobMeta => "blob_meta",
             Table::BlobData => "blob_data",
+            Table::Dedup => "dedup",
+            Table::DedupByTime => "dedup_by_time",
         }
     }
 }

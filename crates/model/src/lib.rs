@@ -10,7 +10,9 @@
 //!
 //! Invariants (property-tested in `tests/`): UIDs strictly increase and are never reused;
 //! UIDVALIDITY of a living mailbox never changes; every change raises the mailbox's MODSEQ;
-//! counters match the messages; a blob is dropped exactly when its last reference goes.
+//! counters match the messages; a blob is dropped exactly when its last reference goes; a
+//! request whose id was applied within [`DEDUP_WINDOW_MS`] gets the same reply again and
+//! changes nothing.
 
 #![deny(missing_docs)]
 
@@ -25,9 +27,10 @@ pub mod query;
 pub mod records;
 pub mod types;
 
-pub use apply::apply;
+pub use apply::dedup::{DEDUP_WINDOW_MS, PURGE_PER_APPLY};
+pub use apply::{Applied, apply, apply_detailed};
 pub use command::*;
 pub use kv::{KvRead, MemKv, Overlay, Table, WriteSet};
 pub use query::ChangesView;
-pub use records::{Account, BlobMeta, Change, Mailbox, MessageMeta, Record, Tenant};
+pub use records::{Account, BlobMeta, Change, DedupEntry, Mailbox, MessageMeta, Record, Tenant};
 pub use types::*;

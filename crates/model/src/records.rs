@@ -10,7 +10,7 @@ use std::collections::BTreeSet;
 
 use serde::{Deserialize, Serialize};
 
-use crate::command::ModelError;
+use crate::command::{ModelError, Principal, Reply};
 use crate::types::{AccountId, Flag, MailboxId, TenantId, Uid};
 
 /// A customer domain. Every key of its data starts with `id`.
@@ -103,7 +103,23 @@ pub struct BlobMeta {
     /// Length of the bytes.
     pub size: u64,
     /// postcard-encoded `mailraft_mime::MessageInfo`, computed once at first append.
+    #[serde(with = "serde_bytes")]
     pub structure: Vec<u8>,
+}
+
+/// What a request with an id got, kept for [`crate::DEDUP_WINDOW_MS`] so a retry is answered
+/// with it instead of being applied again.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct DedupEntry {
+    /// When it was recorded (the request's `now_ms`, or the purge floor if the clock was behind
+    /// it); the time of its `DedupByTime` row.
+    pub at_ms: i64,
+    /// [`crate::Command::name`] of the request: a reused id with another command is refused.
+    pub command: String,
+    /// [`crate::Command::principal`] of the request: an id never answers another account.
+    pub who: Option<Principal>,
+    /// The reply, success or error, exactly as the first application returned it.
+    pub reply: Reply,
 }
 
 /// A change-log entry at `(tenant, mailbox, modseq, uid)`. Each UID has at most one live
@@ -164,6 +180,7 @@ versioned!(Account, AccountRecord, AccountRecordRef);
 versioned!(Mailbox, MailboxRecord, MailboxRecordRef);
 versioned!(MessageMeta, MessageRecord, MessageRecordRef);
 versioned!(BlobMeta, BlobMetaRecord, BlobMetaRecordRef);
+versioned!(DedupEntry, DedupRecord, DedupRecordRef);
 
 impl Record for Change {
     fn encode(&self) -> Vec<u8> {

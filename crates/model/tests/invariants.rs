@@ -5,13 +5,18 @@
 //! the same replies, events and final state, and after every command the state must match the
 //! reference model: names, ids, UIDVALIDITY, UIDNEXT, HIGHESTMODSEQ, counters, messages,
 //! blob refcounts, quota usage and the answer of `changes` since past modseqs.
+//!
+//! Most commands carry a request id, and after some of them the last request with an id is
+//! applied again (a retry, with a later clock): it must get the identical reply, no events, and
+//! leave the whole state unchanged (the run spans seconds, far less than the dedup window, so
+//! not even the purge deletes anything).
 #![allow(clippy::unwrap_used)]
 
 mod common;
 
 use std::collections::{BTreeMap, BTreeSet, HashSet};
 
-use common::{T0, sha};
+use common::{T0, only_dedup, sha};
 use mailraft_model::*;
 use proptest::collection::vec;
 use proptest::prelude::*;
@@ -160,6 +165,8 @@ struct Harness {
     /// Bob's single message (body 0) makes blob sharing cross accounts.
     bob_bytes: u64,
     log: Vec<(Reply, Vec<MailboxEvent>)>,
+    /// The last request that carried an id, and its reply: what a retry replays.
+    last: Option<(Request, Reply)>,
 }
 
 impl Harness {
@@ -175,6 +182,7 @@ impl Harness {
             max_uidvalidity: 0,
             bob_bytes: BODIES[0].len() as u64,
             log: Vec::new(),
+            last: None,
         };
         h.exec(Command::CreateTenant { domain: "example.test".into() }, true).0.unwrap();
         fn acct(h: &mut Harness, login: &str) -> Principal {
@@ -199,19 +207,49 @@ impl Harness {
 
     fn exec(&mut self, command: Command, commit: bool) -> (Reply, Vec<MailboxEvent>) {
         // 250 ms per command: several commands share a second, exercising last_uidvalidity + 1.
-        let req = Request { now_ms: T0 + self.step * 250, command };
+        // Every fifth command has no id, so both paths run.
+        let request_id = (self.step % 5 != 0).then(|| common::rid(&format!("req-{}", self.step)));
+        let req = Request { now_ms: T0 + self.step * 250, request_id, command };
         self.step += 1;
         let before = self.ws.clone();
-        let (reply, events) = apply(&self.kv, &mut self.ws, &req);
-        if reply.is_err() {
-            assert_eq!(self.ws, before, "a failed command must not write");
-            assert!(events.is_empty());
+        let applied = apply_detailed(&self.kv, &mut self.ws, &req);
+        assert!(!applied.replayed, "ids are fresh: {req:?}");
+        if applied.reply.is_err() {
+            let mut own = self.ws.clone();
+            own.ops.retain(|k, v| before.ops.get(k) != Some(v));
+            assert!(only_dedup(&own), "a failed command must write nothing but its dedup record: {own:?}");
+            assert!(applied.events.is_empty());
+        }
+        if req.request_id.is_some() {
+            self.last = Some((req, applied.reply.clone()));
         }
         if commit {
             self.kv.commit(std::mem::take(&mut self.ws));
         }
-        self.log.push((reply.clone(), events.clone()));
-        (reply, events)
+        self.log.push((applied.reply.clone(), applied.events.clone()));
+        (applied.reply, applied.events)
+    }
+
+    /// Every row of the state, committed plus pending.
+    fn state(&self) -> MemKv {
+        let mut kv = self.kv.clone();
+        kv.commit(self.ws.clone());
+        kv
+    }
+
+    /// Retries the last request that had an id: same reply, no events, no change at all.
+    fn replay_last(&mut self, commit: bool) {
+        let Some((mut req, reply)) = self.last.clone() else { return };
+        req.now_ms = T0 + self.step * 250;
+        self.step += 1;
+        let before = self.state();
+        let applied = apply_detailed(&self.kv, &mut self.ws, &req);
+        assert_eq!(applied, Applied { reply, events: vec![], replayed: true }, "replay of {req:?}");
+        assert!(self.state() == before, "a replay must not change the state");
+        if commit {
+            self.kv.commit(std::mem::take(&mut self.ws));
+        }
+        self.log.push((applied.reply, applied.events));
     }
 
     fn view(&self) -> Overlay<'_, MemKv> {
@@ -547,12 +585,17 @@ impl Harness {
     }
 }
 
-/// Runs `ops`, committing after op `i` when `commit[i]` (and at the end). Returns the replies
-/// and events and the final state.
-fn run(ops: &[Op], commit: &[bool]) -> (Vec<(Reply, Vec<MailboxEvent>)>, MemKv) {
+/// Runs `ops`, committing after op `i` when `commit[i]` (and at the end) and retrying the last
+/// request with an id after op `i` when `replay[i]`. Returns the replies and events and the
+/// final state.
+fn run(ops: &[Op], commit: &[bool], replay: &[bool]) -> (Vec<(Reply, Vec<MailboxEvent>)>, MemKv) {
     let mut h = Harness::new();
     for (i, op) in ops.iter().enumerate() {
-        h.run_op(op, commit.get(i).copied().unwrap_or(true));
+        let commit = commit.get(i).copied().unwrap_or(true);
+        h.run_op(op, commit);
+        if replay.get(i).copied().unwrap_or(false) {
+            h.replay_last(commit);
+        }
         h.check(i % 8 == 7);
     }
     h.check(true);
@@ -567,9 +610,10 @@ proptest! {
     fn model_matches_reference_and_batching_is_transparent(
         ops in vec(op(), 1..40),
         plan in vec(any::<bool>(), 40),
+        replay in vec(proptest::bool::weighted(0.3), 40),
     ) {
-        let (log_a, kv_a) = run(&ops, &[]);
-        let (log_b, kv_b) = run(&ops, &plan);
+        let (log_a, kv_a) = run(&ops, &[], &replay);
+        let (log_b, kv_b) = run(&ops, &plan, &replay);
         prop_assert_eq!(log_a, log_b);
         prop_assert!(kv_a == kv_b, "batched and unbatched runs must leave identical state");
     }

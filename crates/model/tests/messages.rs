@@ -286,7 +286,7 @@ fn a_failed_command_leaves_the_batch_untouched() {
     let (mut s, who) = Sys::setup();
     set_quota(&mut s, who, Some(3), None);
     let mut ws = WriteSet::default();
-    let req = |command| Request { now_ms: T0, command };
+    let req = |command| Request::new(T0, command);
     let (r, _) = apply(&s.kv, &mut ws, &req(Command::Append { who, mailbox: "INBOX".into(), messages: vec![msg(b"a", vec![])] }));
     assert!(r.is_ok());
     let before = ws.clone();

@@ -27,7 +27,11 @@ use crate::error::{Result, StoreError};
 
 /// The on-disk format this build writes. Bump it (and add an upgrade step in [`upgrade_step`])
 /// whenever the meaning of stored bytes changes.
-pub const FORMAT_VERSION: u32 = 1;
+///
+/// History: 1 = first pre-release format; 2 = Raft entries carry a request id
+/// (`mailraft_model::Request::request_id`) and the state machine has the `dedup` and
+/// `dedup_by_time` tables.
+pub const FORMAT_VERSION: u32 = 2;
 
 /// Raft log entries.
 pub(crate) const CF_RAFT_LOG: &str = "raft_log";
@@ -149,12 +153,16 @@ pub(crate) fn check_supported(found: u32) -> Result<()> {
 
 /// Rewrites the data from format `from` to `from + 1`, records the new version, returns it.
 ///
-/// One arm per released format will go here, e.g. `1 => { upgrade_v1_to_v2(db)?; Ok(2) }`.
-/// Format 1 is the first one, so no step exists yet and anything older is not Mailraft's.
+/// One arm per released format will go here, e.g. `2 => { upgrade_v2_to_v3(db)?; Ok(3) }`.
+/// Format 1 was never released: its log entries do not decode as format 2's (no request id),
+/// so it is refused rather than upgraded. Anything older is not Mailraft's.
 fn upgrade_step(_db: &DB, from: u32) -> Result<u32> {
-    Err(StoreError::Corrupt(format!(
-        "no upgrade path from on-disk format version {from}"
-    )))
+    match from {
+        1 => Err(StoreError::PreReleaseFormat { found: from }),
+        _ => Err(StoreError::Corrupt(format!(
+            "no upgrade path from on-disk format version {from}"
+        ))),
+    }
 }
 
 /// Decodes the stored format version.

@@ -26,6 +26,14 @@ pub enum StoreError {
         /// Newest version this build understands.
         supported: u32,
     },
+    /// The data directory was written by a pre-release build whose format cannot be upgraded.
+    #[error(
+        "on-disk format version {found} was created by a pre-release build and cannot be upgraded; re-create the data directory"
+    )]
+    PreReleaseFormat {
+        /// Version recorded in the data directory.
+        found: u32,
+    },
     /// The stored data violates an invariant of the store itself.
     #[error("corrupt store: {0}")]
     Corrupt(String),

@@ -13,9 +13,13 @@
 //! 3. Queries read the applied state through a [`StateView`] (taken with
 //!    [`StateMachineStore::reader`] before the store moves into Raft), preferably with
 //!    [`StateView::read`] for a point-in-time view.
-//! 4. Snapshots dump every state-machine column family into one buffer (see `snapshot.rs` and
-//!    [`SnapshotData`]), kept as `<data_dir>/snapshots/current.snap`; installing one replaces
-//!    the state-machine column families in one fsynced batch.
+//! 4. Snapshots stream every state-machine column family from a RocksDB snapshot into a file
+//!    (`snapshot.rs`, [`SnapshotData`]), kept as `<data_dir>/snapshots/current.snap`; installing
+//!    one streams the file back in bounded write batches, resumably after a crash ([`open`]
+//!    finishes an interrupted install before anything reads the state). Memory stays bounded
+//!    by [`SNAPSHOT_IO_BUFFER`] plus one write batch, not by the size of the state.
+//! 5. [`LogStore::log_bytes`] tells how many bytes of log entries follow an index, so the node
+//!    can trigger a snapshot (and with it log compaction) by size as well as by entry count.
 
 #![deny(missing_docs)]
 
@@ -33,13 +37,13 @@ use std::sync::Arc;
 
 pub use db::{FORMAT_VERSION, KEY_FORMAT_VERSION};
 pub use error::StoreError;
-pub use log_store::LogStore;
+pub use log_store::{LogBytes, LogStore};
 pub use reader::{StateRead, StateView};
-pub use snapshot::SnapshotBuilder;
+pub use snapshot::{IO_BUFFER as SNAPSHOT_IO_BUFFER, SnapshotBuilder};
 pub use state_machine::{EVENT_CHANNEL_CAPACITY, StateMachineStore};
 pub use types::{
     Entry, LogId, Node, NodeId, Raft, Snapshot, SnapshotData, SnapshotMeta, StoredMembership,
-    TypeConfig, Vote, snapshot_from_bytes, snapshot_into_bytes,
+    TypeConfig, Vote,
 };
 
 /// Subdirectory of the data directory holding RocksDB.
@@ -50,14 +54,17 @@ pub const SNAPSHOT_DIR: &str = "snapshots";
 /// Opens (creating if needed) a node's storage under `data_dir`.
 ///
 /// Fails with [`StoreError::UnsupportedFormat`] when the directory was written by a newer
-/// Mailraft. Opening the same directory twice at once fails (RocksDB's lock).
+/// Mailraft. Opening the same directory twice at once fails (RocksDB's lock). A snapshot install
+/// that a crash interrupted is finished here, from its staged file; if that file is gone this
+/// fails with [`StoreError::Corrupt`] instead of serving a partial state machine.
 pub fn open(data_dir: &Path) -> Result<(LogStore, StateMachineStore), StoreError> {
     std::fs::create_dir_all(data_dir)?;
     let db = db::open_db(&data_dir.join(DB_DIR))?;
     let snapshots = Arc::new(snapshot::SnapshotFiles::open(&data_dir.join(SNAPSHOT_DIR))?);
+    snapshot::recover(&db, &snapshots)?;
     tracing::info!(path = %data_dir.display(), "opened raft storage");
     Ok((
-        LogStore::new(db.clone()),
+        LogStore::new(db.clone())?,
         StateMachineStore::new(db, snapshots),
     ))
 }

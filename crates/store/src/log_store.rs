@@ -5,11 +5,16 @@
 //! only after the vote is fsynced. Writes that block on an fsync run on tokio's blocking pool so
 //! they never stall a runtime worker. openraft serializes the calls (`&mut self`), so no two log
 //! writes overlap.
+//!
+//! Log size: [`LogBytes`] keeps, per append batch, the index range and encoded size of the
+//! entries still in the log (seeded from the log at open, trimmed by `truncate` and `purge`), so
+//! the node can ask how many bytes follow its last snapshot and trigger a snapshot by size.
 
+use std::collections::VecDeque;
 use std::fmt::Debug;
 use std::io;
 use std::ops::{Bound, RangeBounds};
-use std::sync::Arc;
+use std::sync::{Arc, Mutex};
 use std::time::Instant;
 
 use openraft::storage::{LogFlushed, RaftLogStorage};
@@ -26,6 +31,84 @@ use crate::types::{Entry, LogId, TypeConfig, Vote};
 pub struct LogStore {
     /// Shared with the state machine.
     db: Arc<DB>,
+    /// Sizes of the entries in the log.
+    bytes: LogBytes,
+}
+
+/// How many bytes of Raft log entries the store holds, by index: for compacting the log by
+/// size. Cloning yields a handle on the same counts; take one with [`LogStore::log_bytes`]
+/// before the log store moves into Raft.
+///
+/// Sizes are postcard-encoded entry sizes (what the log stores, before RocksDB compression),
+/// counted per append batch: a batch that straddles the index asked about counts whole, so
+/// the answer may be a little high, never low.
+#[derive(Clone, Default)]
+pub struct LogBytes {
+    /// Append batches in index order.
+    spans: Arc<Mutex<VecDeque<Span>>>,
+}
+
+/// One append batch (or, for entries found at open, one entry).
+#[derive(Debug, Clone, Copy)]
+struct Span {
+    first: u64,
+    last: u64,
+    bytes: u64,
+}
+
+impl Debug for LogBytes {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("LogBytes")
+            .field("total", &self.since(None))
+            .finish()
+    }
+}
+
+impl LogBytes {
+    fn spans(&self) -> std::sync::MutexGuard<'_, VecDeque<Span>> {
+        // The deque is consistent after every operation, so a panic elsewhere cannot leave it
+        // half-updated.
+        self.spans
+            .lock()
+            .unwrap_or_else(|poisoned| poisoned.into_inner())
+    }
+
+    /// Bytes of the log entries with an index above `index` (`None`: all of them). With the
+    /// index of the last snapshot, this is what a new snapshot would let the log drop:
+    /// `if log_bytes.since(metrics.snapshot.map(|id| id.index)) > limit { raft.trigger().snapshot() }`.
+    pub fn since(&self, index: Option<u64>) -> u64 {
+        self.spans()
+            .iter()
+            .rev()
+            .take_while(|s| index.is_none_or(|i| s.last > i))
+            .map(|s| s.bytes)
+            .sum()
+    }
+
+    fn appended(&self, first: u64, last: u64, bytes: u64) {
+        let mut spans = self.spans();
+        // openraft truncates before it overwrites, but a stale span must never hide a new one.
+        while spans.back().is_some_and(|s| s.last >= first) {
+            spans.pop_back();
+        }
+        spans.push_back(Span { first, last, bytes });
+    }
+
+    /// Entries from `index` on were deleted.
+    fn truncated(&self, index: u64) {
+        let mut spans = self.spans();
+        while spans.back().is_some_and(|s| s.first >= index) {
+            spans.pop_back();
+        }
+    }
+
+    /// Entries up to and including `index` were deleted.
+    fn purged(&self, index: u64) {
+        let mut spans = self.spans();
+        while spans.front().is_some_and(|s| s.last <= index) {
+            spans.pop_front();
+        }
+    }
 }
 
 impl Debug for LogStore {
@@ -35,8 +118,31 @@ impl Debug for LogStore {
 }
 
 impl LogStore {
-    pub(crate) fn new(db: Arc<DB>) -> Self {
-        LogStore { db }
+    /// Wraps the shared database; reads the sizes of the entries already in the log.
+    pub(crate) fn new(db: Arc<DB>) -> Result<Self> {
+        let bytes = LogBytes::default();
+        {
+            let cf = db::cf(&db, CF_RAFT_LOG)?;
+            let mut spans = bytes.spans();
+            let mut it = db.raw_iterator_cf(&cf);
+            it.seek_to_first();
+            while let (Some(key), Some(value)) = (it.key(), it.value()) {
+                let index = decode_index(key)?;
+                spans.push_back(Span {
+                    first: index,
+                    last: index,
+                    bytes: value.len() as u64,
+                });
+                it.next();
+            }
+            it.status()?;
+        }
+        Ok(LogStore { db, bytes })
+    }
+
+    /// A handle on the sizes of the entries in this log (see [`LogBytes`]).
+    pub fn log_bytes(&self) -> LogBytes {
+        self.bytes.clone()
     }
 
     /// Entries with index in `[start, end)` (`end = None`: to the last), ascending.
@@ -187,12 +293,25 @@ impl RaftLogStorage<TypeConfig> for LogStore {
             let cf = db::cf(&self.db, CF_RAFT_LOG)?;
             let mut batch = WriteBatch::default();
             let mut count = 0usize;
+            let mut span: Option<Span> = None;
             for entry in entries {
-                batch.put_cf(&cf, db::log_key(entry.log_id.index), db::encode(&entry)?);
+                let value = db::encode(&entry)?;
+                let index = entry.log_id.index;
+                let s = span.get_or_insert(Span {
+                    first: index,
+                    last: index,
+                    bytes: 0,
+                });
+                s.last = index;
+                s.bytes += value.len() as u64;
+                batch.put_cf(&cf, db::log_key(index), value);
                 count += 1;
             }
             drop(cf);
             self.write_sync(batch).await?;
+            if let Some(s) = span {
+                self.bytes.appended(s.first, s.last, s.bytes);
+            }
             Ok::<usize, StoreError>(count)
         }
         .await;
@@ -222,6 +341,9 @@ impl RaftLogStorage<TypeConfig> for LogStore {
             self.write_sync(batch).await
         }
         .await;
+        if result.is_ok() {
+            self.bytes.truncated(log_id.index);
+        }
         result.storage(ErrorSubject::Logs, ErrorVerb::Delete)
     }
 
@@ -244,6 +366,41 @@ impl RaftLogStorage<TypeConfig> for LogStore {
             self.write_sync(batch).await
         }
         .await;
+        if result.is_ok() {
+            self.bytes.purged(log_id.index);
+        }
         result.storage(ErrorSubject::Logs, ErrorVerb::Delete)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::LogBytes;
+
+    #[test]
+    fn log_bytes_follow_append_truncate_purge() {
+        let b = LogBytes::default();
+        b.appended(1, 3, 300);
+        b.appended(4, 4, 40);
+        b.appended(5, 9, 500);
+        assert_eq!(b.since(None), 840);
+        assert_eq!(b.since(Some(3)), 540);
+        assert_eq!(b.since(Some(4)), 500);
+        // A batch straddling the index counts whole: high, never low.
+        assert_eq!(b.since(Some(6)), 500);
+        assert_eq!(b.since(Some(9)), 0);
+
+        b.truncated(5);
+        assert_eq!(b.since(None), 340);
+        b.appended(5, 5, 7);
+        assert_eq!(b.since(Some(4)), 7);
+        // Overwriting without a truncate first replaces the stale batches.
+        b.appended(4, 4, 1);
+        assert_eq!(b.since(None), 301);
+
+        b.purged(3);
+        assert_eq!(b.since(None), 1);
+        b.purged(10);
+        assert_eq!(b.since(None), 0);
     }
 }

@@ -22,6 +22,13 @@ pub const ROCKSDB_SIZE_BYTES: &str = "mailraft_rocksdb_size_bytes";
 pub const READ_ERRORS_TOTAL: &str = "mailraft_store_read_errors_total";
 /// Snapshots built or installed.
 pub const SNAPSHOTS_TOTAL: &str = "mailraft_raft_snapshots_total";
+/// Bytes of snapshots built or installed, label `op` (`build`, `install`).
+pub const SNAPSHOT_BYTES_TOTAL: &str = "mailraft_raft_snapshot_bytes_total";
+/// Wall time of one snapshot build or install, label `op`.
+pub const SNAPSHOT_SECONDS: &str = "mailraft_raft_snapshot_seconds";
+/// Applied entries answered from the dedup table: retries of requests already applied (counted
+/// on every replica, as each applies the log).
+pub const DEDUP_HITS_TOTAL: &str = "mailraft_dedup_hits_total";
 
 /// Registers descriptions and units with the installed recorder; call once at start-up.
 pub fn describe() {
@@ -52,16 +59,29 @@ pub fn describe() {
     );
     metrics::describe_counter!(READ_ERRORS_TOTAL, Unit::Count, "failed state machine reads");
     metrics::describe_counter!(
+        DEDUP_HITS_TOTAL,
+        Unit::Count,
+        "retried requests answered with the recorded reply instead of being applied again"
+    );
+    metrics::describe_counter!(
         SNAPSHOTS_TOTAL,
         Unit::Count,
         "state machine snapshots built or installed"
     );
+    metrics::describe_counter!(SNAPSHOT_BYTES_TOTAL, Unit::Bytes, "bytes of snapshots built or installed");
+    metrics::describe_histogram!(SNAPSHOT_SECONDS, Unit::Seconds, "time to build or install one snapshot");
 }
 
 /// Records one applied batch.
 pub(crate) fn applied(entries: usize, took: Duration) {
     metrics::histogram!(APPLY_SECONDS).record(took.as_secs_f64());
     metrics::counter!(APPLY_ENTRIES_TOTAL).increment(entries as u64);
+}
+
+/// Counts entries of one batch that were dedup hits. Called for every batch, so the series is
+/// exported (at 0) before the first hit.
+pub(crate) fn dedup_hits(hits: u64) {
+    metrics::counter!(DEDUP_HITS_TOTAL).increment(hits);
 }
 
 /// Records one log append.
@@ -76,8 +96,10 @@ pub(crate) fn read_error() {
 }
 
 /// Records a snapshot; `op` is "build" or "install".
-pub(crate) fn snapshot(op: &'static str) {
+pub(crate) fn snapshot(op: &'static str, bytes: u64, elapsed: Duration) {
     metrics::counter!(SNAPSHOTS_TOTAL, "op" => op).increment(1);
+    metrics::counter!(SNAPSHOT_BYTES_TOTAL, "op" => op).increment(bytes);
+    metrics::histogram!(SNAPSHOT_SECONDS, "op" => op).record(elapsed.as_secs_f64());
 }
 
 /// Sets `mailraft_rocksdb_size_bytes{cf}` for every column family from RocksDB's properties.

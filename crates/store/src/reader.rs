@@ -102,6 +102,17 @@ impl<'a> StateRead<'a> {
         Ok(out)
     }
 
+    /// Index of the last applied entry as seen by this reader (0 before the first), read from
+    /// the same point in time as every other read of a pinned reader.
+    pub fn applied_index(&self) -> Result<u64> {
+        let cf = db::cf(self.db, CF_SM_STATE)?;
+        let applied: Option<LogId> = match self.db.get_pinned_cf_opt(&cf, KEY_LAST_APPLIED, &self.read_options())? {
+            Some(bytes) => Some(postcard::from_bytes(&bytes)?),
+            None => None,
+        };
+        Ok(applied.map(|l| l.index).unwrap_or(0))
+    }
+
     fn fail(&self, e: StoreError) {
         tracing::error!(error = %e, "state machine read failed");
         metrics::read_error();

@@ -1,25 +1,69 @@
-//! State-machine snapshots: the byte format, building one from a RocksDB snapshot, installing
-//! one into the column families, and keeping the current one as a file.
+//! State-machine snapshots in bounded memory: building one from a RocksDB snapshot into a file,
+//! installing one from a file, and keeping the current one (layout in `snapshot/format.rs`,
+//! files in `snapshot/files.rs`).
 //!
-//! Format (all postcard): a [`Header`] (magic, format version, [`SnapshotMeta`]) followed by a
-//! stream of [`Record`]s: `Cf(name)` switches the column family, each `Kv(key, value)` is one
-//! entry of it, and `End(count)` closes the stream so that a truncated transfer is detected.
-//! Every state-machine column family is dumped, `sm_state` included, from one RocksDB snapshot,
-//! so the data and its `last_applied` are consistent.
+//! Memory: a build or an install holds one I/O buffer ([`IO_BUFFER`]), the largest single
+//! key/value, and on install one RocksDB write batch of about [`BATCH_BYTES`], whatever the
+//! size of the state. A snapshot is never a `Vec<u8>`.
 //!
-//! The current snapshot lives in `<data_dir>/snapshots/current.snap`, replaced by write-to-temp,
-//! fsync, rename, fsync-dir. Installing writes the column families first and the file second: a
-//! crash in between leaves an older (still valid) current snapshot, never one the state lacks.
+//! ## Build
+//! Under the shared install lock (so never in the middle of an install) take a RocksDB snapshot
+//! and read `last_applied`/`last_membership` from it; then, without the lock, iterate every
+//! state-machine column family of that snapshot into `tmp-build-N` through a buffered,
+//! checksumming writer, fsync, and rename it to `current.snap` (unless a newer snapshot became
+//! current meanwhile). The data and its meta come from one RocksDB snapshot, so they agree.
+//!
+//! ## Install
+//! 1. Stage: the received file is fsynced and renamed to `installing.snap` (a foreign handle is
+//!    copied there), then the directory is fsynced.
+//! 2. Verify: one read pass checks the header against the meta openraft gave, every record, the
+//!    record count and the CRC-32C trailer. A truncated or damaged file fails here, before the
+//!    database is touched, and `installing.snap` is removed.
+//! 3. Apply, in RocksDB write batches of about [`BATCH_BYTES`]:
+//!    - batch 1 (fsynced) deletes every state-machine key (range tombstones) and writes the
+//!      `install_in_progress` marker (the snapshot id) and the format version;
+//!    - the following batches write the file's key/values, except the `sm_state` bookkeeping
+//!      keys (`last_applied`, `last_membership`, the marker, the format version);
+//!    - the last batch (fsynced) writes `last_applied` and `last_membership` from the meta and
+//!      deletes the marker.
+//! 4. Promote: `installing.snap` is renamed to `current.snap`.
+//!
+//! ## Why a crash at any point is safe
+//! RocksDB recovers a prefix of the writes (one WAL, replayed in order; the first and last
+//! batches are fsynced), so after a crash the database is in one of three states:
+//! - before batch 1: the old state, complete, without the marker. A leftover `installing.snap`
+//!   is removed at open, unless `last_applied` already equals its meta (the crash came after
+//!   step 3), in which case it becomes `current.snap`. openraft then asks for the snapshot again
+//!   or carries on.
+//! - between batch 1 and the last batch: the marker is set and the state machine is a mix. This
+//!   state is never served: [`recover`] runs inside [`crate::open`] before openraft or any reader
+//!   sees the database, finds the marker, and re-runs step 3 from `installing.snap` (staged and
+//!   fsynced before batch 1 was written, and verified; the marker names its snapshot id). Rolling
+//!   forward rather than back is required: openraft may already have purged the log the
+//!   snapshot covers, so the old state could not be rebuilt from the log. If the file is missing
+//!   or does not match the marker, [`crate::open`] fails with [`StoreError::Corrupt`] rather
+//!   than serve a partial state: the node must be wiped and re-added.
+//! - after the last batch: the new state, complete; `last_applied` matches the snapshot.
+//!
+//! Readers on this node may see a partial state while an install runs. Only a follower or a
+//! learner installs snapshots and queries are served by the leader, so none are affected.
 
-use std::fs::{self, File};
-use std::io::{Read, Write};
-use std::path::{Path, PathBuf};
-use std::sync::{Arc, Mutex};
-use std::time::{SystemTime, UNIX_EPOCH};
+mod crc32c;
+mod files;
+mod format;
+
+use std::fs::File;
+use std::io::BufWriter;
+use std::path::Path;
+use std::sync::Arc;
+use std::time::{Instant, SystemTime, UNIX_EPOCH};
 
 use openraft::{ErrorSubject, ErrorVerb, RaftSnapshotBuilder, StorageError};
 use rocksdb::{DB, IteratorMode, ReadOptions, WriteBatch};
-use serde::{Deserialize, Serialize};
+
+pub use files::SnapshotData;
+pub(crate) use files::SnapshotFiles;
+use format::{FormatReader, FormatWriter, Record};
 
 use crate::db::{
     self, CF_SM_STATE, FORMAT_VERSION, KEY_FORMAT_VERSION, KEY_LAST_APPLIED, KEY_LAST_MEMBERSHIP,
@@ -28,53 +72,49 @@ use crate::error::{IntoStorage, Result, StoreError};
 use crate::metrics;
 use crate::types::{LogId, Snapshot, SnapshotMeta, StoredMembership, TypeConfig};
 
-/// Identifies Mailraft snapshot data.
-const MAGIC: [u8; 8] = *b"MRSNAP\r\n";
-/// File name of the current snapshot.
-const CURRENT: &str = "current.snap";
-/// Prefix of snapshot files being written.
-const TMP_PREFIX: &str = "tmp-";
-/// The header is small (meta + membership); reading this much of a file always covers it.
-const HEADER_READ_LIMIT: u64 = 1 << 20;
+/// Size of the read or write buffer of one build, install or copy: the snapshot memory budget.
+pub const IO_BUFFER: usize = 1 << 20;
+/// An install writes a batch once it holds this many bytes.
+pub const BATCH_BYTES: usize = 4 << 20;
+/// `sm_state` key set while an install is between its first and last batch; holds the
+/// snapshot id (postcard string). See the module docs.
+pub(crate) const KEY_INSTALLING: &[u8] = b"install_in_progress";
 
-/// Start of every snapshot.
-#[derive(Debug, Serialize, Deserialize)]
-struct Header {
-    /// [`MAGIC`].
-    magic: [u8; 8],
-    /// On-disk format of the records ([`FORMAT_VERSION`] when built by this version).
-    format_version: u32,
-    /// What the snapshot contains.
-    meta: SnapshotMeta,
+/// `sm_state` keys that describe this database rather than the replicated state: an install
+/// does not copy them from the file.
+fn is_bookkeeping(cf: &str, key: &[u8]) -> bool {
+    cf == CF_SM_STATE
+        && [
+            KEY_FORMAT_VERSION,
+            KEY_LAST_APPLIED,
+            KEY_LAST_MEMBERSHIP,
+            KEY_INSTALLING,
+        ]
+        .contains(&key)
 }
 
-/// One element of the record stream; borrows from the buffer when decoding.
-#[derive(Debug, Serialize, Deserialize)]
-enum Record<'a> {
-    /// Following `Kv`s belong to this column family.
-    Cf(&'a str),
-    /// One key/value of the current column family.
-    Kv(&'a [u8], &'a [u8]),
-    /// End of stream with the number of `Kv` records, to detect truncation.
-    End(u64),
-}
-
-/// Dumps the state machine as of now. Returns the meta and the snapshot bytes.
-pub(crate) fn build(db: &DB) -> Result<(SnapshotMeta, Vec<u8>)> {
-    let snap = db.snapshot();
+/// Builds a snapshot of the state machine as of now into the snapshot directory; returns it
+/// and its size in bytes.
+pub(crate) fn build(db: &DB, files: &SnapshotFiles) -> Result<(Snapshot, u64)> {
+    let snap = {
+        let _guard = files.build_guard()?;
+        db.snapshot()
+    };
     let read_opts = || {
         let mut ro = ReadOptions::default();
         ro.set_snapshot(&snap);
+        // A full scan must not evict the working set from the block cache.
+        ro.fill_cache(false);
         ro
     };
     let sm_state = db::cf(db, CF_SM_STATE)?;
-    let decode_opt = |key: &[u8]| -> Result<Option<Vec<u8>>> {
+    let get = |key: &[u8]| -> Result<Option<Vec<u8>>> {
         Ok(db.get_cf_opt(&sm_state, key, &read_opts())?)
     };
-    let last_log_id: Option<LogId> = decode_opt(KEY_LAST_APPLIED)?
+    let last_log_id: Option<LogId> = get(KEY_LAST_APPLIED)?
         .map(|b| postcard::from_bytes(&b))
         .transpose()?;
-    let last_membership: StoredMembership = decode_opt(KEY_LAST_MEMBERSHIP)?
+    let last_membership: StoredMembership = get(KEY_LAST_MEMBERSHIP)?
         .map(|b| postcard::from_bytes(&b))
         .transpose()?
         .unwrap_or_default();
@@ -92,99 +132,170 @@ pub(crate) fn build(db: &DB) -> Result<(SnapshotMeta, Vec<u8>)> {
         snapshot_id,
     };
 
-    let mut out = postcard::to_stdvec(&Header {
-        magic: MAGIC,
-        format_version: FORMAT_VERSION,
-        meta: meta.clone(),
-    })?;
-    let mut count = 0u64;
-    for name in db::state_machine_cfs() {
-        out = postcard::to_extend(&Record::Cf(name), out)?;
-        let cf = db::cf(db, name)?;
-        for item in db.iterator_cf_opt(&cf, read_opts(), IteratorMode::Start) {
-            let (k, v) = item?;
-            out = postcard::to_extend(&Record::Kv(&k[..], &v[..]), out)?;
-            count += 1;
+    let tmp = files.tmp_path("build");
+    let written = (|| -> Result<u64> {
+        let file = File::create(&tmp)?;
+        let mut w = FormatWriter::new(BufWriter::with_capacity(IO_BUFFER, file), &meta)?;
+        for name in db::state_machine_cfs() {
+            w.cf(name)?;
+            let cf = db::cf(db, name)?;
+            // The raw iterator lends key and value slices: no allocation per entry.
+            let mut it = db.raw_iterator_cf_opt(&cf, read_opts());
+            it.seek_to_first();
+            while let (Some(key), Some(value)) = (it.key(), it.value()) {
+                if !(name == CF_SM_STATE && key == KEY_INSTALLING) {
+                    w.kv(key, value)?;
+                }
+                it.next();
+            }
+            it.status()?;
         }
-    }
-    out = postcard::to_extend(&Record::End(count), out)?;
-    Ok((meta, out))
+        let (out, len) = w.finish()?;
+        let file = out
+            .into_inner()
+            .map_err(|e| StoreError::Io(e.into_error()))?;
+        file.sync_all()?;
+        Ok(len)
+    })();
+    let len = match written {
+        Ok(len) => len,
+        Err(e) => {
+            let _ = std::fs::remove_file(&tmp);
+            return Err(e);
+        }
+    };
+    let data = files.save_built(&meta, tmp)?;
+    Ok((
+        Snapshot {
+            meta,
+            snapshot: Box::new(data),
+        },
+        len,
+    ))
 }
 
-/// Decodes the header and checks that this build can read the records after it.
-fn read_header(bytes: &[u8]) -> Result<(Header, &[u8])> {
-    let (header, rest): (Header, &[u8]) = postcard::take_from_bytes(bytes)?;
-    if header.magic != MAGIC {
-        return Err(StoreError::Corrupt("not a mailraft snapshot".into()));
+/// Reads a whole snapshot file, checking every record and the trailer; returns its header.
+/// `expected`, if given, must match the header.
+fn verify(path: &Path, expected: Option<&SnapshotMeta>) -> Result<format::Header> {
+    let data = SnapshotFiles::open_file(path)?;
+    let (mut reader, header) = FormatReader::open(data.reader(), data.size()?)?;
+    if let Some(meta) = expected {
+        check_meta(&header.meta, meta)?;
     }
-    db::check_supported(header.format_version)?;
-    if header.format_version != FORMAT_VERSION {
-        // Older snapshots will be converted here once a second format exists.
-        return Err(StoreError::Corrupt(format!(
-            "no upgrade path from snapshot format {}",
-            header.format_version
-        )));
-    }
-    Ok((header, rest))
+    let (mut key, mut value) = (Vec::new(), Vec::new());
+    while reader.next(&mut key, &mut value)? != Record::End {}
+    Ok(header)
 }
 
-/// Replaces the state machine's column families with the snapshot's contents, in one synced
-/// batch: a crash leaves either the old state or the new one.
-pub(crate) fn install(db: &DB, meta: &SnapshotMeta, bytes: &[u8]) -> Result<()> {
-    let (header, mut rest) = read_header(bytes)?;
-    if header.meta.last_log_id != meta.last_log_id
-        || header.meta.last_membership != meta.last_membership
+fn check_meta(found: &SnapshotMeta, meta: &SnapshotMeta) -> Result<()> {
+    if found.last_log_id != meta.last_log_id
+        || found.last_membership != meta.last_membership
+        || found.snapshot_id != meta.snapshot_id
     {
         return Err(StoreError::Corrupt(format!(
-            "snapshot data is for {:?}, meta says {:?}",
-            header.meta.last_log_id, meta.last_log_id
+            "snapshot data is {} for {:?}, meta says {} for {:?}",
+            found.snapshot_id, found.last_log_id, meta.snapshot_id, meta.last_log_id
         )));
     }
+    Ok(())
+}
+
+/// How an install proceeds; the defaults are what production uses.
+#[derive(Debug, Clone, Copy)]
+pub(crate) struct InstallLimits {
+    /// Write a batch once it holds this many bytes.
+    pub(crate) batch_bytes: usize,
+    /// Tests: stop (as a crash would) after writing this many batches.
+    pub(crate) crash_after_batches: Option<usize>,
+}
+
+impl Default for InstallLimits {
+    fn default() -> Self {
+        InstallLimits {
+            batch_bytes: BATCH_BYTES,
+            crash_after_batches: None,
+        }
+    }
+}
+
+/// Whether step 3 ran to the end.
+#[derive(Debug, PartialEq, Eq)]
+pub(crate) enum Applied {
+    /// The state machine is the snapshot's.
+    Complete,
+    /// Stopped by [`InstallLimits::crash_after_batches`].
+    Interrupted,
+}
+
+/// Installs `data` as the state machine (steps 1 to 4 of the module docs); returns the
+/// snapshot's size in bytes.
+pub(crate) fn install(
+    db: &DB,
+    files: &SnapshotFiles,
+    meta: &SnapshotMeta,
+    data: SnapshotData,
+    limits: InstallLimits,
+) -> Result<(Applied, u64)> {
+    let _guard = files.install_guard()?;
+    let staged = files.stage(data)?;
+    if let Err(e) = verify(&staged, Some(meta)) {
+        files.discard_installing()?;
+        return Err(e);
+    }
+    let size = std::fs::metadata(&staged)?.len();
+    let applied = apply_file(db, &staged, meta, limits)?;
+    if applied == Applied::Complete {
+        files.promote_installing(meta)?;
+    }
+    Ok((applied, size))
+}
+
+/// Step 3 of the module docs: replaces the state machine with the (verified) file's contents.
+fn apply_file(db: &DB, path: &Path, meta: &SnapshotMeta, limits: InstallLimits) -> Result<Applied> {
+    let data = SnapshotFiles::open_file(path)?;
+    let (mut reader, header) = FormatReader::open(data.reader(), data.size()?)?;
+    check_meta(&header.meta, meta)?;
+    let sm_state = db::cf(db, CF_SM_STATE)?;
 
     let mut batch = WriteBatch::default();
     for name in db::state_machine_cfs() {
         clear_cf(db, name, &mut batch)?;
     }
-    let mut current: Option<&'static str> = None;
-    let mut count = 0u64;
+    // Later operations of a batch win over its range deletions.
+    batch.put_cf(&sm_state, KEY_FORMAT_VERSION, FORMAT_VERSION.to_be_bytes());
+    batch.put_cf(&sm_state, KEY_INSTALLING, db::encode(&meta.snapshot_id)?);
+    db::write_sync(db, batch)?;
+    let mut batches = 1;
+
+    let mut batch = WriteBatch::default();
+    let (mut key, mut value) = (Vec::new(), Vec::new());
+    let mut current = None;
     loop {
-        let (record, tail): (Record<'_>, &[u8]) = postcard::take_from_bytes(rest)?;
-        rest = tail;
-        match record {
-            Record::Cf(name) => {
-                let known = db::state_machine_cfs().find(|n| *n == name);
-                current = Some(known.ok_or_else(|| {
-                    StoreError::Corrupt(format!("snapshot has unknown table {name}"))
-                })?);
-            }
-            Record::Kv(key, value) => {
-                let name = current
+        match reader.next(&mut key, &mut value)? {
+            Record::Cf(name) => current = Some((name, db::cf(db, name)?)),
+            Record::Kv => {
+                let (name, cf) = current
+                    .as_ref()
                     .ok_or_else(|| StoreError::Corrupt("snapshot entry before any table".into()))?;
-                count += 1;
-                // The format version describes this directory, not the sender's.
-                if name == CF_SM_STATE && key == KEY_FORMAT_VERSION {
+                if is_bookkeeping(name, &key) {
                     continue;
                 }
-                batch.put_cf(&db::cf(db, name)?, key, value);
-            }
-            Record::End(expected) => {
-                if expected != count {
-                    return Err(StoreError::Corrupt(format!(
-                        "snapshot has {count} entries, trailer says {expected}"
-                    )));
+                batch.put_cf(cf, &key, &value);
+                if batch.size_in_bytes() >= limits.batch_bytes {
+                    if limits.crash_after_batches == Some(batches) {
+                        return Ok(Applied::Interrupted);
+                    }
+                    // Not fsynced: the last batch's fsync covers the WAL before it.
+                    db.write(std::mem::take(&mut batch))?;
+                    batches += 1;
                 }
-                break;
             }
+            Record::End => break,
         }
     }
-    if !rest.is_empty() {
-        return Err(StoreError::Corrupt(format!(
-            "{} bytes after the snapshot trailer",
-            rest.len()
-        )));
+    if limits.crash_after_batches.is_some_and(|n| n <= batches) {
+        return Ok(Applied::Interrupted);
     }
-    let sm_state = db::cf(db, CF_SM_STATE)?;
-    batch.put_cf(&sm_state, KEY_FORMAT_VERSION, FORMAT_VERSION.to_be_bytes());
     match &meta.last_log_id {
         Some(id) => batch.put_cf(&sm_state, KEY_LAST_APPLIED, db::encode(id)?),
         None => batch.delete_cf(&sm_state, KEY_LAST_APPLIED),
@@ -194,8 +305,9 @@ pub(crate) fn install(db: &DB, meta: &SnapshotMeta, bytes: &[u8]) -> Result<()> 
         KEY_LAST_MEMBERSHIP,
         db::encode(&meta.last_membership)?,
     );
-    drop(sm_state);
-    db::write_sync(db, batch)
+    batch.delete_cf(&sm_state, KEY_INSTALLING);
+    db::write_sync(db, batch)?;
+    Ok(Applied::Complete)
 }
 
 /// Adds deletions of every key of a column family to `batch`: one range tombstone up to the
@@ -210,82 +322,47 @@ fn clear_cf(db: &DB, name: &'static str, batch: &mut WriteBatch) -> Result<()> {
     Ok(())
 }
 
-/// The snapshot directory and the meta of the current snapshot in it.
-#[derive(Debug)]
-pub(crate) struct SnapshotFiles {
-    /// `<data_dir>/snapshots`.
-    dir: PathBuf,
-    /// Meta of `current.snap`; the lock also serializes replacing it.
-    current: Mutex<Option<SnapshotMeta>>,
-}
-
-impl SnapshotFiles {
-    /// Opens the directory, dropping half-written files left by a crash.
-    pub(crate) fn open(dir: &Path) -> Result<Self> {
-        fs::create_dir_all(dir)?;
-        for item in fs::read_dir(dir)? {
-            let item = item?;
-            if item.file_name().to_string_lossy().starts_with(TMP_PREFIX) {
-                fs::remove_file(item.path())?;
+/// Finishes or cleans up after an install a crash interrupted (see the module docs). Runs at
+/// open, before anything reads the state machine.
+pub(crate) fn recover(db: &DB, files: &SnapshotFiles) -> Result<()> {
+    let marker: Option<String> = db::get_value(db, CF_SM_STATE, KEY_INSTALLING)?;
+    let path = files.installing_path();
+    let staged = path.exists();
+    match marker {
+        Some(id) => {
+            if !staged {
+                return Err(StoreError::Corrupt(format!(
+                    "a snapshot install ({id}) was interrupted and {} is missing: the state \
+                     machine is incomplete; wipe this node's data directory and add it again",
+                    path.display()
+                )));
+            }
+            let header = verify(&path, None)?;
+            if header.meta.snapshot_id != id {
+                return Err(StoreError::Corrupt(format!(
+                    "an interrupted install was of snapshot {id}, but {} holds {}: wipe this \
+                     node's data directory and add it again",
+                    path.display(),
+                    header.meta.snapshot_id
+                )));
+            }
+            tracing::warn!(snapshot = %id, "resuming a snapshot install interrupted by a crash");
+            apply_file(db, &path, &header.meta, InstallLimits::default())?;
+            files.promote_installing(&header.meta)?;
+        }
+        None if staged => {
+            let applied: Option<LogId> = db::get_value(db, CF_SM_STATE, KEY_LAST_APPLIED)?;
+            let header = SnapshotFiles::open_file(&path).and_then(|d| files::read_header(&d));
+            match header {
+                Ok(h) if h.meta.last_log_id.is_some() && h.meta.last_log_id == applied => {
+                    files.promote_installing(&h.meta)?;
+                }
+                _ => files.discard_installing()?,
             }
         }
-        let path = dir.join(CURRENT);
-        let current = if path.exists() {
-            let mut prefix = Vec::new();
-            File::open(&path)?
-                .take(HEADER_READ_LIMIT)
-                .read_to_end(&mut prefix)?;
-            Some(read_header(&prefix)?.0.meta)
-        } else {
-            None
-        };
-        Ok(SnapshotFiles {
-            dir: dir.to_path_buf(),
-            current: Mutex::new(current),
-        })
+        None => {}
     }
-
-    fn lock(&self) -> Result<std::sync::MutexGuard<'_, Option<SnapshotMeta>>> {
-        self.current
-            .lock()
-            .map_err(|_| StoreError::Task("snapshot lock poisoned".into()))
-    }
-
-    /// Makes `bytes` the current snapshot unless a newer one is already current (a slow build
-    /// racing an install must not replace it).
-    pub(crate) fn save(&self, meta: &SnapshotMeta, bytes: &[u8]) -> Result<()> {
-        let mut current = self.lock()?;
-        if let Some(cur) = current.as_ref()
-            && cur.last_log_id > meta.last_log_id
-        {
-            tracing::info!(current = ?cur.last_log_id, built = ?meta.last_log_id, "keeping newer snapshot");
-            return Ok(());
-        }
-        let tmp = self.dir.join(format!("{TMP_PREFIX}{}", meta.snapshot_id));
-        {
-            let mut file = File::create(&tmp)?;
-            file.write_all(bytes)?;
-            file.sync_all()?;
-        }
-        fs::rename(&tmp, self.dir.join(CURRENT))?;
-        File::open(&self.dir)?.sync_all()?;
-        *current = Some(meta.clone());
-        Ok(())
-    }
-
-    /// The current snapshot, read from its file.
-    pub(crate) fn load(&self) -> Result<Option<Snapshot>> {
-        let current = self.lock()?;
-        let Some(meta) = current.clone() else {
-            return Ok(None);
-        };
-        let bytes = fs::read(self.dir.join(CURRENT))?;
-        drop(current);
-        Ok(Some(Snapshot {
-            meta,
-            snapshot: crate::types::snapshot_from_bytes(bytes),
-        }))
-    }
+    Ok(())
 }
 
 /// Builds snapshots for openraft, which runs it on its own task concurrently with `apply`; the
@@ -308,45 +385,20 @@ impl RaftSnapshotBuilder<TypeConfig> for SnapshotBuilder {
         let db = self.db.clone();
         let files = self.files.clone();
         let result = tokio::task::spawn_blocking(move || -> Result<Snapshot> {
-            let (meta, bytes) = build(&db)?;
-            files.save(&meta, &bytes)?;
-            tracing::info!(last_log_id = ?meta.last_log_id, bytes = bytes.len(), "built snapshot");
-            metrics::snapshot("build");
-            Ok(Snapshot {
-                meta,
-                snapshot: crate::types::snapshot_from_bytes(bytes),
-            })
+            let started = Instant::now();
+            let (snapshot, bytes) = build(&db, &files)?;
+            tracing::info!(
+                last_log_id = ?snapshot.meta.last_log_id,
+                bytes,
+                seconds = started.elapsed().as_secs_f64(),
+                "built snapshot"
+            );
+            metrics::snapshot("build", bytes, started.elapsed());
+            Ok(snapshot)
         })
         .await
         .map_err(StoreError::from)
         .and_then(|r| r);
         result.storage(ErrorSubject::Snapshot(None), ErrorVerb::Write)
-    }
-}
-
-#[cfg(test)]
-mod tests {
-    use super::Record;
-
-    /// Records are encoded from borrowed slices (serde: a sequence) and decoded by borrowing
-    /// (serde: bytes); postcard writes both as length + raw bytes, which this pins down.
-    #[test]
-    fn record_round_trips_borrowed() {
-        let key = vec![0u8, 1, 2, 255];
-        let value = vec![7u8; 300];
-        let mut buf = postcard::to_stdvec(&Record::Cf("messages")).expect("encode");
-        buf = postcard::to_extend(&Record::Kv(&key, &value), buf).expect("encode");
-        buf = postcard::to_extend(&Record::End(1), buf).expect("encode");
-
-        let (r, rest): (Record<'_>, &[u8]) = postcard::take_from_bytes(&buf).expect("decode");
-        assert!(matches!(r, Record::Cf("messages")));
-        let (r, rest): (Record<'_>, &[u8]) = postcard::take_from_bytes(rest).expect("decode");
-        match r {
-            Record::Kv(k, v) => assert_eq!((k, v), (key.as_slice(), value.as_slice())),
-            other => panic!("unexpected {other:?}"),
-        }
-        let (r, rest): (Record<'_>, &[u8]) = postcard::take_from_bytes(rest).expect("decode");
-        assert!(matches!(r, Record::End(1)));
-        assert!(rest.is_empty());
     }
 }

@@ -59,6 +59,8 @@ struct Applied {
     replies: Vec<Reply>,
     /// Mailbox changes of the batch, in order.
     events: Vec<MailboxEvent>,
+    /// Entries answered from the dedup table (retries of already applied requests).
+    dedup_hits: u64,
 }
 
 impl StateMachineStore {
@@ -96,13 +98,10 @@ impl StateMachineStore {
 }
 
 /// Runs one command of the model: reads `kv` plus `writes`, adds its writes to `writes` only on
-/// success (so a failed command leaves the batch untouched on every replica).
-fn model_apply(
-    kv: &dyn KvRead,
-    writes: &mut WriteSet,
-    req: &Request,
-) -> (Reply, Vec<MailboxEvent>) {
-    mailraft_model::apply(kv, writes, req)
+/// success (so a failed command leaves the batch untouched on every replica, apart from the
+/// dedup bookkeeping). A retried request id is answered from the dedup table (`replayed`).
+fn model_apply(kv: &dyn KvRead, writes: &mut WriteSet, req: &Request) -> mailraft_model::Applied {
+    mailraft_model::apply_detailed(kv, writes, req)
 }
 
 /// Applies a batch and commits it with `last_applied` in one synced write (blocking).
@@ -111,15 +110,20 @@ fn apply_batch(db: &DB, entries: Vec<Entry>) -> Result<Applied> {
     let mut writes = WriteSet::default();
     let mut replies = Vec::with_capacity(entries.len());
     let mut events = Vec::new();
+    let mut dedup_hits = 0;
     let mut last_applied = None;
     let mut membership = None;
     for entry in entries {
         match entry.payload {
             EntryPayload::Blank => replies.push(Ok(Outcome::Done)),
             EntryPayload::Normal(req) => {
-                let (reply, mut ev) = model_apply(&base, &mut writes, &req);
-                replies.push(reply);
-                events.append(&mut ev);
+                let mut applied = model_apply(&base, &mut writes, &req);
+                if applied.replayed {
+                    dedup_hits += 1;
+                    tracing::debug!(request_id = ?req.request_id, command = req.command.name(), "replayed a retried request");
+                }
+                replies.push(applied.reply);
+                events.append(&mut applied.events);
             }
             EntryPayload::Membership(m) => {
                 membership = Some(StoredMembership::new(Some(entry.log_id), m));
@@ -156,7 +160,11 @@ fn apply_batch(db: &DB, entries: Vec<Entry>) -> Result<Applied> {
         batch.put_cf(&sm_state, KEY_LAST_MEMBERSHIP, db::encode(m)?);
     }
     db::write_sync(db, batch)?;
-    Ok(Applied { replies, events })
+    Ok(Applied {
+        replies,
+        events,
+        dedup_hits,
+    })
 }
 
 impl RaftStateMachine<TypeConfig> for StateMachineStore {
@@ -187,6 +195,7 @@ impl RaftStateMachine<TypeConfig> for StateMachineStore {
             .and_then(|r| r)
             .storage(ErrorSubject::Apply(last), ErrorVerb::Write)?;
         metrics::applied(count, started.elapsed());
+        metrics::dedup_hits(applied.dedup_hits);
         for event in applied.events {
             // No receiver is fine: nobody is watching.
             let _ = self.events.send(event);
@@ -199,7 +208,12 @@ impl RaftStateMachine<TypeConfig> for StateMachineStore {
     }
 
     async fn begin_receiving_snapshot(&mut self) -> Result<Box<SnapshotData>, StorageError<u64>> {
-        Ok(crate::types::snapshot_from_bytes(Vec::new()))
+        let files = self.snapshots.clone();
+        tokio::task::spawn_blocking(move || files.receiving().map(Box::new))
+            .await
+            .map_err(StoreError::from)
+            .and_then(|r| r)
+            .storage(ErrorSubject::Snapshot(None), ErrorVerb::Write)
     }
 
     async fn install_snapshot(
@@ -207,30 +221,72 @@ impl RaftStateMachine<TypeConfig> for StateMachineStore {
         meta: &SnapshotMeta,
         snapshot: Box<SnapshotData>,
     ) -> Result<(), StorageError<u64>> {
-        let db = self.db.clone();
-        let files = self.snapshots.clone();
-        let meta = meta.clone();
         let signature = meta.signature();
-        let bytes = crate::types::snapshot_into_bytes(snapshot);
-        tokio::task::spawn_blocking(move || -> Result<()> {
-            snapshot::install(&db, &meta, &bytes)?;
-            files.save(&meta, &bytes)?;
-            tracing::info!(last_log_id = ?meta.last_log_id, bytes = bytes.len(), "installed snapshot");
-            metrics::snapshot("install");
-            Ok(())
-        })
-        .await
-        .map_err(StoreError::from)
-        .and_then(|r| r)
-        .storage(ErrorSubject::Snapshot(Some(signature)), ErrorVerb::Write)
+        self.install_from_file(meta, snapshot, snapshot::InstallLimits::default())
+            .await
+            .map(|_| ())
+            .storage(ErrorSubject::Snapshot(Some(signature)), ErrorVerb::Write)
     }
 
     async fn get_current_snapshot(&mut self) -> Result<Option<Snapshot>, StorageError<u64>> {
         let files = self.snapshots.clone();
-        tokio::task::spawn_blocking(move || files.load())
+        tokio::task::spawn_blocking(move || files.current())
             .await
             .map_err(StoreError::from)
             .and_then(|r| r)
             .storage(ErrorSubject::Snapshot(None), ErrorVerb::Read)
+    }
+}
+
+/// Snapshot installs from a file (see `snapshot.rs`), shared by openraft's `install_snapshot` and
+/// the crash-simulation hook below.
+impl StateMachineStore {
+    async fn install_from_file(
+        &mut self,
+        meta: &SnapshotMeta,
+        data: Box<SnapshotData>,
+        limits: snapshot::InstallLimits,
+    ) -> Result<snapshot::Applied> {
+        let db = self.db.clone();
+        let files = self.snapshots.clone();
+        let meta = meta.clone();
+        tokio::task::spawn_blocking(move || -> Result<snapshot::Applied> {
+            let started = Instant::now();
+            let (applied, bytes) = snapshot::install(&db, &files, &meta, *data, limits)?;
+            tracing::info!(
+                last_log_id = ?meta.last_log_id,
+                bytes,
+                seconds = started.elapsed().as_secs_f64(),
+                "installed snapshot"
+            );
+            metrics::snapshot("install", bytes, started.elapsed());
+            Ok(applied)
+        })
+        .await
+        .map_err(StoreError::from)
+        .and_then(|r| r)
+    }
+
+    /// Tests only: installs like `install_snapshot` with batches of `batch_bytes`, but stops
+    /// after writing `batches` of them, leaving the database as a crash at that point would.
+    /// Drop the store and reopen it to see the recovery.
+    #[doc(hidden)]
+    pub async fn install_snapshot_then_crash(
+        &mut self,
+        meta: &SnapshotMeta,
+        data: Box<SnapshotData>,
+        batch_bytes: usize,
+        batches: usize,
+    ) -> Result<()> {
+        let limits = snapshot::InstallLimits {
+            batch_bytes,
+            crash_after_batches: Some(batches),
+        };
+        match self.install_from_file(meta, data, limits).await? {
+            snapshot::Applied::Interrupted => Ok(()),
+            snapshot::Applied::Complete => Err(StoreError::Task(
+                "the install finished before the simulated crash".into(),
+            )),
+        }
     }
 }

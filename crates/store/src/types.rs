@@ -6,15 +6,12 @@
 //!
 //! ## Snapshot data
 //!
-//! `SnapshotData = std::io::Cursor<Vec<u8>>`: a snapshot is one byte buffer in the format written
-//! by `snapshot.rs` (a header with the [`SnapshotMeta`] and the format version, then a postcard
-//! stream of every state-machine key/value). The gRPC layer sends it with
-//! [`snapshot_into_bytes`] and rebuilds it with [`snapshot_from_bytes`], then hands it to
-//! `Raft::install_full_snapshot`. The whole snapshot is held in memory on both sides; streaming
-//! it in bounded chunks from a file is a known follow-up (the `generic-snapshot-data` feature
-//! already allows a file-backed type here).
-
-use std::io::Cursor;
+//! With openraft's `generic-snapshot-data` feature the snapshot payload is ours:
+//! [`SnapshotData`] is an open file in the snapshot directory (layout in `snapshot/format.rs`).
+//! The leader's gRPC layer streams it in chunks with [`SnapshotData::read_chunk`]; the follower
+//! gets an empty file from `Raft::begin_receiving_snapshot`, fills it with
+//! [`SnapshotData::append`] and hands it to `Raft::install_full_snapshot`, which installs it
+//! from the file. No side holds a whole snapshot in memory.
 
 openraft::declare_raft_types!(
     /// Mailraft's openraft type configuration: entries carry a [`mailraft_model::Request`], the
@@ -25,9 +22,11 @@ openraft::declare_raft_types!(
         NodeId = u64,
         Node = openraft::BasicNode,
         Entry = openraft::Entry<TypeConfig>,
-        SnapshotData = Cursor<Vec<u8>>,
+        SnapshotData = crate::snapshot::SnapshotData,
         AsyncRuntime = openraft::TokioRuntime,
 );
+
+pub use crate::snapshot::SnapshotData;
 
 /// A Raft node of one Mailraft storage group.
 pub type Raft = openraft::Raft<TypeConfig>;
@@ -45,19 +44,5 @@ pub type Vote = openraft::Vote<NodeId>;
 pub type StoredMembership = openraft::StoredMembership<NodeId, Node>;
 /// Describes a snapshot: last included entry, membership, id.
 pub type SnapshotMeta = openraft::SnapshotMeta<NodeId, Node>;
-/// A snapshot: its meta plus the data.
+/// A snapshot: its meta plus a handle on its file.
 pub type Snapshot = openraft::Snapshot<TypeConfig>;
-/// The snapshot payload type (see the module docs).
-pub type SnapshotData = Cursor<Vec<u8>>;
-
-/// The bytes of a snapshot, to send to a follower.
-// openraft hands snapshot data out boxed; taking the box saves callers an unboxing step.
-#[allow(clippy::boxed_local)]
-pub fn snapshot_into_bytes(data: Box<SnapshotData>) -> Vec<u8> {
-    data.into_inner()
-}
-
-/// Rebuilds snapshot data received from a leader; it is validated when installed.
-pub fn snapshot_from_bytes(bytes: Vec<u8>) -> Box<SnapshotData> {
-    Box::new(Cursor::new(bytes))
-}

@@ -1,15 +1,19 @@
 //! `apply`: one replicated [`Request`] → its [`Reply`], its writes and its mailbox events.
 //!
-//! Flow: [`apply`] opens a [`Txn`] whose reads see the committed state, then the batch's
+//! Flow: [`apply_detailed`] first does the dedup bookkeeping ([`dedup`]: purge expired request
+//! ids; a request whose id was already applied is answered with the recorded reply and goes no
+//! further). Then it opens a [`Txn`] whose reads see the committed state, then the batch's
 //! earlier writes, then its own; the command handler (one file per family: [`account`],
 //! [`mailbox`], [`message`]) reads, checks everything that can fail, and writes into the
 //! Txn's private `WriteSet`. Only on success are those writes merged into the caller's batch,
-//! so a failed command leaves the batch exactly as it was (every replica fails identically).
+//! so a failed command leaves the batch as it was apart from the dedup bookkeeping (every
+//! replica fails identically). Finally the reply is recorded under the request's id.
 //!
 //! Determinism: handlers use only the request (including `now_ms`) and the state; ids,
 //! UIDVALIDITY, UIDs and MODSEQs are allocated from counters stored in the state.
 
 mod account;
+pub mod dedup;
 mod mailbox;
 mod message;
 
@@ -22,9 +26,60 @@ use crate::kv::{KvRead, Overlay, Table, WriteSet};
 use crate::records::{Account, BlobMeta, Mailbox, Record, Tenant};
 use crate::types::{MailboxId, TenantId};
 
-/// Applies one request on top of `kv` plus the batch's pending `writes`. On success its writes
-/// are added to `writes`; on error `writes` is untouched and no events are returned.
+/// What applying one request produced.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Applied {
+    /// The answer for the proposer.
+    pub reply: Reply,
+    /// Mailbox changes to publish once the batch is durable; empty on error and on a replay.
+    pub events: Vec<MailboxEvent>,
+    /// The request's id had already been applied: `reply` is the recorded one and nothing else
+    /// happened (a dedup hit).
+    pub replayed: bool,
+}
+
+impl Applied {
+    fn refused(e: ModelError) -> Self {
+        Applied { reply: Err(e), events: Vec::new(), replayed: false }
+    }
+}
+
+/// Applies one request on top of `kv` plus the batch's pending `writes`; see
+/// [`apply_detailed`]. Returns the reply and the mailbox events.
 pub fn apply(kv: &dyn KvRead, writes: &mut WriteSet, req: &Request) -> (Reply, Vec<MailboxEvent>) {
+    let applied = apply_detailed(kv, writes, req);
+    (applied.reply, applied.events)
+}
+
+/// Applies one request on top of `kv` plus the batch's pending `writes`. On success the
+/// command's writes are added to `writes`; on error they are discarded and no events are
+/// returned. Either way the dedup bookkeeping is added: expired request ids purged (at most
+/// [`dedup::PURGE_PER_APPLY`]) and, for a request with an id, its reply recorded. A request whose
+/// id was applied within [`dedup::DEDUP_WINDOW_MS`] gets the recorded reply, no events, and
+/// writes nothing but the purge.
+pub fn apply_detailed(kv: &dyn KvRead, writes: &mut WriteSet, req: &Request) -> Applied {
+    let floor = match dedup::purge(kv, writes, req.now_ms) {
+        Ok(floor) => floor,
+        Err(e) => return Applied::refused(e),
+    };
+    let Some(id) = &req.request_id else {
+        return run(kv, writes, req);
+    };
+    match dedup::lookup(kv, writes, id, &req.command, req.now_ms) {
+        Err(e) => Applied::refused(e),
+        Ok(dedup::Seen::Replay(reply)) => Applied { reply, events: Vec::new(), replayed: true },
+        Ok(dedup::Seen::New) => {
+            let applied = run(kv, writes, req);
+            // The index row must not sort before the purge floor, or it would never be purged
+            // (possible only if this leader's clock is a whole window behind an earlier one's).
+            dedup::record(writes, id, &req.command, req.now_ms.max(floor), &applied.reply);
+            applied
+        }
+    }
+}
+
+/// Runs the command in a [`Txn`]; merges its writes into `writes` only on success.
+fn run(kv: &dyn KvRead, writes: &mut WriteSet, req: &Request) -> Applied {
     let (reply, ws, events) = {
         let mut txn = Txn { base: Overlay { base: kv, writes }, ws: WriteSet::default(), now_ms: req.now_ms, events: Vec::new() };
         let reply = dispatch(&mut txn, &req.command);
@@ -33,9 +88,9 @@ pub fn apply(kv: &dyn KvRead, writes: &mut WriteSet, req: &Request) -> (Reply, V
     match reply {
         Ok(outcome) => {
             writes.ops.extend(ws.ops);
-            (Ok(outcome), events)
+            Applied { reply: Ok(outcome), events, replayed: false }
         }
-        Err(e) => (Err(e), Vec::new()),
+        Err(e) => Applied::refused(e),
     }
 }
 

@@ -17,15 +17,21 @@ impl Sys {
 
     /// Applies and commits one command; the clock advances 1 ms (same second most of the time).
     pub fn run(&mut self, command: Command) -> (Reply, Vec<MailboxEvent>) {
+        let applied = self.run_with_id(command, None);
+        (applied.reply, applied.events)
+    }
+
+    /// Like [`Sys::run`], with an idempotency key.
+    pub fn run_with_id(&mut self, command: Command, request_id: Option<RequestId>) -> Applied {
         let mut ws = WriteSet::default();
-        let (reply, events) = apply(&self.kv, &mut ws, &Request { now_ms: self.now_ms, command });
-        if reply.is_err() {
-            assert!(ws.is_empty(), "failed command wrote {ws:?}");
-            assert!(events.is_empty());
+        let applied = apply_detailed(&self.kv, &mut ws, &Request { now_ms: self.now_ms, request_id, command });
+        if applied.reply.is_err() || applied.replayed {
+            assert!(only_dedup(&ws), "failed or replayed command wrote {ws:?}");
+            assert!(applied.events.is_empty());
         }
         self.kv.commit(ws);
         self.now_ms += 1;
-        (reply, events)
+        applied
     }
 
     pub fn ok(&mut self, command: Command) -> Outcome {
@@ -105,6 +111,18 @@ impl Sys {
     pub fn count(&self, table: Table) -> usize {
         self.kv.data.keys().filter(|(t, _)| *t == table).count()
     }
+}
+
+/// True when `ws` touches nothing but the dedup bookkeeping (tables and the purge floor).
+pub fn only_dedup(ws: &WriteSet) -> bool {
+    ws.ops.keys().all(|(t, k)| {
+        matches!(t, Table::Dedup | Table::DedupByTime) || (*t == Table::Meta && k == keys::META_DEDUP_FLOOR)
+    })
+}
+
+/// A request id from a short label.
+pub fn rid(label: &str) -> RequestId {
+    RequestId::new(label.as_bytes().to_vec()).unwrap()
 }
 
 pub fn msg(body: &[u8], flags: Vec<Flag>) -> NewMessage {

@@ -1,7 +1,7 @@
 //! Helpers shared by the test modules.
 
 use mailraft_model::{Command, KvRead, Outcome, Principal, Request, Table};
-use mailraft_store::{Entry, LogId, StateMachineStore, StateView};
+use mailraft_store::{Entry, LogId, SnapshotData, StateMachineStore, StateView};
 use openraft::storage::RaftStateMachine;
 use openraft::{CommittedLeaderId, EntryPayload};
 
@@ -14,10 +14,7 @@ pub fn log_id(index: u64) -> LogId {
 pub fn entry(index: u64, command: Command) -> Entry {
     Entry {
         log_id: log_id(index),
-        payload: EntryPayload::Normal(Request {
-            now_ms: 1_700_000_000_000,
-            command,
-        }),
+        payload: EntryPayload::Normal(Request::new(1_700_000_000_000, command)),
     }
 }
 
@@ -40,7 +37,12 @@ pub fn dump(view: &StateView) -> Vec<(Table, Vec<u8>, Vec<u8>)> {
 pub async fn tenant_and_account(sm: &mut StateMachineStore, login: &str) -> Principal {
     let replies = sm
         .apply([
-            entry(1, Command::CreateTenant { domain: "example.test".into() }),
+            entry(
+                1,
+                Command::CreateTenant {
+                    domain: "example.test".into(),
+                },
+            ),
             entry(
                 2,
                 Command::CreateAccount {
@@ -53,7 +55,36 @@ pub async fn tenant_and_account(sm: &mut StateMachineStore, login: &str) -> Prin
         .await
         .expect("apply tenant and account");
     match &replies[1] {
-        Ok(Outcome::AccountCreated { tenant, account }) => Principal { tenant: *tenant, account: *account },
+        Ok(Outcome::AccountCreated { tenant, account }) => Principal {
+            tenant: *tenant,
+            account: *account,
+        },
         other => panic!("unexpected reply {other:?}"),
     }
+}
+
+/// Size of the pieces [`receive`] moves, like the gRPC layer's chunks.
+pub const CHUNK: usize = 1 << 20;
+
+/// What the gRPC layer does with a snapshot: reads `data` in [`CHUNK`]s into a file `to`
+/// provides, leaving out the last `cut` bytes. Returns the received data, ready to install.
+pub async fn receive(
+    data: &SnapshotData,
+    to: &mut StateMachineStore,
+    cut: u64,
+) -> Box<SnapshotData> {
+    let mut received = to
+        .begin_receiving_snapshot()
+        .await
+        .expect("begin receiving");
+    let size = data.size().expect("size") - cut;
+    let mut offset = 0u64;
+    while offset < size {
+        let want = CHUNK.min((size - offset) as usize);
+        let chunk = data.read_chunk(offset, want).await.expect("read chunk");
+        assert!(!chunk.is_empty(), "snapshot ended at {offset} of {size}");
+        offset += chunk.len() as u64;
+        received.append(chunk).await.expect("append chunk");
+    }
+    received
 }

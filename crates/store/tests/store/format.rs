@@ -87,3 +87,28 @@ fn data_without_version_is_refused() {
         Err(StoreError::Corrupt(_))
     ));
 }
+
+#[test]
+fn pre_release_format_1_is_refused_with_advice() {
+    // Format 2 changed the Raft entry encoding (requests carry an id): a format-1 log cannot be
+    // read, and format 1 was never released, so there is no upgrade, only a clear refusal.
+    const { assert!(FORMAT_VERSION >= 2) };
+    let dir = tempfile::tempdir().expect("tempdir");
+    drop(mailraft_store::open(dir.path()).expect("open"));
+    {
+        let db = raw_db(dir.path());
+        let cf = db.cf_handle("sm_state").expect("sm_state cf");
+        db.put_cf(&cf, KEY_FORMAT_VERSION, 1u32.to_be_bytes())
+            .expect("put");
+    }
+    match mailraft_store::open(dir.path()) {
+        Err(e @ StoreError::PreReleaseFormat { found: 1 }) => {
+            let text = e.to_string();
+            assert!(text.contains("pre-release"), "{text}");
+            assert!(text.contains("re-create the data directory"), "{text}");
+        }
+        Err(other) => panic!("wrong error: {other}"),
+        Ok(_) => panic!("opened a pre-release data directory"),
+    }
+    assert_eq!(stored_version(dir.path()), Some(1), "the refusal rewrote nothing");
+}

@@ -2,7 +2,9 @@
 //! link slow); one module per concern.
 
 mod common;
+mod dedup;
 mod durability;
 mod format;
+mod log_bytes;
 mod snapshot;
 mod suite;
