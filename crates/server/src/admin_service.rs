@@ -1,4 +1,5 @@
-//! `mailraft.v1.Admin`: operator calls (tenants, users, passwords, cluster state).
+//! `mailraft.v1.Admin`: operator calls (tenants, users, passwords, cluster state and membership,
+//! the latter in `membership.rs`).
 //!
 //! Like data writes, tenant and user changes are Raft entries proposed on the leader; password
 //! hashes are computed here (argon2id, random salt, on the blocking pool) so that no plaintext
@@ -15,6 +16,7 @@ use tracing::Instrument;
 
 use crate::error::ServerError;
 use crate::mailboxes::unexpected;
+use crate::membership;
 use crate::metrics::{observe, rpc_span};
 use crate::password::{self, Login};
 use crate::shared::Shared;
@@ -114,21 +116,86 @@ impl Admin for AdminService {
         let req = request.into_inner();
         let work = async {
             self.shared.check_group(req.group_id)?;
-            let m = self.shared.raft.metrics().borrow().clone();
-            let leader_id = m.current_leader.unwrap_or(0);
-            let leader_addr = m
-                .current_leader
-                .and_then(|id| m.membership_config.membership().get_node(&id).map(|n| n.addr.clone()))
-                .unwrap_or_default();
-            let raft_metrics_json = serde_json::to_string(&m).map_err(ServerError::internal)?;
-            Ok(pb::ClusterInfoResponse {
-                node_id: self.shared.node_id,
-                leader_id,
-                leader_addr,
-                last_applied: m.last_applied.map(|l| l.index).unwrap_or(0),
-                raft_metrics_json,
-            })
+            membership::cluster_info(&self.shared)
         };
         observe("ClusterInfo", work).instrument(rpc_span("ClusterInfo", "")).await.map(Response::new)
+    }
+
+    async fn add_node(&self, request: Request<pb::AddNodeRequest>) -> Result<Response<pb::AddNodeResponse>, Status> {
+        let req = request.into_inner();
+        let work = async {
+            self.shared.check_group(req.group_id)?;
+            membership::add_node(&self.shared, req.node_id, req.addr.trim(), req.learner_only).await
+        };
+        observe("AddNode", work).instrument(rpc_span("AddNode", "")).await.map(Response::new)
+    }
+
+    async fn promote_node(
+        &self,
+        request: Request<pb::PromoteNodeRequest>,
+    ) -> Result<Response<pb::PromoteNodeResponse>, Status> {
+        let req = request.into_inner();
+        let work = async {
+            self.shared.check_group(req.group_id)?;
+            membership::promote(&self.shared, req.node_id).await?;
+            Ok(pb::PromoteNodeResponse {})
+        };
+        observe("PromoteNode", work).instrument(rpc_span("PromoteNode", "")).await.map(Response::new)
+    }
+
+    async fn remove_node(
+        &self,
+        request: Request<pb::RemoveNodeRequest>,
+    ) -> Result<Response<pb::RemoveNodeResponse>, Status> {
+        let req = request.into_inner();
+        let work = async {
+            self.shared.check_group(req.group_id)?;
+            membership::remove(&self.shared, req.node_id, req.force).await?;
+            Ok(pb::RemoveNodeResponse {})
+        };
+        observe("RemoveNode", work).instrument(rpc_span("RemoveNode", "")).await.map(Response::new)
+    }
+
+    async fn transfer_leader(
+        &self,
+        request: Request<pb::TransferLeaderRequest>,
+    ) -> Result<Response<pb::TransferLeaderResponse>, Status> {
+        let req = request.into_inner();
+        let work = async {
+            self.shared.check_group(req.group_id)?;
+            let leader_id = membership::transfer_leader(&self.shared, req.node_id).await?;
+            Ok(pb::TransferLeaderResponse { leader_id })
+        };
+        observe("TransferLeader", work).instrument(rpc_span("TransferLeader", "")).await.map(Response::new)
+    }
+
+    async fn trigger_election(
+        &self,
+        request: Request<pb::TriggerElectionRequest>,
+    ) -> Result<Response<pb::TriggerElectionResponse>, Status> {
+        let req = request.into_inner();
+        let work = async {
+            self.shared.check_group(req.group_id)?;
+            let m = self.shared.raft.metrics().borrow().clone();
+            if !m.membership_config.membership().voter_ids().any(|id| id == self.shared.node_id) {
+                return Err(ServerError::Membership(format!("node {} is not a voter", self.shared.node_id)));
+            }
+            tracing::info!("election requested by the leader (leadership transfer)");
+            self.shared.raft.trigger().elect().await?;
+            Ok(pb::TriggerElectionResponse {})
+        };
+        observe("TriggerElection", work).instrument(rpc_span("TriggerElection", "")).await.map(Response::new)
+    }
+
+    async fn state_digest(
+        &self,
+        request: Request<pb::StateDigestRequest>,
+    ) -> Result<Response<pb::StateDigestResponse>, Status> {
+        let req = request.into_inner();
+        let work = async {
+            self.shared.check_group(req.group_id)?;
+            membership::state_digest(&self.shared).await
+        };
+        observe("StateDigest", work).instrument(rpc_span("StateDigest", "")).await.map(Response::new)
     }
 }

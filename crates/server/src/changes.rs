@@ -4,18 +4,45 @@
 //! Watch is a hint, Changes is the truth: an event only says "mailbox M reached modseq N", and
 //! the front-end then calls Changes. So a dropped event is harmless as long as the front-end
 //! knows: when this node's broadcast channel overflows for a slow watcher, the stream sends one
-//! event with `lagged = true` and every session resynchronises with Changes. Events are
-//! published by every replica after the batch is durable, so followers can serve Watch too.
+//! event with `lagged = true` and every session resynchronises with Changes.
+//!
+//! Watch is served by the leader only (a follower answers `NOT_LEADER` with the leader's
+//! address, like every other RPC), and the stream proves it stays the right place to listen:
+//! every heartbeat interval the node runs a read-index round ([`Shared::linearize`]: a quorum
+//! confirms it still leads, and it has applied everything committed) and then sends a heartbeat
+//! event carrying its applied index. If that fails (leadership lost, partitioned away from the
+//! majority, Raft stopped) the stream ends with the error, so the front-end reconnects to the
+//! new leader and wakes its sessions; a node that cannot even do that (blackholed, paused)
+//! simply stops sending heartbeats and the front-end gives up on it after a few intervals.
+//!
+//! [`Shared::linearize`]: crate::shared::Shared::linearize
+
+use std::time::Duration;
 
 use mailraft_model::query;
 use mailraft_proto as pb;
 use tokio::sync::broadcast::error::RecvError;
+use tonic::Status;
 
 use crate::error::ServerError;
 use crate::storage_service::{RpcStream, StorageService};
 
 /// Most change-log entries one Changes call returns; beyond it the session must resync.
 pub const MAX_CHANGES: usize = 10_000;
+/// Heartbeat interval when the request names none.
+const DEFAULT_HEARTBEAT: Duration = Duration::from_secs(1);
+/// Shortest heartbeat interval a client may ask for (each one costs a quorum round).
+const MIN_HEARTBEAT: Duration = Duration::from_millis(100);
+/// Longest heartbeat interval.
+const MAX_HEARTBEAT: Duration = Duration::from_secs(30);
+
+/// The heartbeat interval for a requested `heartbeat_ms` (0 = default), clamped.
+fn heartbeat_interval(heartbeat_ms: u32) -> Duration {
+    if heartbeat_ms == 0 {
+        return DEFAULT_HEARTBEAT;
+    }
+    Duration::from_millis(u64::from(heartbeat_ms)).clamp(MIN_HEARTBEAT, MAX_HEARTBEAT)
+}
 
 impl StorageService {
     /// RFC 7162 §3.1.4 / RFC 7162 §3.2.5.1 (VANISHED (EARLIER)) feed for the selected mailbox.
@@ -39,37 +66,82 @@ impl StorageService {
         })
     }
 
-    /// Streams every committed mailbox change of the group until the client or the node goes.
+    /// Streams every committed mailbox change of the group, with heartbeats, until the client
+    /// goes, the node stops, or this node can no longer confirm that it leads (module docs).
     ///
     /// WatchRequest carries no token: events contain only ids and a modseq, never names or
     /// content, and a front-end watches on behalf of all its sessions.
     pub(crate) async fn watch_op(&self, req: pb::WatchRequest) -> Result<RpcStream<pb::WatchEvent>, ServerError> {
         self.shared.check_group(req.group_id)?;
+        let interval = heartbeat_interval(req.heartbeat_ms);
+        // Subscribe before the leadership check: everything applied after the check is then
+        // delivered, and the front-end catches up on everything before it with Changes.
         let mut events = self.shared.view.subscribe();
+        // A follower refuses with NOT_LEADER and the leader's address.
+        self.shared.linearize().await?;
+        let shared = self.shared.clone();
         let mut shutdown = self.shutdown.clone();
         let stream = async_stream::stream! {
+            let mut ticks = tokio::time::interval_at(tokio::time::Instant::now() + interval, interval);
+            ticks.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
             loop {
                 let next = tokio::select! {
                     // Ends the stream when the node stops (or the sender is gone).
                     _ = shutdown.wait_for(|stop| *stop) => break,
-                    next = events.recv() => next,
+                    _ = ticks.tick() => None,
+                    next = events.recv() => Some(next),
                 };
                 match next {
-                    Ok(e) => yield Ok(pb::WatchEvent {
+                    None => {
+                        // A read-index round proves we still lead. Bounded, so that a leader
+                        // cut off from its peers ends the stream instead of blocking it.
+                        match tokio::time::timeout(interval.saturating_mul(2), shared.linearize()).await {
+                            Ok(Ok(())) => {
+                                let applied_index =
+                                    shared.raft.metrics().borrow().last_applied.map(|l| l.index).unwrap_or(0);
+                                yield Ok(pb::WatchEvent { heartbeat: true, applied_index, ..Default::default() });
+                            }
+                            Ok(Err(error)) => {
+                                tracing::info!(%error, "watch stream ends: leadership not confirmed");
+                                yield Err(Status::from(error));
+                                break;
+                            }
+                            Err(_) => {
+                                tracing::info!(?interval, "watch stream ends: leadership check timed out");
+                                let error = ServerError::Unavailable("leadership check timed out".into());
+                                yield Err(Status::from(error));
+                                break;
+                            }
+                        }
+                    }
+                    Some(Ok(e)) => yield Ok(pb::WatchEvent {
                         tenant_id: e.who.tenant,
                         account_id: e.who.account,
                         mailbox_id: e.mailbox,
                         modseq: e.modseq,
-                        lagged: false,
+                        ..Default::default()
                     }),
-                    Err(RecvError::Lagged(skipped)) => {
+                    Some(Err(RecvError::Lagged(skipped))) => {
                         tracing::warn!(skipped, "watch stream lagged");
                         yield Ok(pb::WatchEvent { lagged: true, ..Default::default() });
                     }
-                    Err(RecvError::Closed) => break,
+                    Some(Err(RecvError::Closed)) => break,
                 }
             }
         };
         Ok(Box::pin(stream))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn heartbeat_interval_is_clamped() {
+        assert_eq!(heartbeat_interval(0), DEFAULT_HEARTBEAT);
+        assert_eq!(heartbeat_interval(1), MIN_HEARTBEAT);
+        assert_eq!(heartbeat_interval(250), Duration::from_millis(250));
+        assert_eq!(heartbeat_interval(u32::MAX), MAX_HEARTBEAT);
     }
 }

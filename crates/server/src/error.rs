@@ -45,6 +45,13 @@ pub enum ServerError {
     /// The node cannot serve right now (no quorum, shutting down, not initialized).
     #[error("unavailable: {0}")]
     Unavailable(String),
+    /// A Raft message from a node of another cluster, or a vote from a node that is not a voter.
+    #[error("refused: {0}")]
+    PeerRefused(String),
+    /// A membership change the node will not make (it would lose the quorum, the node is unknown,
+    /// not caught up, …); the message says what to do instead.
+    #[error("membership change refused: {0}")]
+    Membership(String),
     /// A bug or corruption: never the client's fault.
     #[error("internal error: {0}")]
     Internal(String),
@@ -80,6 +87,8 @@ impl ServerError {
             ServerError::Invalid(_) => (Code::InvalidArgument, "INVALID"),
             ServerError::NotFound(_) => (Code::NotFound, "NONEXISTENT"),
             ServerError::Unavailable(_) => (Code::Unavailable, "UNAVAILABLE"),
+            ServerError::PeerRefused(_) => (Code::PermissionDenied, "PEER_REFUSED"),
+            ServerError::Membership(_) => (Code::FailedPrecondition, "CANNOT"),
             ServerError::Internal(_) | ServerError::Io(_) | ServerError::Transport(_) => (Code::Internal, "INTERNAL"),
         }
     }
@@ -94,7 +103,7 @@ impl From<RaftError<NodeId, ClientWriteError<NodeId, Node>>> for ServerError {
     fn from(e: RaftError<NodeId, ClientWriteError<NodeId, Node>>) -> Self {
         match e {
             RaftError::APIError(ClientWriteError::ForwardToLeader(f)) => not_leader(f),
-            RaftError::APIError(ClientWriteError::ChangeMembershipError(c)) => ServerError::internal(c),
+            RaftError::APIError(ClientWriteError::ChangeMembershipError(c)) => ServerError::Membership(c.to_string()),
             RaftError::Fatal(f) => ServerError::Unavailable(format!("raft stopped: {f}")),
         }
     }

@@ -17,22 +17,27 @@
 //!
 //! Module map: `node` (lifecycle), `shared` (what services share: authorize / write / read),
 //! `storage_service` (dispatch) with `session`, `mailboxes`, `messages`, `fetch`, `search`,
-//! `changes`; `admin_service`; `raft_service`, `network`; `token`, `password`, `convert`,
+//! `changes`; `admin_service` with `membership` (add/promote/remove/transfer); `raft_service`,
+//! `network`, `cluster_id` (which cluster a node belongs to, checked on every Raft message);
+//! `raft_observer` (Raft gauges and leader-change log lines); `token`, `password`, `convert`,
 //! `error`, `metrics`.
 
 #![deny(missing_docs)]
 
 pub mod admin_service;
 mod changes;
+pub mod cluster_id;
 pub mod convert;
 pub mod error;
 mod fetch;
 mod mailboxes;
+pub mod membership;
 mod messages;
 pub mod metrics;
 pub mod network;
 pub mod node;
 pub mod password;
+mod raft_observer;
 pub mod raft_service;
 mod search;
 mod session;

@@ -9,6 +9,7 @@ use mailraft_proto as pb;
 
 use crate::convert::{mailbox_info, mailbox_status, pb_uid_set_from_sorted, special_use};
 use crate::error::ServerError;
+use crate::shared::request_id;
 use crate::storage_service::StorageService;
 
 /// An outcome the model should never return for the command that was proposed.
@@ -43,8 +44,9 @@ impl StorageService {
         req: pb::CreateMailboxRequest,
     ) -> Result<pb::CreateMailboxResponse, ServerError> {
         let who = self.shared.authorize(req.ctx.as_ref())?.principal();
+        let request_id = request_id(req.ctx.as_ref())?;
         let command = Command::CreateMailbox { who, name: req.name, special_use: special_use(&req.special_use) };
-        let (id, uidvalidity) = match self.shared.write(command).await? {
+        let (id, uidvalidity) = match self.shared.write_with_id(command, request_id).await? {
             Outcome::MailboxCreated { mailbox, uidvalidity } => (mailbox, uidvalidity),
             other => return Err(unexpected(other)),
         };
@@ -66,7 +68,8 @@ impl StorageService {
         req: pb::DeleteMailboxRequest,
     ) -> Result<pb::DeleteMailboxResponse, ServerError> {
         let who = self.shared.authorize(req.ctx.as_ref())?.principal();
-        self.shared.write(Command::DeleteMailbox { who, name: req.name }).await?;
+        let id = request_id(req.ctx.as_ref())?;
+        self.shared.write_with_id(Command::DeleteMailbox { who, name: req.name }, id).await?;
         Ok(pb::DeleteMailboxResponse {})
     }
 
@@ -76,14 +79,16 @@ impl StorageService {
         req: pb::RenameMailboxRequest,
     ) -> Result<pb::RenameMailboxResponse, ServerError> {
         let who = self.shared.authorize(req.ctx.as_ref())?.principal();
-        self.shared.write(Command::RenameMailbox { who, from: req.from, to: req.to }).await?;
+        let id = request_id(req.ctx.as_ref())?;
+        self.shared.write_with_id(Command::RenameMailbox { who, from: req.from, to: req.to }, id).await?;
         Ok(pb::RenameMailboxResponse {})
     }
 
     /// RFC 3501 §6.3.6 / §6.3.7.
     pub(crate) async fn subscribe_op(&self, req: pb::SubscribeRequest) -> Result<pb::SubscribeResponse, ServerError> {
         let who = self.shared.authorize(req.ctx.as_ref())?.principal();
-        self.shared.write(Command::Subscribe { who, name: req.name, subscribe: req.subscribe }).await?;
+        let id = request_id(req.ctx.as_ref())?;
+        self.shared.write_with_id(Command::Subscribe { who, name: req.name, subscribe: req.subscribe }, id).await?;
         Ok(pb::SubscribeResponse {})
     }
 

@@ -74,3 +74,49 @@ pub fn code_name(code: Code) -> &'static str {
         Code::Unauthenticated => "UNAUTHENTICATED",
     }
 }
+
+/// Raft messages refused before reaching openraft, by reason (`cluster_mismatch`, `not_a_voter`).
+pub const PEER_REFUSED_TOTAL: &str = "mailraft_raft_peer_refused_total";
+/// Current term of this node.
+pub const RAFT_TERM: &str = "mailraft_raft_term";
+/// Id of the leader this node knows, 0 when none.
+pub const RAFT_LEADER_ID: &str = "mailraft_raft_leader_id";
+/// 1 on the leader, 0 elsewhere.
+pub const RAFT_IS_LEADER: &str = "mailraft_raft_is_leader";
+/// Last log, applied, snapshot and purged index of this node (label `kind`).
+pub const RAFT_LOG_INDEX: &str = "mailraft_raft_log_index";
+/// On the leader: entries each follower is behind the leader's last log index, label `follower`.
+pub const RAFT_FOLLOWER_LAG: &str = "mailraft_raft_follower_lag_entries";
+/// Leader changes this node observed (a new term with a known leader).
+pub const RAFT_LEADER_CHANGES: &str = "mailraft_raft_leader_changes_total";
+/// Elections this node started (it became a candidate).
+pub const RAFT_ELECTIONS: &str = "mailraft_raft_elections_total";
+/// Members of the group by role (`voter`, `learner`).
+pub const RAFT_MEMBERS: &str = "mailraft_raft_members";
+
+/// Counts a refused Raft message.
+pub fn peer_refused(reason: &'static str) {
+    metrics::counter!(PEER_REFUSED_TOTAL, "reason" => reason).increment(1);
+}
+
+/// Bytes of large Raft entries a leader staged on followers (chunks the follower accepted).
+pub const RAFT_STAGED_BYTES: &str = "mailraft_raft_staged_bytes_total";
+/// Large Raft entries replicated by staging them in chunks (counted once per follower).
+pub const RAFT_STAGED_ENTRIES: &str = "mailraft_raft_staged_entries_total";
+/// AppendEntries batches the leader cut to a byte-bounded prefix.
+pub const RAFT_BATCHES_SPLIT: &str = "mailraft_raft_batches_split_total";
+
+/// Counts bytes of a large entry that a follower accepted into its staging buffer.
+pub fn raft_staged_bytes(bytes: u64) {
+    metrics::counter!(RAFT_STAGED_BYTES).increment(bytes);
+}
+
+/// Counts a large entry a follower appended from its staging buffer.
+pub fn raft_staged_entry() {
+    metrics::counter!(RAFT_STAGED_ENTRIES).increment(1);
+}
+
+/// Counts an AppendEntries cut to a byte-bounded prefix.
+pub fn raft_batch_split() {
+    metrics::counter!(RAFT_BATCHES_SPLIT).increment(1);
+}

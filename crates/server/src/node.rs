@@ -7,11 +7,13 @@
 //! 2. With `bootstrap`, a pristine node initializes a single-member cluster, waits until it
 //!    leads, and proposes `Command::Init` with a fresh random session key (the key that signs
 //!    session tokens). Restarting a bootstrapped node changes nothing: Raft state and the key
-//!    are on disk. Other nodes join through membership changes (a later admin feature).
+//!    are on disk. A node started without `bootstrap` waits, serving nothing but its identity,
+//!    until an operator adds it (`mailraft admin add-node`, see `membership.rs`); it then adopts
+//!    the cluster's id (`cluster_id.rs`) from the leader's first message.
 //! 3. [`StorageNode::shutdown`] stops accepting calls, lets in-flight ones finish (bounded by
 //!    [`DRAIN_TIMEOUT`]), ends Watch streams, then stops Raft so the store is flushed and closed.
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, HashMap};
 use std::net::SocketAddr;
 use std::path::PathBuf;
 use std::sync::Arc;
@@ -31,6 +33,7 @@ use tonic::transport::Server;
 use tonic::transport::server::TcpIncoming;
 
 use crate::admin_service::{self, AdminService};
+use crate::cluster_id::ClusterIdentity;
 use crate::error::ServerError;
 use crate::network::Network;
 use crate::password::Login;
@@ -68,8 +71,13 @@ pub struct NodeConfig {
     pub election_max_ms: u64,
     /// Build a snapshot after this many log entries since the last one.
     pub snapshot_logs_since_last: u64,
+    /// Also build one when the log entries since the last snapshot exceed this many bytes
+    /// (APPEND entries carry whole messages, so a count alone lets the log grow to gigabytes).
+    pub snapshot_log_bytes: u64,
     /// Initialize a single-node cluster if this node's Raft state is pristine.
     pub bootstrap: bool,
+    /// Addresses to use for these peers' Raft traffic instead of their membership addresses.
+    pub peer_addrs: HashMap<u64, String>,
 }
 
 impl NodeConfig {
@@ -86,7 +94,9 @@ impl NodeConfig {
             election_min_ms: 300,
             election_max_ms: 600,
             snapshot_logs_since_last: 5_000,
+            snapshot_log_bytes: 256 << 20,
             bootstrap: false,
+            peer_addrs: HashMap::new(),
         }
     }
 
@@ -125,8 +135,11 @@ impl StorageNode {
         let data_dir = cfg.data_dir.clone();
         let (log, sm) = tokio::task::spawn_blocking(move || mailraft_store::open(&data_dir)).await??;
         let view = sm.reader();
-        let raft = Raft::new(cfg.node_id, raft_config, Network::new(cfg.group_id), log, sm).await?;
-        let shared = Arc::new(Shared::new(cfg.node_id, cfg.group_id, raft.clone(), view));
+        let log_bytes = log.log_bytes();
+        let cluster = Arc::new(ClusterIdentity::load(&cfg.data_dir)?);
+        let network = Network::new(cfg.group_id, cfg.node_id, cluster.clone(), cfg.peer_addrs.clone());
+        let raft = Raft::new(cfg.node_id, raft_config, network, log, sm).await?;
+        let shared = Arc::new(Shared::new(cfg.node_id, cfg.group_id, raft.clone(), view, cluster.clone()));
 
         let (stop, stop_rx) = watch::channel(false);
         let (health, health_service) = tonic_health::server::health_reporter();
@@ -135,7 +148,7 @@ impl StorageNode {
             .max_decoding_message_size(MAX_REQUEST_BYTES)
             .max_encoding_message_size(usize::MAX);
         let admin = AdminServer::new(AdminService::new(shared.clone()));
-        let raft_rpc = RaftServer::new(RaftService::new(raft.clone(), cfg.group_id))
+        let raft_rpc = RaftServer::new(RaftService::new(raft.clone(), cfg.group_id, cluster))
             .max_decoding_message_size(usize::MAX)
             .max_encoding_message_size(usize::MAX);
         let incoming = TcpIncoming::from(listener).with_nodelay(Some(true));
@@ -153,6 +166,8 @@ impl StorageNode {
         );
         tracing::info!(node_id = cfg.node_id, group_id = cfg.group_id, addr = %local_addr, "storage node serving");
         tokio::spawn(report_sizes(shared.view.clone(), stop.subscribe()));
+        tokio::spawn(crate::raft_observer::run(raft.clone(), stop.subscribe()));
+        tokio::spawn(compact_by_size(raft.clone(), log_bytes, cfg.snapshot_log_bytes, stop.subscribe()));
 
         let node = StorageNode { shared, advertise: cfg.advertise.clone(), local_addr, stop, server };
         if cfg.bootstrap
@@ -170,6 +185,10 @@ impl StorageNode {
         let raft = &self.shared.raft;
         let me = self.shared.node_id;
         if !raft.is_initialized().await? {
+            // The id is on disk before the cluster exists, so no message of this cluster is ever
+            // sent without it.
+            let cluster_id = self.shared.cluster.ensure()?;
+            tracing::info!(cluster_id = %crate::cluster_id::format_id(cluster_id), "bootstrapping a new cluster");
             let members = BTreeMap::from([(me, Node { addr: self.advertise.clone() })]);
             match raft.initialize(members).await {
                 Ok(()) => tracing::info!(node_id = me, "initialized single-node cluster"),
@@ -273,6 +292,37 @@ impl StorageNode {
             tracing::warn!("storage still in use after shutdown");
         }
         tracing::info!(node_id, "storage node stopped");
+    }
+}
+
+/// How often the log's size is compared with `snapshot_log_bytes`.
+const LOG_SIZE_CHECK_INTERVAL: Duration = Duration::from_secs(1);
+/// A size-triggered snapshot that has not moved the snapshot index by then is asked for again.
+const SNAPSHOT_RETRY_AFTER: Duration = Duration::from_secs(60);
+
+/// Triggers a snapshot (after which openraft purges the log) whenever the entries since the last
+/// snapshot hold more than `limit` bytes, until the node stops.
+async fn compact_by_size(raft: Raft, log_bytes: mailraft_store::LogBytes, limit: u64, mut stop: watch::Receiver<bool>) {
+    let mut tick = tokio::time::interval(LOG_SIZE_CHECK_INTERVAL);
+    // (snapshot index when asked, when): a build in progress is not asked for again, but a
+    // build that failed is retried after a while.
+    let mut requested: Option<(u64, tokio::time::Instant)> = None;
+    loop {
+        tokio::select! {
+            _ = tick.tick() => {}
+            _ = stop.wait_for(|s| *s) => return,
+        }
+        let snapshot = raft.metrics().borrow().snapshot.map(|id| id.index);
+        let bytes = log_bytes.since(snapshot);
+        let position = snapshot.unwrap_or(0);
+        let pending = requested.is_some_and(|(at, when)| at == position && when.elapsed() < SNAPSHOT_RETRY_AFTER);
+        if bytes > limit && !pending {
+            tracing::info!(bytes, limit, "raft log over its size limit: building a snapshot");
+            if raft.trigger().snapshot().await.is_err() {
+                return;
+            }
+            requested = Some((position, tokio::time::Instant::now()));
+        }
     }
 }
 

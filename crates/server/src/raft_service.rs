@@ -3,18 +3,45 @@
 //!
 //! Errors the local Raft returns (a higher vote, a fatal storage error) are part of the protocol:
 //! they go back inside the reply payload, so the sender's openraft sees a `RemoteError`. Only a
-//! payload that does not decode or a request for another group is a gRPC error.
+//! payload that does not decode or a request for another group is a gRPC error. A snapshot
+//! arrives as a stream of chunks written to a file the store provides, then installed from it.
+//!
+//! Large entries (see `network.rs`): `StageEntry` chunks go into a per-sender buffer in memory
+//! (`staging.rs`: in order, capped, one entry per sender, dropped when idle or passed); once every
+//! byte arrived the entry is decoded on a blocking thread, and `AppendStaged` hands it to
+//! openraft as the one entry of an AppendEntries. Every chunk passes the same cluster check as an
+//! AppendEntries.
 
 use mailraft_proto::raft_server::Raft as RaftRpc;
-use mailraft_proto::{RaftReply, RaftRequest};
-use mailraft_store::{NodeId, Raft, TypeConfig};
-use openraft::error::RaftError;
-use openraft::raft::{AppendEntriesRequest, VoteRequest};
+use mailraft_proto::{RaftReply, RaftRequest, SnapshotChunk, StageChunk, StageReply};
+use mailraft_store::{Entry, LogId, NodeId, Raft, Snapshot, TypeConfig, Vote};
+use openraft::error::{Fatal, RaftError};
+use openraft::raft::{AppendEntriesRequest, SnapshotResponse, VoteRequest};
 use serde::Serialize;
-use tonic::{Request, Response, Status};
+use tokio::sync::watch;
+use tonic::{Request, Response, Status, Streaming};
 
+use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
+use std::time::{Duration, Instant};
+
+use crate::cluster_id::{ClusterIdentity, RaftMessage};
 use crate::error::ServerError;
 use crate::network::decode_snapshot;
+use crate::node::MAX_REQUEST_BYTES;
+use staging::{Decoded, Stage, StageError, StageKey, Staging};
+
+mod staging;
+
+/// Largest entry a sender may stage: an APPEND request is at most [`MAX_REQUEST_BYTES`], and its
+/// entry adds the messages' MIME structure and the encoding; twice the request bounds both.
+const STAGE_CAP: u64 = 2 * MAX_REQUEST_BYTES as u64;
+/// A staged entry that gets no chunk and no commit for this long is dropped.
+const STAGE_IDLE: Duration = Duration::from_secs(60);
+/// How long a chunk call waits for the decoder before answering "not ready yet" (the sender's
+/// own deadline usually ends the call sooner).
+const DECODE_WAIT: Duration = Duration::from_secs(10);
+/// AppendEntries payloads larger than this are decoded on a blocking thread.
+const DECODE_INLINE_MAX: usize = 256 << 10;
 
 /// Serves `mailraft.v1.Raft` for one group.
 #[derive(Clone)]
@@ -23,21 +50,37 @@ pub struct RaftService {
     raft: Raft,
     /// Requests for any other group are refused.
     group_id: u64,
+    /// Requests from another cluster, and votes from non-voters, are refused.
+    cluster: Arc<ClusterIdentity>,
+    /// Large entries being staged by senders.
+    staging: Arc<Mutex<Staging>>,
 }
 
 impl RaftService {
-    /// Serves `raft`, a member of group `group_id`.
-    pub fn new(raft: Raft, group_id: u64) -> Self {
-        RaftService { raft, group_id }
+    /// Serves `raft`, a member of group `group_id` in `cluster`.
+    pub fn new(raft: Raft, group_id: u64, cluster: Arc<ClusterIdentity>) -> Self {
+        RaftService { raft, group_id, cluster, staging: Arc::new(Mutex::new(Staging::new(STAGE_CAP, STAGE_IDLE))) }
     }
 
-    /// Checks the group and returns the payload.
-    fn payload(&self, req: Request<RaftRequest>) -> Result<Vec<u8>, Status> {
-        let req = req.into_inner();
+    fn staging(&self) -> MutexGuard<'_, Staging> {
+        self.staging.lock().unwrap_or_else(PoisonError::into_inner)
+    }
+
+    /// Checks the group and the sender (see `cluster_id.rs`) and returns the payload.
+    fn admit(&self, kind: RaftMessage, req: RaftRequest) -> Result<Vec<u8>, Status> {
         if req.group_id != self.group_id {
             return Err(ServerError::Invalid(format!("this node does not serve raft group {}", req.group_id)).into());
         }
+        if let Err(e) = self.cluster.admit(&self.raft, kind, req.cluster_id, req.from_node) {
+            tracing::debug!(from = req.from_node, ?kind, error = %e, "raft message refused");
+            return Err(e.into());
+        }
         Ok(req.payload)
+    }
+
+    /// Admits a snapshot transfer by its head and returns the head's payload.
+    fn payload(&self, req: Request<RaftRequest>) -> Result<Vec<u8>, Status> {
+        self.admit(RaftMessage::InstallSnapshot, req.into_inner())
     }
 }
 
@@ -53,22 +96,179 @@ fn reply<T: Serialize>(value: &T) -> Result<Response<RaftReply>, Status> {
 #[tonic::async_trait]
 impl RaftRpc for RaftService {
     async fn append_entries(&self, req: Request<RaftRequest>) -> Result<Response<RaftReply>, Status> {
-        let rpc: AppendEntriesRequest<TypeConfig> = decode(&self.payload(req)?)?;
+        let req = req.into_inner();
+        let from = req.from_node;
+        let payload = self.admit(RaftMessage::AppendEntries, req)?;
+        let rpc: AppendEntriesRequest<TypeConfig> = if payload.len() > DECODE_INLINE_MAX {
+            tokio::task::spawn_blocking(move || decode(&payload))
+                .await
+                .map_err(|e| Status::from(ServerError::from(e)))??
+        } else {
+            decode(&payload)?
+        };
+        self.staging().release(from, rpc.prev_log_id.as_ref(), Instant::now());
+        let result: Result<_, RaftError<NodeId>> = self.raft.append_entries(rpc).await;
+        reply(&result)
+    }
+
+    /// Adds a chunk to the sender's staged entry; once it is complete, waits (bounded) for its
+    /// decoding and says whether it is ready for `AppendStaged`.
+    async fn stage_entry(&self, req: Request<StageChunk>) -> Result<Response<StageReply>, Status> {
+        let chunk = req.into_inner();
+        let head = chunk.head.ok_or_else(|| invalid("stage chunk without a head".into()))?;
+        let from = head.from_node;
+        let (vote, log_id): (Vote, LogId) = decode(&self.admit(RaftMessage::AppendEntries, head)?)?;
+        let key = StageKey { vote, log_id, total: chunk.total };
+        let stage = self.staging().stage(from, key, chunk.offset, chunk.data, Instant::now());
+        let decoded = match stage.map_err(stage_status)? {
+            Stage::Held(held) => return Ok(Response::new(StageReply { held, ready: false })),
+            Stage::Complete { bytes, done } => {
+                let rx = done.subscribe();
+                tokio::task::spawn_blocking(move || {
+                    // Fails only when the entry was replaced meanwhile.
+                    let _ = done.send(Some(decode_entry(&bytes, &log_id)));
+                });
+                rx
+            }
+            Stage::Decoding(rx) => rx,
+        };
+        match wait_decoded(decoded, DECODE_WAIT).await {
+            Some(Ok(_)) => Ok(Response::new(StageReply { held: key.total, ready: true })),
+            None => Ok(Response::new(StageReply { held: key.total, ready: false })),
+            Some(Err(e)) => {
+                self.staging().forget(from, &log_id);
+                tracing::warn!(from, %log_id, error = %e, "a staged entry did not decode");
+                Err(invalid(format!("staged entry {log_id}: {e}")))
+            }
+        }
+    }
+
+    /// An AppendEntries whose one entry is the sender's staged entry.
+    async fn append_staged(&self, req: Request<RaftRequest>) -> Result<Response<RaftReply>, Status> {
+        let req = req.into_inner();
+        let from = req.from_node;
+        let mut rpc: AppendEntriesRequest<TypeConfig> = decode(&self.admit(RaftMessage::AppendEntries, req)?)?;
+        if !rpc.entries.is_empty() {
+            return Err(invalid("AppendStaged carries its entry in the staging buffer, not inline".into()));
+        }
+        let (log_id, decoded) = self.staging().staged(from, &rpc.vote, Instant::now()).map_err(stage_status)?;
+        let next_index = rpc.prev_log_id.map_or(0, |prev| prev.index + 1);
+        if log_id.index != next_index {
+            return Err(invalid(format!("staged entry {log_id} does not follow {:?}", rpc.prev_log_id)));
+        }
+        let entry = match wait_decoded(decoded, DECODE_WAIT).await {
+            Some(Ok(entry)) => entry,
+            // Only ready entries are committed, so this is a decoder stuck for DECODE_WAIT.
+            None => return Err(Status::deadline_exceeded(format!("staged entry {log_id} is still decoding"))),
+            Some(Err(e)) => {
+                self.staging().forget(from, &log_id);
+                return Err(invalid(format!("staged entry {log_id}: {e}")));
+            }
+        };
+        // The staged copy stays until the leader moves past it: a commit whose reply was lost is
+        // retried without sending the bytes again.
+        rpc.entries.push(Entry::clone(&entry));
         let result: Result<_, RaftError<NodeId>> = self.raft.append_entries(rpc).await;
         reply(&result)
     }
 
     async fn vote(&self, req: Request<RaftRequest>) -> Result<Response<RaftReply>, Status> {
-        let rpc: VoteRequest<NodeId> = decode(&self.payload(req)?)?;
+        let rpc: VoteRequest<NodeId> = decode(&self.admit(RaftMessage::Vote, req.into_inner())?)?;
         let result: Result<_, RaftError<NodeId>> = self.raft.vote(rpc).await;
         reply(&result)
     }
 
-    async fn install_snapshot(&self, req: Request<RaftRequest>) -> Result<Response<RaftReply>, Status> {
-        let payload = self.payload(req)?;
-        let (vote, snapshot) =
-            decode_snapshot(payload).map_err(|e| Status::from(ServerError::Invalid(format!("snapshot payload: {e}"))))?;
-        let result = self.raft.install_full_snapshot(vote, snapshot).await;
+    /// Receives a snapshot stream (see `network.rs`) into a file the store provides, then has
+    /// openraft install it. Memory is one chunk; a stream that stalls for [`SNAPSHOT_IDLE`] or
+    /// exceeds [`MAX_SNAPSHOT_BYTES`] is dropped, and with it the partial file.
+    async fn install_snapshot(&self, req: Request<Streaming<SnapshotChunk>>) -> Result<Response<RaftReply>, Status> {
+        let mut chunks = req.into_inner();
+        let first = next_chunk(&mut chunks).await?.ok_or_else(|| invalid("empty snapshot stream".into()))?;
+        let head = first.head.ok_or_else(|| invalid("snapshot stream without a head".into()))?;
+        let payload = self.payload(Request::new(head))?;
+        let (vote, meta) = decode_snapshot(&payload).map_err(|e| invalid(format!("snapshot payload: {e}")))?;
+        // A sender whose vote is already behind ours gets the answer openraft would give, without
+        // shipping the file first.
+        let my_vote = self.raft.metrics().borrow().vote;
+        if vote < my_vote {
+            tracing::info!(%vote, %my_vote, "refusing a snapshot from a stale leader");
+            return reply(&Ok::<_, Fatal<NodeId>>(SnapshotResponse { vote: my_vote }));
+        }
+
+        let started = Instant::now();
+        let mut data =
+            self.raft.begin_receiving_snapshot().await.map_err(|e| Status::from(ServerError::internal(e)))?;
+        let mut received = 0u64;
+        let mut chunk = first.data;
+        loop {
+            received += chunk.len() as u64;
+            if received > MAX_SNAPSHOT_BYTES {
+                return Err(invalid(format!("snapshot larger than {MAX_SNAPSHOT_BYTES} bytes")));
+            }
+            if !chunk.is_empty() {
+                data.append(chunk).await.map_err(|e| Status::from(ServerError::internal(e)))?;
+            }
+            match next_chunk(&mut chunks).await? {
+                None => break,
+                Some(SnapshotChunk { head: Some(_), .. }) => {
+                    return Err(invalid("snapshot chunk with a second head".into()));
+                }
+                Some(next) => chunk = next.data,
+            }
+        }
+        tracing::info!(
+            snapshot = %meta.snapshot_id,
+            bytes = received,
+            seconds = started.elapsed().as_secs_f64(),
+            "received snapshot"
+        );
+        let result = self.raft.install_full_snapshot(vote, Snapshot { meta, snapshot: data }).await;
         reply(&result)
+    }
+}
+
+/// Bytes a snapshot transfer may carry at most: a sanity bound against a broken sender filling
+/// the disk, far above any real state machine.
+const MAX_SNAPSHOT_BYTES: u64 = 1 << 40;
+/// A snapshot stream that delivers no chunk for this long is dropped.
+const SNAPSHOT_IDLE: Duration = Duration::from_secs(60);
+
+fn invalid(message: String) -> Status {
+    ServerError::Invalid(message).into()
+}
+
+/// `NotStaged` is FAILED_PRECONDITION, which tells the sender to stage the entry again.
+fn stage_status(e: StageError) -> Status {
+    match e {
+        StageError::NotStaged => Status::failed_precondition(e.to_string()),
+        StageError::TooLarge { .. } => Status::resource_exhausted(e.to_string()),
+        StageError::Overrun { .. } | StageError::Empty => invalid(e.to_string()),
+    }
+}
+
+/// Decodes a staged entry and checks it is the one it was staged as.
+fn decode_entry(bytes: &[u8], log_id: &LogId) -> Result<Arc<Entry>, String> {
+    let entry: Entry = postcard::from_bytes(bytes).map_err(|e| e.to_string())?;
+    if entry.log_id != *log_id {
+        return Err(format!("the bytes hold entry {}", entry.log_id));
+    }
+    Ok(Arc::new(entry))
+}
+
+/// The decoder's result, waiting at most `wait`; `None` if it is not done by then.
+async fn wait_decoded(mut rx: watch::Receiver<Decoded>, wait: Duration) -> Decoded {
+    match tokio::time::timeout(wait, rx.wait_for(Option::is_some)).await {
+        Err(_) => None,
+        Ok(Ok(decoded)) => decoded.clone(),
+        // The decoder ended without publishing: it panicked.
+        Ok(Err(_)) => Some(Err("the decoder stopped".into())),
+    }
+}
+
+/// The next chunk of a snapshot stream, `None` at its end; an error after [`SNAPSHOT_IDLE`].
+async fn next_chunk(chunks: &mut Streaming<SnapshotChunk>) -> Result<Option<SnapshotChunk>, Status> {
+    match tokio::time::timeout(SNAPSHOT_IDLE, chunks.message()).await {
+        Err(_) => Err(Status::deadline_exceeded(format!("no snapshot chunk for {SNAPSHOT_IDLE:?}"))),
+        Ok(result) => result,
     }
 }

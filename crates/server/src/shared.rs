@@ -2,8 +2,11 @@
 //! and the three operations all RPCs are built from.
 //!
 //! - [`Shared::authorize`]: token in the request context → [`Claims`] (or `UNAUTHENTICATED`).
-//! - [`Shared::write`]: a [`Command`] stamped with the clock becomes one Raft entry; the reply
-//!   is the model's result after the entry is committed and applied on this node.
+//! - [`Shared::write_with_id`]: a [`Command`] stamped with the clock and the caller's request id
+//!   ([`request_id`], from `Context.request_id`) becomes one Raft entry; the reply is the model's
+//!   result after the entry is committed and applied on this node. A retry with the same id gets
+//!   the first application's reply from the replicated dedup table instead of applying again.
+//!   [`Shared::write`] is the same without an id (admin calls).
 //! - [`Shared::linearize`] then [`Shared::read`]: a read-index round (the leader confirms with a
 //!   quorum that it still leads and waits until it has applied that index), then a query on a
 //!   point-in-time view on the blocking pool (RocksDB reads block).
@@ -11,7 +14,7 @@
 use std::sync::OnceLock;
 use std::time::{SystemTime, UNIX_EPOCH};
 
-use mailraft_model::{Command, KvRead, ModelError, Outcome, Request, query};
+use mailraft_model::{Command, KvRead, ModelError, Outcome, Request, RequestId, query};
 use mailraft_proto::Context;
 use mailraft_store::{Raft, StateView};
 
@@ -29,8 +32,17 @@ pub struct Shared {
     pub raft: Raft,
     /// Read access to the applied state.
     pub view: StateView,
+    /// Which cluster this node belongs to (checked on every Raft message).
+    pub cluster: std::sync::Arc<crate::cluster_id::ClusterIdentity>,
     /// The token signing key, cached once seen: `Init` never replaces it.
     session_key: OnceLock<Vec<u8>>,
+}
+
+/// The idempotency key of a mutating call: `Context.request_id`, empty (or no context) = none.
+/// Checked before any work is done, so an over-long id costs the caller one round trip.
+pub fn request_id(ctx: Option<&Context>) -> Result<Option<RequestId>, ServerError> {
+    let bytes = ctx.map(|c| c.request_id.clone()).unwrap_or_default();
+    RequestId::from_wire(bytes).map_err(|e| ServerError::Invalid(e.to_string()))
 }
 
 /// Unix milliseconds now.
@@ -40,8 +52,14 @@ pub fn now_ms() -> i64 {
 
 impl Shared {
     /// Shares `raft` and `view` of node `node_id` in group `group_id`.
-    pub fn new(node_id: u64, group_id: u64, raft: Raft, view: StateView) -> Self {
-        Shared { node_id, group_id, raft, view, session_key: OnceLock::new() }
+    pub fn new(
+        node_id: u64,
+        group_id: u64,
+        raft: Raft,
+        view: StateView,
+        cluster: std::sync::Arc<crate::cluster_id::ClusterIdentity>,
+    ) -> Self {
+        Shared { node_id, group_id, raft, view, cluster, session_key: OnceLock::new() }
     }
 
     /// Refuses requests for another group. 0 is accepted as "the node's group" so single-group
@@ -76,9 +94,16 @@ impl Shared {
         Ok(claims)
     }
 
-    /// Proposes `command` and waits until it is applied; maps the model's refusal to an error.
+    /// Proposes `command` without a request id; see [`Shared::write_with_id`].
     pub async fn write(&self, command: Command) -> Result<Outcome, ServerError> {
-        let resp = self.raft.client_write(Request { now_ms: now_ms(), command }).await?;
+        self.write_with_id(command, None).await
+    }
+
+    /// Proposes `command` and waits until it is applied; maps the model's refusal to an error.
+    /// With a `request_id` already applied within the dedup window, the reply is the recorded
+    /// one (success or error) and nothing changes.
+    pub async fn write_with_id(&self, command: Command, request_id: Option<RequestId>) -> Result<Outcome, ServerError> {
+        let resp = self.raft.client_write(Request { now_ms: now_ms(), request_id, command }).await?;
         Ok(resp.data?)
     }
 

@@ -35,7 +35,7 @@ async fn storage(addr: SocketAddr) -> StorageClient<Channel> {
 }
 
 fn ctx(token: &[u8]) -> Option<pb::Context> {
-    Some(pb::Context { group_id: 1, token: token.to_vec(), session_id: "cluster-test".into() })
+    Some(pb::Context { group_id: 1, token: token.to_vec(), session_id: "cluster-test".into(), request_id: Vec::new() })
 }
 
 fn auth_req() -> pb::AuthenticateRequest {
@@ -110,11 +110,13 @@ async fn three_nodes_replicate_snapshot_and_fail_over() {
     assert_eq!(md("mailraft-code").as_deref(), Some("NOT_LEADER"));
     assert_eq!(md("mailraft-leader"), Some(format!("http://{}", addrs[0])));
 
-    // Followers publish watch events too.
-    let mut watch = s2.watch(pb::WatchRequest { group_id: 1 }).await.unwrap().into_inner();
+    // Watch is served by the leader only (see tests/watch.rs); it publishes the change.
+    let refused = s2.watch(pb::WatchRequest { group_id: 1, heartbeat_ms: 0 }).await.unwrap_err();
+    assert_eq!(refused.metadata().get("mailraft-code").and_then(|v| v.to_str().ok()), Some("NOT_LEADER"));
+    let mut watch = s1.watch(pb::WatchRequest { group_id: 1, heartbeat_ms: 0 }).await.unwrap().into_inner();
     assert_eq!(append(&mut s1, &token, 5).await, vec![5]);
     let ev = tokio::time::timeout(DEADLINE, watch.next()).await.unwrap().unwrap().unwrap();
-    assert!(!ev.lagged && ev.mailbox_id != 0);
+    assert!(!ev.lagged && !ev.heartbeat && ev.mailbox_id != 0);
     drop((s1, admin, watch));
 
     // The leader stops; the other two elect a new one that has everything.

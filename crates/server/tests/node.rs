@@ -39,7 +39,7 @@ async fn clients(addr: SocketAddr) -> (StorageClient<Channel>, AdminClient<Chann
 }
 
 fn ctx(token: &[u8]) -> Option<pb::Context> {
-    Some(pb::Context { group_id: 1, token: token.to_vec(), session_id: "test-session".into() })
+    Some(pb::Context { group_id: 1, token: token.to_vec(), session_id: "test-session".into(), request_id: Vec::new() })
 }
 
 fn code_of(s: &Status) -> &str {
@@ -149,7 +149,7 @@ async fn storage_node_end_to_end() {
     assert_eq!(err.code(), Code::Unauthenticated);
 
     // Watch before writing.
-    let mut watch = s.watch(pb::WatchRequest { group_id: 1 }).await.unwrap().into_inner();
+    let mut watch = s.watch(pb::WatchRequest { group_id: 1, heartbeat_ms: 0 }).await.unwrap().into_inner();
 
     // Mailboxes.
     let created = s
