@@ -53,6 +53,13 @@ pub struct FrontendConfig {
     /// Deadline for one storage call including retries; a call past it fails with
     /// `NO [UNAVAILABLE]` rather than hanging the session.
     pub request_timeout: Duration,
+    /// Upper bound on one attempt of a storage call (it is also at most a third of
+    /// `request_timeout`). An attempt that takes longer is abandoned and retried at another node
+    /// with twice the time: a vanished leader then costs one attempt, not the whole deadline.
+    pub storage_attempt_timeout: Duration,
+    /// How often the storage node serving the watch stream confirms it still leads. After three
+    /// intervals without a message the stream is dropped and reopened at another node.
+    pub watch_heartbeat: Duration,
     /// Interval of `* OK still here` during IDLE so NATs and proxies keep the socket open.
     pub idle_keepalive: Duration,
 }
@@ -70,6 +77,8 @@ impl Default for FrontendConfig {
             max_auth_failures: 3,
             allow_plaintext_auth: false,
             request_timeout: Duration::from_secs(30),
+            storage_attempt_timeout: Duration::from_secs(5),
+            watch_heartbeat: Duration::from_secs(1),
             idle_keepalive: Duration::from_secs(120),
         }
     }
@@ -87,6 +96,8 @@ impl FrontendConfig {
             ("max_auth_failures", u64::from(self.max_auth_failures)),
             ("preauth_timeout", self.preauth_timeout.as_millis() as u64),
             ("request_timeout", self.request_timeout.as_millis() as u64),
+            ("storage_attempt_timeout", self.storage_attempt_timeout.as_millis() as u64),
+            ("watch_heartbeat", self.watch_heartbeat.as_millis() as u64),
             ("idle_keepalive", self.idle_keepalive.as_millis() as u64),
         ] {
             if value == 0 {

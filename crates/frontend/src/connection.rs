@@ -279,20 +279,44 @@ impl Connection {
     }
 
     /// Sends unsolicited updates; `Err` carries the BYE text when the selection is unusable.
+    /// A transient failure is only logged: the next command polls again from the same modseq.
     async fn poll_updates(&mut self, allow_expunge: bool) -> Result<(), &'static str> {
+        match self.try_poll_updates(allow_expunge).await {
+            Ok(()) => Ok(()),
+            Err(PollFailure::Bye(bye)) => Err(bye),
+            Err(PollFailure::Transient(error)) => {
+                tracing::debug!(%error, "cannot poll mailbox changes");
+                Ok(())
+            }
+        }
+    }
+
+    /// Sends unsolicited updates, telling a transient failure (nothing was reported, the session's
+    /// modseq did not move, so polling again later loses nothing) from an unusable selection.
+    async fn try_poll_updates(&mut self, allow_expunge: bool) -> Result<(), PollFailure> {
         if self.session.selected().is_none() {
             return Ok(());
         }
         match updates::poll(&self.shared.storage, &mut self.session, &mut self.out, allow_expunge).await {
             Ok(()) => Ok(()),
-            Err(FrontendError::NonExistent(_)) => Err("selected mailbox was deleted"),
-            Err(FrontendError::UidValidityChanged(_)) => Err("selected mailbox was replaced"),
-            Err(error) => {
-                // Transient: the changes will be reported with a later command.
-                tracing::debug!(%error, "cannot poll mailbox changes");
-                Ok(())
+            Err(FrontendError::NonExistent(_)) => Err(PollFailure::Bye("selected mailbox was deleted")),
+            Err(FrontendError::UidValidityChanged(_)) => Err(PollFailure::Bye("selected mailbox was replaced")),
+            Err(error) => Err(PollFailure::Transient(error)),
+        }
+    }
+
+    /// One poll during IDLE: a transient failure schedules a retry instead of dropping the change
+    /// the wake-up announced (the watch hub will not announce it again).
+    async fn idle_poll(&mut self, retry: &mut IdleRetry) -> Result<(), &'static str> {
+        match self.try_poll_updates(true).await {
+            Ok(()) => retry.clear(),
+            Err(PollFailure::Bye(bye)) => return Err(bye),
+            Err(PollFailure::Transient(error)) => {
+                let at = retry.schedule(Instant::now());
+                tracing::debug!(%error, retry_in = ?at.saturating_duration_since(Instant::now()), "IDLE poll failed");
             }
         }
+        Ok(())
     }
 
     /// STARTTLS: handshake after the tagged OK (RFC 3501 §6.2.1).
@@ -371,14 +395,17 @@ impl Connection {
         }
     }
 
-    /// IDLE (RFC 2177): push updates as they happen until `DONE`.
+    /// IDLE (RFC 2177): push updates as they happen until `DONE`. Changes are polled when the
+    /// watch hub wakes the session, on every keepalive (so a lost wake-up costs at most one
+    /// interval), and when a failed poll's retry is due.
     async fn idle(&mut self, tag: &Tag<'static>, name: &'static str, started: Instant) -> std::io::Result<Flow> {
         let subscription = self.session.user().zip(self.session.selected()).map(|(user, selected)| {
             self.shared.watch.subscribe(user.tenant_id, user.account_id, selected.mailbox_id)
         });
         self.out.continuation("idling");
+        let mut retry = IdleRetry::new(self.shared.config.idle_keepalive);
         // Catch up on what happened before the subscription existed.
-        if let Err(bye) = self.poll_updates(true).await {
+        if let Err(bye) = self.idle_poll(&mut retry).await {
             self.out.bye(None, bye);
             return Ok(Flow::Close);
         }
@@ -414,6 +441,7 @@ impl Connection {
                 _ = tokio::time::sleep_until(deadline) => IdleEvent::Timeout,
                 _ = keepalive.tick() => IdleEvent::Keepalive,
                 _ = changed(subscription.as_ref()) => IdleEvent::Changed,
+                _ = sleep_until(retry.due()) => IdleEvent::Changed,
                 read = self.io.read(&mut self.read_buf) => IdleEvent::Read(read),
             };
             match event {
@@ -426,11 +454,17 @@ impl Connection {
                     return Ok(Flow::Close);
                 }
                 IdleEvent::Keepalive => {
+                    // Also a poll: even a wake-up lost on the way (or never sent) costs at most
+                    // one keepalive interval.
+                    if let Err(bye) = self.idle_poll(&mut retry).await {
+                        self.out.bye(None, bye);
+                        return Ok(Flow::Close);
+                    }
                     self.out.untagged(StatusKind::Ok, None, "still here");
                     self.flush().await?;
                 }
                 IdleEvent::Changed => {
-                    if let Err(bye) = self.poll_updates(true).await {
+                    if let Err(bye) = self.idle_poll(&mut retry).await {
                         self.out.bye(None, bye);
                         return Ok(Flow::Close);
                     }
@@ -451,6 +485,59 @@ enum IdleEvent {
     Keepalive,
     Changed,
     Read(std::io::Result<usize>),
+}
+
+/// Why polling for mailbox changes did not report them.
+#[derive(Debug)]
+enum PollFailure {
+    /// The selection is unusable; the connection ends with this BYE text.
+    Bye(&'static str),
+    /// The storage could not answer in time; polling again later reports the same changes.
+    Transient(FrontendError),
+}
+
+/// First delay before an IDLE poll that failed is retried.
+const IDLE_RETRY_FIRST: Duration = Duration::from_secs(1);
+
+/// The pending retry of a failed IDLE poll: due after a delay that doubles per failure, up to
+/// the keepalive interval (which polls anyway). Cleared by any successful poll.
+#[derive(Debug)]
+struct IdleRetry {
+    due: Option<Instant>,
+    delay: Duration,
+    max: Duration,
+}
+
+impl IdleRetry {
+    fn new(max: Duration) -> Self {
+        Self { due: None, delay: IDLE_RETRY_FIRST.min(max), max }
+    }
+
+    /// Records a failure at `now`; returns when to try again.
+    fn schedule(&mut self, now: Instant) -> Instant {
+        let due = now + self.delay;
+        self.due = Some(due);
+        self.delay = self.delay.saturating_mul(2).min(self.max);
+        due
+    }
+
+    /// A poll succeeded: nothing is pending.
+    fn clear(&mut self) {
+        self.due = None;
+        self.delay = IDLE_RETRY_FIRST.min(self.max);
+    }
+
+    fn due(&self) -> Option<Instant> {
+        self.due
+    }
+}
+
+/// Sleeps until `at`; forever if there is nothing to wait for.
+async fn sleep_until(at: Option<Instant>) {
+    match at {
+        Some(at) => tokio::time::sleep_until(at).await,
+        None => std::future::pending().await,
+    }
 }
 
 /// Resolves when the subscription fires; never without one (IDLE in authenticated state).
@@ -489,7 +576,138 @@ fn describe_undecodable(message: &[u8], has_tag: bool) -> String {
 
 #[cfg(test)]
 mod tests {
+    use std::sync::atomic::Ordering;
+
+    use tokio::io::{AsyncBufReadExt, BufReader, DuplexStream};
+
     use super::*;
+    use crate::config::FrontendConfig;
+    use crate::storage::Storage;
+    use crate::storage::mock::{Mock, Server, serve};
+    use crate::storage::route::RetryPolicy;
+    use crate::watch::WatchHub;
+
+    const DEADLINE: Duration = Duration::from_secs(10);
+
+    /// A connection over an in-memory pipe to the mock storage, with a watch hub that is never
+    /// connected: the test decides which wake-ups happen.
+    struct Harness {
+        client: BufReader<DuplexStream>,
+        shared: Arc<Shared>,
+        server: Server,
+        _shutdown: tokio_util::sync::DropGuard,
+    }
+
+    impl Harness {
+        async fn idling(idle_keepalive: Duration) -> Self {
+            let server = serve(Mock::default()).await;
+            let config = FrontendConfig {
+                storage_endpoints: vec![server.addr.clone()],
+                allow_plaintext_auth: true,
+                idle_keepalive,
+                ..FrontendConfig::default()
+            };
+            let policy = RetryPolicy::new(Duration::from_secs(5), Duration::from_secs(1));
+            let storage = Storage::new(&config.storage_endpoints, 1, policy);
+            let shared = Arc::new(Shared { config, storage, watch: WatchHub::new() });
+            let (client, socket) = tokio::io::duplex(64 * 1024);
+            let shutdown = CancellationToken::new();
+            let io = ImapStream::Plain(Box::new(socket));
+            let connection = Connection::new(shared.clone(), io, None, shutdown.clone(), "s1".into());
+            tokio::spawn(connection.run());
+            let mut harness =
+                Harness { client: BufReader::new(client), shared, server, _shutdown: shutdown.drop_guard() };
+            harness.expect("* OK").await;
+            harness.send("a LOGIN alice@example.org pw").await;
+            harness.expect("a OK").await;
+            harness.send("b SELECT INBOX").await;
+            harness.expect("b OK").await;
+            harness.send("c IDLE").await;
+            harness.expect("+ idling").await;
+            harness
+        }
+
+        async fn send(&mut self, line: &str) {
+            self.client.get_mut().write_all(format!("{line}\r\n").as_bytes()).await.unwrap();
+        }
+
+        /// Reads lines until one starts with `prefix`; returns the lines before it.
+        async fn expect(&mut self, prefix: &str) -> Vec<String> {
+            let deadline = Instant::now() + DEADLINE;
+            let mut seen = Vec::new();
+            loop {
+                let mut line = String::new();
+                let read = tokio::time::timeout_at(deadline, self.client.read_line(&mut line)).await;
+                let n = read.unwrap_or_else(|_| panic!("no {prefix:?} in time; got {seen:?}")).unwrap();
+                assert!(n > 0, "connection closed waiting for {prefix:?}; got {seen:?}");
+                if line.starts_with(prefix) {
+                    return seen;
+                }
+                seen.push(line);
+            }
+        }
+
+        /// A new message in the mock's mailbox, announced to nobody.
+        fn deliver(&self, uid: u32) {
+            self.server.mock.uids.lock().unwrap().push(uid);
+        }
+    }
+
+    #[tokio::test]
+    async fn idle_keepalive_polls_for_changes() {
+        let mut harness = Harness::idling(Duration::from_millis(200)).await;
+        // No watch event is ever dispatched: only the keepalive's poll can find the message.
+        harness.deliver(1);
+        harness.expect("* 1 EXISTS").await;
+        let before = harness.expect("* OK still here").await;
+        assert!(before.is_empty(), "{before:?}");
+        harness.send("DONE").await;
+        harness.expect("c OK").await;
+    }
+
+    #[tokio::test]
+    async fn a_failed_poll_after_a_wake_up_is_retried() {
+        // Keepalives are far away: only the retry of the failed poll can report the message.
+        let mut harness = Harness::idling(Duration::from_secs(3600)).await;
+        let polls_before = harness.server.mock.calls("changes").len();
+        harness.server.mock.changes_failures.store(1, Ordering::SeqCst);
+        harness.deliver(1);
+        let event =
+            mailraft_proto::WatchEvent { tenant_id: 1, account_id: 2, mailbox_id: 10, modseq: 1, ..Default::default() };
+        harness.shared.watch.dispatch(&event);
+        harness.expect("* 1 EXISTS").await;
+        assert_eq!(harness.server.mock.calls("changes").len(), polls_before + 2, "one failed poll, one retry");
+    }
+
+    #[tokio::test]
+    async fn a_resync_whose_flag_fetch_failed_is_reported_by_the_retry() {
+        let mut harness = Harness::idling(Duration::from_secs(3600)).await;
+        let mock = &harness.server.mock;
+        mock.resync.store(true, Ordering::SeqCst);
+        mock.broken_fetches.store(1, Ordering::SeqCst);
+        harness.deliver(1);
+        let event =
+            mailraft_proto::WatchEvent { tenant_id: 1, account_id: 2, mailbox_id: 10, modseq: 1, ..Default::default() };
+        harness.shared.watch.dispatch(&event);
+        // The first poll fails half-way (after the fresh SELECT, at the flag FETCH); the
+        // session must not have moved on, so the retry still reports the new message.
+        harness.expect("* 1 EXISTS").await;
+        assert_eq!(harness.server.mock.calls("fetch").len(), 2);
+    }
+
+    #[test]
+    fn idle_retry_backs_off_up_to_the_keepalive_and_resets() {
+        let mut retry = IdleRetry::new(Duration::from_secs(3));
+        let now = Instant::now();
+        assert_eq!(retry.due(), None);
+        assert_eq!(retry.schedule(now), now + Duration::from_secs(1));
+        assert_eq!(retry.schedule(now), now + Duration::from_secs(2));
+        assert_eq!(retry.schedule(now), now + Duration::from_secs(3));
+        assert_eq!(retry.schedule(now), now + Duration::from_secs(3));
+        retry.clear();
+        assert_eq!(retry.due(), None);
+        assert_eq!(retry.schedule(now), now + Duration::from_secs(1));
+    }
 
     #[test]
     fn describes_bad_input_without_echoing_it() {

@@ -25,6 +25,7 @@ use crate::connection::Connection;
 use crate::io::ImapStream;
 use crate::response::Out;
 use crate::storage::Storage;
+use crate::storage::route::RetryPolicy;
 use crate::tls::TlsMode;
 use crate::watch::WatchHub;
 
@@ -57,7 +58,8 @@ impl ImapServer {
     /// A server for `config` (validated here).
     pub fn new(config: FrontendConfig) -> Result<Self, ConfigError> {
         config.validate()?;
-        let storage = Storage::new(&config.storage_endpoints, config.group_id, config.request_timeout);
+        let policy = RetryPolicy::new(config.request_timeout, config.storage_attempt_timeout);
+        let storage = Storage::new(&config.storage_endpoints, config.group_id, policy);
         let max = config.max_connections.min(Semaphore::MAX_PERMITS).min(u32::MAX as usize);
         Ok(Self {
             shared: Arc::new(Shared { config, storage, watch: WatchHub::new() }),
@@ -148,7 +150,8 @@ impl ImapServer {
         let mut l = self.listeners.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
         if l.active == 0 {
             let stop = CancellationToken::new();
-            tokio::spawn(self.shared.watch.clone().run(self.shared.storage.clone(), stop.clone()));
+            let heartbeat = self.shared.config.watch_heartbeat;
+            tokio::spawn(self.shared.watch.clone().run(self.shared.storage.clone(), heartbeat, stop.clone()));
             l.watch_stop = Some(stop);
         }
         l.active += 1;

@@ -7,6 +7,16 @@
 //! That makes recovery simple: when the stream lags or reconnects (possibly to a new leader), the
 //! hub wakes every subscriber and each one catches up by itself.
 //!
+//! Only the Raft leader serves Watch, and it sends a heartbeat every `heartbeat` interval after
+//! confirming with a quorum that it still leads (read index). The hub's loop:
+//! 1. open the stream through the router (which follows `NOT_LEADER` hints and rotates through
+//!    the endpoints), then wake every session: anything may have happened while nobody listened;
+//! 2. dispatch events until the stream ends, fails, or stays silent for [`MISSED_HEARTBEATS`]
+//!    intervals: a node that vanished without closing the connection, or a partitioned old
+//!    leader that can no longer confirm its leadership, stops sending heartbeats;
+//! 3. steer the router away from that node (follow the hint of a `NOT_LEADER` ending, else
+//!    forget it as leader and rotate), wake every session again, back off, reconnect.
+//!
 //! Notifications use `tokio::sync::Notify`, which keeps one permit: bursts of events coalesce into
 //! one wake-up, and a wake-up that arrives while the session is busy is not lost.
 
@@ -18,7 +28,9 @@ use std::time::Duration;
 use mailraft_proto as proto;
 use tokio::sync::Notify;
 use tokio_util::sync::CancellationToken;
+use tonic::Streaming;
 
+use crate::error::FrontendError;
 use crate::storage::Storage;
 
 /// Which mailbox a subscriber waits on: (tenant, account, mailbox).
@@ -30,6 +42,21 @@ type Subscribers = HashMap<Key, Vec<(u64, Arc<Notify>)>>;
 const FIRST_BACKOFF: Duration = Duration::from_millis(100);
 /// Longest delay between reconnect attempts.
 const MAX_BACKOFF: Duration = Duration::from_secs(5);
+/// Heartbeat intervals without any message after which the stream is considered dead.
+pub const MISSED_HEARTBEATS: u32 = 3;
+
+/// Why one watch stream ended.
+#[derive(Debug)]
+enum End {
+    /// The hub is shutting down.
+    Shutdown,
+    /// Nothing arrived for [`MISSED_HEARTBEATS`] intervals.
+    Silent,
+    /// The server closed the stream (e.g. the node shut down).
+    Closed,
+    /// The server ended the stream with an error (e.g. `NOT_LEADER` after losing leadership).
+    Failed(tonic::Status),
+}
 
 #[derive(Debug, Default)]
 struct Inner {
@@ -99,6 +126,9 @@ impl WatchHub {
 
     /// Routes one event.
     pub fn dispatch(&self, event: &proto::WatchEvent) {
+        if event.heartbeat {
+            return;
+        }
         if event.lagged {
             self.notify_all();
             return;
@@ -120,38 +150,46 @@ impl WatchHub {
         }
     }
 
-    /// Keeps the watch stream open until `shutdown`, reconnecting with backoff.
-    pub async fn run(self, storage: Storage, shutdown: CancellationToken) {
+    /// Keeps the watch stream open until `shutdown`, reconnecting with backoff (module docs).
+    pub async fn run(self, storage: Storage, heartbeat: Duration, shutdown: CancellationToken) {
+        let silence = heartbeat.saturating_mul(MISSED_HEARTBEATS);
+        let router = storage.router().clone();
         let mut backoff = FIRST_BACKOFF;
         loop {
             let opened = tokio::select! {
                 _ = shutdown.cancelled() => return,
-                opened = storage.watch() => opened,
+                opened = storage.watch(heartbeat) => opened,
             };
             match opened {
-                Ok(mut stream) => {
-                    tracing::debug!("watch stream open");
+                Ok((mut stream, addr)) => {
+                    tracing::debug!(%addr, "watch stream open");
                     // Anything may have happened while we were not listening.
                     self.notify_all();
-                    loop {
-                        let message = tokio::select! {
-                            _ = shutdown.cancelled() => return,
-                            message = stream.message() => message,
-                        };
-                        match message {
-                            Ok(Some(event)) => {
-                                backoff = FIRST_BACKOFF;
-                                self.dispatch(&event);
-                            }
-                            Ok(None) => {
-                                tracing::debug!("watch stream ended");
-                                break;
-                            }
-                            Err(status) => {
-                                tracing::debug!(code = ?status.code(), "watch stream failed");
-                                break;
-                            }
+                    let (end, received) = self.pump(&mut stream, silence, &shutdown).await;
+                    if received {
+                        backoff = FIRST_BACKOFF;
+                    }
+                    match end {
+                        End::Shutdown => return,
+                        End::Silent => {
+                            crate::metrics::watch_heartbeat_timeout();
+                            tracing::warn!(%addr, ?silence, "watch stream silent, reconnecting elsewhere");
+                            router.mark_failed(&addr);
                         }
+                        End::Closed => {
+                            tracing::info!(%addr, "watch stream ended, reconnecting");
+                            router.mark_failed(&addr);
+                        }
+                        End::Failed(status) => match FrontendError::from(status) {
+                            FrontendError::NotLeader { leader: Some(leader) } => {
+                                tracing::info!(%addr, %leader, "watch node lost leadership, following hint");
+                                router.set_leader(&leader);
+                            }
+                            error => {
+                                tracing::info!(%addr, %error, "watch stream failed, reconnecting");
+                                router.mark_failed(&addr);
+                            }
+                        },
                     }
                 }
                 Err(error) => tracing::debug!(%error, "cannot open watch stream"),
@@ -165,6 +203,31 @@ impl WatchHub {
             backoff = (backoff * 2).min(MAX_BACKOFF);
         }
     }
+
+    /// Dispatches the stream's events until it ends; also says whether anything arrived.
+    async fn pump(
+        &self,
+        stream: &mut Streaming<proto::WatchEvent>,
+        silence: Duration,
+        shutdown: &CancellationToken,
+    ) -> (End, bool) {
+        let mut received = false;
+        loop {
+            let message = tokio::select! {
+                _ = shutdown.cancelled() => return (End::Shutdown, received),
+                message = tokio::time::timeout(silence, stream.message()) => message,
+            };
+            match message {
+                Err(_) => return (End::Silent, received),
+                Ok(Ok(Some(event))) => {
+                    received = true;
+                    self.dispatch(&event);
+                }
+                Ok(Ok(None)) => return (End::Closed, received),
+                Ok(Err(status)) => return (End::Failed(status), received),
+            }
+        }
+    }
 }
 
 #[cfg(test)]
@@ -172,7 +235,7 @@ mod tests {
     use super::*;
 
     fn event(mailbox_id: u64, lagged: bool) -> proto::WatchEvent {
-        proto::WatchEvent { tenant_id: 1, account_id: 2, mailbox_id, modseq: 5, lagged }
+        proto::WatchEvent { tenant_id: 1, account_id: 2, mailbox_id, modseq: 5, lagged, ..Default::default() }
     }
 
     /// Whether the subscription has a pending wake-up, without waiting.
@@ -190,6 +253,51 @@ mod tests {
         assert!(woken(&a).await);
         assert!(!woken(&a).await, "two events coalesce into one wake-up");
         assert!(!woken(&b).await);
+    }
+
+    #[tokio::test]
+    async fn heartbeats_wake_nobody() {
+        let hub = WatchHub::new();
+        let a = hub.subscribe(1, 2, 10);
+        hub.dispatch(&proto::WatchEvent { heartbeat: true, applied_index: 7, ..Default::default() });
+        assert!(!woken(&a).await);
+    }
+
+    /// Polls `condition` every 10 ms until it holds or 10 s passed.
+    async fn eventually(what: &str, condition: impl Fn() -> bool) {
+        let deadline = tokio::time::Instant::now() + Duration::from_secs(10);
+        while !condition() {
+            assert!(tokio::time::Instant::now() < deadline, "timed out waiting for {what}");
+            tokio::time::sleep(Duration::from_millis(10)).await;
+        }
+    }
+
+    #[tokio::test]
+    async fn a_silent_stream_is_dropped_and_reopened_at_another_node() {
+        use crate::storage::mock::{Mock, serve};
+        use crate::storage::route::RetryPolicy;
+
+        // The first node sends one heartbeat and then nothing, without closing the connection.
+        let silent = Mock::default();
+        *silent.watch_silent_after.lock().unwrap() = Some(1);
+        let silent = serve(silent).await;
+        let healthy = serve(Mock::default()).await;
+        let endpoints = vec![silent.addr.clone(), healthy.addr.clone()];
+        let storage = Storage::new(&endpoints, 1, RetryPolicy::new(Duration::from_secs(5), Duration::from_secs(1)));
+        let hub = WatchHub::new();
+        let session = hub.subscribe(1, 2, 10);
+        let stop = CancellationToken::new();
+        let task = tokio::spawn(hub.clone().run(storage, Duration::from_millis(100), stop.clone()));
+
+        eventually("the stream to open at the first node", || !silent.mock.calls("watch").is_empty()).await;
+        assert_eq!(silent.mock.calls("watch")[0].heartbeat_ms, 100);
+        // Drain the wake-up of the first open; the reconnect must wake the session again.
+        tokio::time::timeout(Duration::from_secs(10), session.changed()).await.unwrap();
+        eventually("the stream to move to the healthy node", || !healthy.mock.calls("watch").is_empty()).await;
+        tokio::time::timeout(Duration::from_secs(10), session.changed()).await.unwrap();
+        assert_eq!(silent.mock.calls("watch").len(), 1, "the silent node was not retried first");
+        stop.cancel();
+        task.await.unwrap();
     }
 
     #[tokio::test]

@@ -46,11 +46,15 @@ pub async fn poll(
                 "the selected mailbox was replaced".to_owned(),
             ));
         }
-        let mut updates = selected.apply_resync(&fresh, allow_expunge);
+        // Work on a copy: if the flag fetch below fails, the session must stay at its old modseq
+        // so that the next poll (IDLE retries it) reports these changes instead of losing them.
+        let mut next = selected.clone();
+        let mut updates = next.apply_resync(&fresh, allow_expunge);
         // The log cannot say whose flags changed, so report every known message's current flags
         // (RFC 3501 §7.4.2 allows unsolicited FETCH FLAGS at any time); the client's cache is
         // then exact again. Only reached after very long disconnections or huge change bursts.
-        updates.extend(current_flags(storage, &user.ctx, selected).await?);
+        updates.extend(current_flags(storage, &user.ctx, &next).await?);
+        *selected = next;
         updates
     } else {
         selected.apply_changes(&changes, allow_expunge)

@@ -6,24 +6,64 @@
 //! and maps failures to [`FrontendError`] (see [`status`]). Data calls carry the session's
 //! [`proto::Context`] (group id, session token, session id), which the caller builds once at
 //! login.
+//!
+//! Every mutating call (APPEND, STORE, EXPUNGE, COPY/MOVE, CREATE, DELETE, RENAME, SUBSCRIBE)
+//! also carries a request id in `Context.request_id`: 16 random bytes chosen once per `Storage`
+//! (i.e. per front-end process) followed by a big-endian counter. The id is chosen once per
+//! logical call, before the router's retry loop, so every retry of that call carries the same id
+//! and the storage answers a retry whose first attempt was applied with the original reply
+//! instead of applying it again.
 
 pub mod route;
 pub mod status;
 
+#[cfg(test)]
+pub(crate) mod mock;
+#[cfg(test)]
+mod tests;
+
 use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::Duration;
 
 use mailraft_proto as proto;
 use tonic::Streaming;
 
 use crate::error::FrontendError;
-use route::Router;
+use route::{RetryPolicy, Router};
+
+/// Length of the random part of a request id.
+const REQUEST_ID_PREFIX: usize = 16;
 
 /// Client of the storage tier, cheap to clone.
 #[derive(Debug, Clone)]
 pub struct Storage {
     router: Arc<Router>,
     group_id: u64,
+    ids: Arc<RequestIds>,
+}
+
+/// Source of request ids: unique across front-end processes (random prefix) and within one
+/// (counter), without coordination.
+#[derive(Debug)]
+struct RequestIds {
+    prefix: [u8; REQUEST_ID_PREFIX],
+    counter: AtomicU64,
+}
+
+impl RequestIds {
+    fn new() -> Self {
+        Self { prefix: rand::random(), counter: AtomicU64::new(0) }
+    }
+
+    /// The next id: prefix ‖ counter (big-endian).
+    fn next(&self) -> Vec<u8> {
+        let n = self.counter.fetch_add(1, Ordering::Relaxed);
+        let mut id = Vec::with_capacity(REQUEST_ID_PREFIX + 8);
+        id.extend_from_slice(&self.prefix);
+        id.extend_from_slice(&n.to_be_bytes());
+        id
+    }
 }
 
 /// The messages of one FETCH, as the storage streams them.
@@ -46,8 +86,8 @@ impl FetchStream {
 
 impl Storage {
     /// A client for the storage group `group_id` reachable at `endpoints`.
-    pub fn new(endpoints: &[String], group_id: u64, request_timeout: Duration) -> Self {
-        Self { router: Arc::new(Router::new(endpoints, request_timeout)), group_id }
+    pub fn new(endpoints: &[String], group_id: u64, policy: RetryPolicy) -> Self {
+        Self { router: Arc::new(Router::new(endpoints, policy)), group_id, ids: Arc::new(RequestIds::new()) }
     }
 
     /// The router (the watch hub shares its channels).
@@ -60,9 +100,22 @@ impl Storage {
         self.group_id
     }
 
-    /// The context of a session that logged in with `token`.
+    /// The context of a session that logged in with `token` (without a request id: reads need
+    /// none, and mutating calls add a fresh one per call).
     pub fn context(&self, token: Vec<u8>, session_id: &str) -> proto::Context {
-        proto::Context { group_id: self.group_id, token, session_id: session_id.to_owned() }
+        proto::Context { group_id: self.group_id, token, session_id: session_id.to_owned(), request_id: Vec::new() }
+    }
+
+    /// `ctx` with a fresh request id, for one mutating call.
+    fn mutating(&self, ctx: &proto::Context) -> proto::Context {
+        proto::Context { request_id: self.ids.next(), ..ctx.clone() }
+    }
+
+    /// Gives the request's context a fresh request id, for one mutating call.
+    fn stamp(&self, ctx: &mut Option<proto::Context>) {
+        if let Some(ctx) = ctx {
+            ctx.request_id = self.ids.next();
+        }
     }
 
     /// Checks a login and password; the response carries the session token.
@@ -106,7 +159,7 @@ impl Storage {
         name: &str,
     ) -> Result<proto::CreateMailboxResponse, FrontendError> {
         let request = proto::CreateMailboxRequest {
-            ctx: Some(ctx.clone()),
+            ctx: Some(self.mutating(ctx)),
             name: name.to_owned(),
             special_use: String::new(),
         };
@@ -120,7 +173,7 @@ impl Storage {
 
     /// Deletes a mailbox.
     pub async fn delete_mailbox(&self, ctx: &proto::Context, name: &str) -> Result<(), FrontendError> {
-        let request = proto::DeleteMailboxRequest { ctx: Some(ctx.clone()), name: name.to_owned() };
+        let request = proto::DeleteMailboxRequest { ctx: Some(self.mutating(ctx)), name: name.to_owned() };
         self.router
             .call("delete_mailbox", |mut c| {
                 let request = request.clone();
@@ -138,7 +191,7 @@ impl Storage {
         to: &str,
     ) -> Result<(), FrontendError> {
         let request = proto::RenameMailboxRequest {
-            ctx: Some(ctx.clone()),
+            ctx: Some(self.mutating(ctx)),
             from: from.to_owned(),
             to: to.to_owned(),
         };
@@ -159,7 +212,7 @@ impl Storage {
         subscribe: bool,
     ) -> Result<(), FrontendError> {
         let request =
-            proto::SubscribeRequest { ctx: Some(ctx.clone()), name: name.to_owned(), subscribe };
+            proto::SubscribeRequest { ctx: Some(self.mutating(ctx)), name: name.to_owned(), subscribe };
         self.router
             .call("subscribe", |mut c| {
                 let request = request.clone();
@@ -202,7 +255,8 @@ impl Storage {
     }
 
     /// Appends messages to a mailbox.
-    pub async fn append(&self, request: proto::AppendRequest) -> Result<proto::AppendResponse, FrontendError> {
+    pub async fn append(&self, mut request: proto::AppendRequest) -> Result<proto::AppendResponse, FrontendError> {
+        self.stamp(&mut request.ctx);
         self.router
             .call("append", |mut c| {
                 let request = request.clone();
@@ -224,7 +278,8 @@ impl Storage {
     }
 
     /// Changes flags.
-    pub async fn store(&self, request: proto::StoreRequest) -> Result<proto::StoreResponse, FrontendError> {
+    pub async fn store(&self, mut request: proto::StoreRequest) -> Result<proto::StoreResponse, FrontendError> {
+        self.stamp(&mut request.ctx);
         self.router
             .call("store", |mut c| {
                 let request = request.clone();
@@ -236,8 +291,9 @@ impl Storage {
     /// Removes messages flagged `\Deleted`.
     pub async fn expunge(
         &self,
-        request: proto::ExpungeRequest,
+        mut request: proto::ExpungeRequest,
     ) -> Result<proto::ExpungeResponse, FrontendError> {
+        self.stamp(&mut request.ctx);
         self.router
             .call("expunge", |mut c| {
                 let request = request.clone();
@@ -247,7 +303,8 @@ impl Storage {
     }
 
     /// Copies (or moves) messages to another mailbox.
-    pub async fn copy(&self, request: proto::CopyRequest) -> Result<proto::CopyResponse, FrontendError> {
+    pub async fn copy(&self, mut request: proto::CopyRequest) -> Result<proto::CopyResponse, FrontendError> {
+        self.stamp(&mut request.ctx);
         self.router
             .call("copy", |mut c| {
                 let request = request.clone();
@@ -279,11 +336,14 @@ impl Storage {
             .await
     }
 
-    /// Opens the process-wide stream of committed mailbox changes (the watch hub's only caller).
-    pub async fn watch(&self) -> Result<Streaming<proto::WatchEvent>, FrontendError> {
-        let request = proto::WatchRequest { group_id: self.group_id };
+    /// Opens the process-wide stream of committed mailbox changes (the watch hub's only caller),
+    /// asking for a heartbeat every `heartbeat`. Only the leader serves it; the router follows
+    /// `NOT_LEADER` hints. Returns the stream and the address of the node serving it.
+    pub async fn watch(&self, heartbeat: Duration) -> Result<(Streaming<proto::WatchEvent>, String), FrontendError> {
+        let heartbeat_ms = u32::try_from(heartbeat.as_millis()).unwrap_or(u32::MAX).max(1);
+        let request = proto::WatchRequest { group_id: self.group_id, heartbeat_ms };
         self.router
-            .call("watch", |mut c| async move { c.watch(request).await })
+            .call_traced("watch", |mut c| async move { c.watch(request).await })
             .await
     }
 }

@@ -1,15 +1,26 @@
-//! Which storage node to call, and retrying when it is the wrong one.
+//! Which storage node to call, and retrying until one answers.
 //!
 //! Writes and linearizable reads must reach the Raft leader. The router keeps one lazily
-//! connected tonic `Channel` per address (shared by every session of the process), remembers the
-//! leader a `NOT_LEADER` reply named, and otherwise rotates through the configured endpoints:
-//! - `NOT_LEADER` with a hint: cache the hint and retry there at once;
-//! - `NOT_LEADER` without a hint, or `UNAVAILABLE` (including transport errors): forget the
-//!   cached leader, move to the next endpoint and retry after a bounded exponential backoff;
-//! - anything else is the answer.
+//! connected tonic `Channel` per address (shared by every session of the process, with HTTP/2
+//! keepalive so a node that vanished without closing its connections is noticed even when idle),
+//! remembers the leader a `NOT_LEADER` reply named, and otherwise rotates through the configured
+//! endpoints.
 //!
-//! The whole call, retries included, is bounded by the request timeout. A call that timed out is
-//! not retried: it may have been applied, and repeating an APPEND would duplicate the message.
+//! Every mutating call carries a request id that the storage deduplicates (see `storage/mod.rs`),
+//! so retrying is always safe: a write whose outcome is unknown is sent again with the same id
+//! and gets the original reply instead of being applied twice. One logical call therefore runs
+//! attempts until it gets an answer or its deadline (`request_timeout`) passes:
+//! - each attempt is bounded by the attempt timeout, doubled after each timed-out attempt (so a
+//!   dead node costs little, while a call that is merely slow still gets more time later);
+//! - `NOT_LEADER` with a hint: cache the hint as leader and retry there (at once the first time,
+//!   after a backoff afterwards, so two nodes naming each other cannot spin);
+//! - `NOT_LEADER` without a hint, `UNAVAILABLE`, a transport error or a timed-out attempt: forget
+//!   the cached leader if it was that node, move to the next endpoint and retry after a bounded
+//!   exponential backoff;
+//! - an answer (`NONEXISTENT`, `ALREADYEXISTS`, …, see [`super::status::is_answer`]) ends the call.
+//!
+//! Streaming calls (FETCH, Watch) go through here only to open the stream; a stream that breaks
+//! later is the caller's business.
 
 use std::collections::HashMap;
 use std::future::Future;
@@ -21,45 +32,78 @@ use mailraft_proto::storage_client::StorageClient;
 use tokio::time::Instant;
 use tonic::transport::{Channel, Endpoint};
 
+use super::status::is_answer;
 use crate::error::FrontendError;
 
 /// Largest gRPC message we send or accept: a FETCH of a big message or an APPEND of one.
 const MAX_GRPC_MESSAGE: usize = 256 * 1024 * 1024;
-/// First retry delay; doubles per attempt up to [`MAX_BACKOFF`].
-const FIRST_BACKOFF: Duration = Duration::from_millis(25);
-/// Longest delay between two attempts.
-const MAX_BACKOFF: Duration = Duration::from_millis(800);
+/// How often an HTTP/2 PING checks a connection, also while no call is in flight.
+const KEEPALIVE_INTERVAL: Duration = Duration::from_secs(5);
+/// How long a PING may stay unanswered before the connection is considered dead.
+const KEEPALIVE_TIMEOUT: Duration = Duration::from_secs(5);
+/// TCP keepalive, for the kernel's view of the same question.
+const TCP_KEEPALIVE: Duration = Duration::from_secs(30);
+
+/// When a call gives up and how it spaces its attempts.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct RetryPolicy {
+    /// Deadline of one logical call, all attempts included.
+    pub request_timeout: Duration,
+    /// Bound on the first attempt; doubled after every attempt that timed out.
+    pub attempt_timeout: Duration,
+    /// Delay before the first backed-off retry; doubles per retry up to `max_backoff`.
+    pub first_backoff: Duration,
+    /// Longest delay between two attempts.
+    pub max_backoff: Duration,
+}
+
+impl RetryPolicy {
+    /// The policy for a call deadline of `request_timeout`: an attempt gets at most a third of it
+    /// (so at least three nodes can be tried), and at most `max_attempt_timeout`.
+    pub fn new(request_timeout: Duration, max_attempt_timeout: Duration) -> Self {
+        Self {
+            request_timeout,
+            attempt_timeout: max_attempt_timeout.min(request_timeout / 3).max(Duration::from_millis(1)),
+            first_backoff: Duration::from_millis(25),
+            max_backoff: Duration::from_millis(800),
+        }
+    }
+}
 
 /// Routes storage calls; shared by all sessions of a front-end process.
 #[derive(Debug)]
 pub struct Router {
     /// Configured endpoints as URIs.
     endpoints: Vec<String>,
-    /// Index into `endpoints` used when no leader is cached.
+    /// Index into `endpoints` used when no leader is cached (taken modulo the length).
     current: AtomicUsize,
     /// Leader learned from a `NOT_LEADER` hint.
     leader: Mutex<Option<String>>,
     /// One channel per address, created on first use; tonic reconnects it as needed.
     channels: Mutex<HashMap<String, Channel>>,
-    /// Deadline for one call including retries.
-    request_timeout: Duration,
+    policy: RetryPolicy,
 }
 
 impl Router {
     /// A router over `endpoints` (`host:port` or URIs).
-    pub fn new(endpoints: &[String], request_timeout: Duration) -> Self {
+    pub fn new(endpoints: &[String], policy: RetryPolicy) -> Self {
         Self {
             endpoints: endpoints.iter().map(|e| normalize(e)).collect(),
             current: AtomicUsize::new(0),
             leader: Mutex::new(None),
             channels: Mutex::new(HashMap::new()),
-            request_timeout,
+            policy,
         }
     }
 
-    /// The per-call deadline.
+    /// The deadline of one call including retries.
     pub fn request_timeout(&self) -> Duration {
-        self.request_timeout
+        self.policy.request_timeout
+    }
+
+    /// The retry policy.
+    pub fn policy(&self) -> RetryPolicy {
+        self.policy
     }
 
     /// The address the next call goes to: the cached leader, else the current endpoint.
@@ -71,6 +115,11 @@ impl Router {
         self.endpoints.get(index).cloned().unwrap_or_default()
     }
 
+    /// The cached leader, if a `NOT_LEADER` hint named one and it has not failed since.
+    pub fn leader(&self) -> Option<String> {
+        lock(&self.leader).clone()
+    }
+
     /// A client for `addr` on the shared channel.
     pub fn client(&self, addr: &str) -> Result<StorageClient<Channel>, FrontendError> {
         let channel = {
@@ -80,8 +129,12 @@ impl Router {
                 None => {
                     let channel = Endpoint::from_shared(addr.to_owned())
                         .map_err(|e| FrontendError::Unavailable(format!("bad storage address {addr}: {e}")))?
-                        .connect_timeout(self.request_timeout.min(Duration::from_secs(5)))
+                        .connect_timeout(self.policy.attempt_timeout)
                         .tcp_nodelay(true)
+                        .tcp_keepalive(Some(TCP_KEEPALIVE))
+                        .http2_keep_alive_interval(KEEPALIVE_INTERVAL)
+                        .keep_alive_timeout(KEEPALIVE_TIMEOUT)
+                        .keep_alive_while_idle(true)
                         .connect_lazy();
                     channels.insert(addr.to_owned(), channel.clone());
                     channel
@@ -93,20 +146,31 @@ impl Router {
             .max_encoding_message_size(MAX_GRPC_MESSAGE))
     }
 
-    /// Records a failure of `addr`: drop it as leader and move to the next endpoint.
+    /// Records a failure of `addr`: drop it as cached leader, and if it is the current endpoint
+    /// move to the next one. Many sessions may report the same failure at once; only the first
+    /// advances the rotation, so they do not skip healthy endpoints.
     pub fn mark_failed(&self, addr: &str) {
         {
             let mut leader = lock(&self.leader);
             if leader.as_deref() == Some(addr) {
                 *leader = None;
-                return;
             }
         }
-        if self.endpoints.get(self.current.load(Ordering::Relaxed) % self.endpoints.len().max(1))
-            .is_some_and(|e| e == addr)
-        {
-            self.current.fetch_add(1, Ordering::Relaxed);
+        let len = self.endpoints.len();
+        if len == 0 {
+            return;
         }
+        let current = self.current.load(Ordering::Relaxed);
+        if self.endpoints[current % len] == addr {
+            let next = current.wrapping_add(1);
+            let _ = self.current.compare_exchange(current, next, Ordering::Relaxed, Ordering::Relaxed);
+        }
+    }
+
+    /// Drops the cached channel to `addr`; the next call connects anew. Calls already running on
+    /// the old channel keep it until they finish.
+    pub fn forget_channel(&self, addr: &str) {
+        lock(&self.channels).remove(addr);
     }
 
     /// Caches `leader` as the node to call.
@@ -114,59 +178,81 @@ impl Router {
         *lock(&self.leader) = Some(normalize(leader));
     }
 
-    /// Runs `call` against the current target, retrying per the module rules.
-    pub async fn call<Resp, F, Fut>(&self, op: &'static str, mut call: F) -> Result<Resp, FrontendError>
+    /// Runs `call` until it gets an answer, per the module rules.
+    pub async fn call<Resp, F, Fut>(&self, op: &'static str, call: F) -> Result<Resp, FrontendError>
     where
         F: FnMut(StorageClient<Channel>) -> Fut,
         Fut: Future<Output = Result<tonic::Response<Resp>, tonic::Status>>,
     {
-        let deadline = Instant::now() + self.request_timeout;
-        let max_attempts = self.endpoints.len() * 2 + 2;
-        let mut attempt = 0;
-        // A hint is followed immediately once; after that hints only steer the backed-off retries,
-        // so two nodes naming each other cannot spin.
+        self.call_traced(op, call).await.map(|(response, _)| response)
+    }
+
+    /// Like [`Router::call`], and also says which node answered (the watch hub must know which
+    /// node its stream is on, to move away from it when the stream goes silent).
+    pub async fn call_traced<Resp, F, Fut>(
+        &self,
+        op: &'static str,
+        mut call: F,
+    ) -> Result<(Resp, String), FrontendError>
+    where
+        F: FnMut(StorageClient<Channel>) -> Fut,
+        Fut: Future<Output = Result<tonic::Response<Resp>, tonic::Status>>,
+    {
+        let deadline = Instant::now() + self.policy.request_timeout;
+        let mut attempt_timeout = self.policy.attempt_timeout;
+        let mut backoff = self.policy.first_backoff;
         let mut followed_hint = false;
         loop {
-            attempt += 1;
             let addr = self.target();
             let client = self.client(&addr)?;
-            let result = tokio::time::timeout_at(deadline, call(client)).await;
-            let error = match result {
-                Err(_) => {
-                    crate::metrics::storage_error(op, "timeout");
-                    return Err(FrontendError::Timeout);
+            let budget = attempt_timeout.min(deadline.saturating_duration_since(Instant::now()));
+            let error = match tokio::time::timeout(budget, call(client)).await {
+                Ok(Ok(response)) => return Ok((response.into_inner(), addr)),
+                Ok(Err(status)) if is_answer(&status) => {
+                    let error = FrontendError::from(status);
+                    crate::metrics::storage_error(op, error.kind());
+                    return Err(error);
                 }
-                Ok(Ok(response)) => return Ok(response.into_inner()),
                 Ok(Err(status)) => FrontendError::from(status),
+                Err(_) => {
+                    // The node may be gone without a word (blackholed, paused): give the next
+                    // attempt, elsewhere, more time in case the call is merely slow. The HTTP/2
+                    // connection itself may be the silent part (a reply lost on a half-dead
+                    // path), so the next call to this node opens a fresh one rather than queueing
+                    // behind it until keepalive notices.
+                    attempt_timeout = attempt_timeout.saturating_mul(2);
+                    self.forget_channel(&addr);
+                    FrontendError::Timeout
+                }
             };
             crate::metrics::storage_error(op, error.kind());
-            match &error {
-                FrontendError::NotLeader { leader: Some(leader) }
-                    if !followed_hint && normalize(leader) != addr =>
-                {
-                    tracing::debug!(op, %addr, %leader, "storage node is not the leader, following hint");
-                    followed_hint = true;
-                    self.set_leader(leader);
+            let immediate = match &error {
+                FrontendError::NotLeader { leader: Some(hint) } if normalize(hint) != addr => {
+                    tracing::debug!(op, %addr, leader = %hint, "storage node is not the leader, following hint");
+                    self.set_leader(hint);
+                    !std::mem::replace(&mut followed_hint, true)
                 }
-                FrontendError::NotLeader { .. } | FrontendError::Unavailable(_) => {
-                    tracing::debug!(op, %addr, error = %error, "storage node unavailable, trying the next one");
+                _ => {
+                    tracing::debug!(op, %addr, %error, "storage attempt failed, trying the next node");
                     self.mark_failed(&addr);
-                    if let FrontendError::NotLeader { leader: Some(leader) } = &error {
-                        self.set_leader(leader);
-                    }
-                    let backoff = FIRST_BACKOFF
-                        .saturating_mul(1 << (attempt - 1).min(6))
-                        .min(MAX_BACKOFF);
-                    if Instant::now() + backoff >= deadline {
-                        return Err(error);
-                    }
-                    tokio::time::sleep(backoff).await;
+                    false
                 }
-                _ => return Err(error),
+            };
+            let next = self.target();
+            if next != addr {
+                crate::metrics::storage_reroute(if immediate { "hint" } else { "rotate" });
             }
-            if attempt >= max_attempts {
+            if !immediate {
+                if Instant::now() + backoff >= deadline {
+                    return Err(error);
+                }
+                tokio::time::sleep(backoff).await;
+                backoff = backoff.saturating_mul(2).min(self.policy.max_backoff);
+            }
+            if Instant::now() >= deadline {
                 return Err(error);
             }
+            crate::metrics::storage_retry(op, error.kind());
         }
     }
 }
@@ -186,15 +272,25 @@ fn lock<T>(mutex: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
 mod tests {
     use super::*;
 
+    fn policy(request_timeout: Duration) -> RetryPolicy {
+        RetryPolicy::new(request_timeout, Duration::from_secs(5))
+    }
+
     #[test]
     fn normalizes_addresses() {
         assert_eq!(normalize("127.0.0.1:1"), "http://127.0.0.1:1");
         assert_eq!(normalize("https://x:1"), "https://x:1");
     }
 
+    #[test]
+    fn attempt_timeout_is_a_fraction_of_the_deadline() {
+        assert_eq!(policy(Duration::from_secs(30)).attempt_timeout, Duration::from_secs(5));
+        assert_eq!(policy(Duration::from_secs(3)).attempt_timeout, Duration::from_secs(1));
+    }
+
     #[tokio::test]
     async fn rotates_and_follows_leader() {
-        let router = Router::new(&["a:1".into(), "b:1".into()], Duration::from_secs(1));
+        let router = Router::new(&["a:1".into(), "b:1".into()], policy(Duration::from_secs(1)));
         assert_eq!(router.target(), "http://a:1");
         router.mark_failed("http://a:1");
         assert_eq!(router.target(), "http://b:1");
@@ -202,12 +298,21 @@ mod tests {
         assert_eq!(router.target(), "http://c:1");
         router.mark_failed("http://c:1");
         assert_eq!(router.target(), "http://b:1");
+        // A failed leader that is also the current endpoint is skipped, not called again.
+        router.set_leader("http://b:1");
+        router.mark_failed("http://b:1");
+        assert_eq!(router.leader(), None);
+        assert_eq!(router.target(), "http://a:1");
+        // Two sessions reporting the same failure advance the rotation once.
+        router.mark_failed("http://a:1");
+        router.mark_failed("http://a:1");
+        assert_eq!(router.target(), "http://b:1");
     }
 
     #[tokio::test]
     async fn unreachable_storage_is_unavailable_within_the_deadline() {
         // Port 1 on localhost refuses connections.
-        let router = Router::new(&["127.0.0.1:1".into()], Duration::from_millis(500));
+        let router = Router::new(&["127.0.0.1:1".into()], policy(Duration::from_millis(500)));
         let started = Instant::now();
         let result = router
             .call("authenticate", |mut client| async move {

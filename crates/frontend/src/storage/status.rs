@@ -37,6 +37,31 @@ impl From<Status> for FrontendError {
     }
 }
 
+/// Whether a failed attempt is the storage tier's answer (retrying cannot change it) rather than
+/// a failure to get one. Our storage service marks every answer with `mailraft-code`; of those,
+/// only `UNAVAILABLE` and `NOT_LEADER` say "not here, not now". A status without the code did not
+/// come from our service (transport errors, a reset connection, a proxy): since every mutating
+/// call carries a request id that the storage deduplicates, those are retried too, except for
+/// gRPC codes that describe the request itself.
+pub fn is_answer(status: &Status) -> bool {
+    match status.metadata().get(CODE_KEY).and_then(|v| v.to_str().ok()) {
+        Some("UNAVAILABLE" | "NOT_LEADER") => false,
+        Some(_) => true,
+        None => matches!(
+            status.code(),
+            Code::NotFound
+                | Code::AlreadyExists
+                | Code::InvalidArgument
+                | Code::OutOfRange
+                | Code::Unauthenticated
+                | Code::PermissionDenied
+                | Code::FailedPrecondition
+                | Code::ResourceExhausted
+                | Code::Unimplemented
+        ),
+    }
+}
+
 fn from_grpc_code(code: Code, message: String) -> FrontendError {
     match code {
         Code::NotFound => FrontendError::NonExistent(message),
@@ -73,6 +98,22 @@ mod tests {
             FrontendError::from(status),
             FrontendError::NotLeader { leader: Some("10.0.0.2:7070".into()) }
         );
+    }
+
+    #[test]
+    fn only_answers_stop_retries() {
+        assert!(is_answer(&with_code("NONEXISTENT")));
+        assert!(is_answer(&with_code("ALREADYEXISTS")));
+        assert!(is_answer(&with_code("INTERNAL")));
+        assert!(!is_answer(&with_code("NOT_LEADER")));
+        assert!(!is_answer(&with_code("UNAVAILABLE")));
+        // Without our code: transport failures are retried, request errors are not.
+        assert!(!is_answer(&Status::unavailable("connection reset")));
+        assert!(!is_answer(&Status::unknown("transport error")));
+        assert!(!is_answer(&Status::internal("h2 protocol error")));
+        assert!(!is_answer(&Status::cancelled("stream reset")));
+        assert!(is_answer(&Status::resource_exhausted("message too large")));
+        assert!(is_answer(&Status::unimplemented("no such method")));
     }
 
     #[test]
