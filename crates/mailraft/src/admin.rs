@@ -1,42 +1,213 @@
 //! `mailraft admin`: a thin client of the Admin gRPC service. Passwords come from stdin so they
 //! never appear in the process list or shell history.
+//!
+//! Writes and membership changes must run on the leader. Any node answers `NOT_LEADER` with the
+//! leader's address (`mailraft-leader` metadata); the client follows that hint a few times, so an
+//! operator can point `--endpoint` at any member.
 
+use std::future::Future;
 use std::io::BufRead;
+use std::time::Duration;
 
 use anyhow::{Context, Result, bail};
+use mailraft_proto as pb;
 use mailraft_proto::admin_client::AdminClient;
-use mailraft_proto::{ClusterInfoRequest, CreateTenantRequest, CreateUserRequest, SetPasswordRequest};
+use tonic::transport::{Channel, Endpoint};
 
 use crate::cli::{AdminAction, AdminArgs};
 
+/// How many NOT_LEADER hints one command follows before giving up.
+const MAX_HINTS: usize = 3;
+/// Connecting to a node may take this long.
+const CONNECT_TIMEOUT: Duration = Duration::from_secs(5);
+
 /// Runs one admin action and prints its result.
 pub async fn run(args: AdminArgs) -> Result<()> {
-    let mut client = AdminClient::connect(args.endpoint.clone())
-        .await
-        .with_context(|| format!("connect to {}", args.endpoint))?;
+    let admin = Admin { endpoint: args.endpoint.clone() };
     let group_id = args.group;
     match args.action {
         AdminAction::CreateTenant { domain } => {
-            let r = client.create_tenant(CreateTenantRequest { group_id, domain: domain.clone() }).await?;
-            println!("tenant {domain} created (id {})", r.into_inner().tenant_id);
+            let r = admin
+                .call(|mut c| {
+                    let req = pb::CreateTenantRequest { group_id, domain: domain.clone() };
+                    async move { c.create_tenant(req).await }
+                })
+                .await?;
+            println!("tenant {domain} created (id {})", r.tenant_id);
         }
         AdminAction::CreateUser { login } => {
             let password = read_password()?;
-            let r = client.create_user(CreateUserRequest { group_id, login: login.clone(), password }).await?;
-            println!("user {login} created (account id {})", r.into_inner().account_id);
+            let l = login.clone();
+            let r = admin
+                .call(|mut c| {
+                    let req = pb::CreateUserRequest { group_id, login: l.clone(), password: password.clone() };
+                    async move { c.create_user(req).await }
+                })
+                .await?;
+            println!("user {login} created (account id {})", r.account_id);
         }
         AdminAction::SetPassword { login } => {
             let password = read_password()?;
-            client.set_password(SetPasswordRequest { group_id, login: login.clone(), password }).await?;
+            let l = login.clone();
+            admin
+                .call(|mut c| {
+                    let req = pb::SetPasswordRequest { group_id, login: l.clone(), password: password.clone() };
+                    async move { c.set_password(req).await }
+                })
+                .await?;
             println!("password of {login} changed");
         }
-        AdminAction::ClusterInfo => {
-            let info = client.cluster_info(ClusterInfoRequest { group_id }).await?.into_inner();
-            println!("node {} leader {} ({}) last_applied {}", info.node_id, info.leader_id, info.leader_addr, info.last_applied);
-            println!("{}", info.raft_metrics_json);
+        AdminAction::ClusterInfo { json } => {
+            // Deliberately not forwarded: an operator asks a node for its own view (a partitioned
+            // node's answer is exactly what they need to see).
+            let mut client = connect(&admin.endpoint).await?;
+            let info = client.cluster_info(pb::ClusterInfoRequest { group_id }).await?.into_inner();
+            if json {
+                println!("{}", info_json(&info));
+            } else {
+                print_info(&info);
+            }
+        }
+        AdminAction::StateDigest => {
+            // Like cluster-info, a question for this very node.
+            let mut client = connect(&admin.endpoint).await?;
+            let d = client.state_digest(pb::StateDigestRequest { group_id }).await?.into_inner();
+            let hex: String = d.sha256.iter().map(|b| format!("{b:02x}")).collect();
+            println!("{}", serde_json::json!({"applied_index": d.applied_index, "sha256": hex, "entries": d.entries}));
+        }
+        AdminAction::AddNode { id, addr, learner_only } => {
+            eprintln!("adding node {id} at {addr}; waiting until it has caught up (this can take a while)...");
+            let a = addr.clone();
+            let r = admin
+                .call(|mut c| {
+                    let req = pb::AddNodeRequest { group_id, node_id: id, addr: a.clone(), learner_only };
+                    async move { c.add_node(req).await }
+                })
+                .await?;
+            let role = if r.promoted { "voter" } else { "learner" };
+            println!("node {id} added as {role} (caught up at log index {})", r.caught_up_index);
+        }
+        AdminAction::Promote { id } => {
+            admin.call(|mut c| async move { c.promote_node(pb::PromoteNodeRequest { group_id, node_id: id }).await }).await?;
+            println!("node {id} is now a voter");
+        }
+        AdminAction::RemoveNode { id, force } => {
+            admin
+                .call(|mut c| async move { c.remove_node(pb::RemoveNodeRequest { group_id, node_id: id, force }).await })
+                .await?;
+            println!("node {id} removed; do not reuse its id, and wipe its data directory before reusing the machine");
+        }
+        AdminAction::TransferLeader { id } => {
+            let r = admin
+                .call(|mut c| async move { c.transfer_leader(pb::TransferLeaderRequest { group_id, node_id: id }).await })
+                .await?;
+            println!("leader is now node {}", r.leader_id);
         }
     }
     Ok(())
+}
+
+/// Where to send calls; follows NOT_LEADER hints.
+struct Admin {
+    endpoint: String,
+}
+
+impl Admin {
+    /// Runs `call` against the endpoint, then against the leader each NOT_LEADER names.
+    async fn call<T, F, Fut>(&self, mut call: F) -> Result<T>
+    where
+        F: FnMut(AdminClient<Channel>) -> Fut,
+        Fut: Future<Output = Result<tonic::Response<T>, tonic::Status>>,
+    {
+        let mut target = self.endpoint.clone();
+        for _ in 0..=MAX_HINTS {
+            let client = connect(&target).await?;
+            match call(client).await {
+                Ok(resp) => return Ok(resp.into_inner()),
+                Err(status) => {
+                    let hint = status.metadata().get("mailraft-leader").and_then(|v| v.to_str().ok()).map(str::to_owned);
+                    match hint {
+                        Some(leader) if leader != target => {
+                            eprintln!("{target} is not the leader; sending to {leader}");
+                            target = leader;
+                        }
+                        _ => bail!("{}", describe(&status)),
+                    }
+                }
+            }
+        }
+        bail!("no leader found after following {MAX_HINTS} hints")
+    }
+}
+
+/// A status as an operator should read it.
+fn describe(status: &tonic::Status) -> String {
+    let code = status.metadata().get("mailraft-code").and_then(|v| v.to_str().ok()).unwrap_or("");
+    match code {
+        "NOT_LEADER" => "no leader is known right now (election in progress, or no quorum); try again".into(),
+        "" => format!("{:?}: {}", status.code(), status.message()),
+        code => format!("{code}: {}", status.message()),
+    }
+}
+
+async fn connect(endpoint: &str) -> Result<AdminClient<Channel>> {
+    let channel = Endpoint::from_shared(endpoint.to_owned())
+        .with_context(|| format!("invalid endpoint {endpoint}"))?
+        .connect_timeout(CONNECT_TIMEOUT)
+        .connect()
+        .await
+        .with_context(|| format!("connect to {endpoint}"))?;
+    Ok(AdminClient::new(channel))
+}
+
+fn info_json(info: &pb::ClusterInfoResponse) -> String {
+    let members: Vec<serde_json::Value> = info
+        .members
+        .iter()
+        .map(|m| {
+            serde_json::json!({
+                "node_id": m.node_id, "addr": m.addr, "role": m.role,
+                "has_matched": m.has_matched, "matched_index": m.matched_index, "lag": m.lag,
+            })
+        })
+        .collect();
+    serde_json::json!({
+        "node_id": info.node_id,
+        "leader_id": info.leader_id,
+        "leader_addr": info.leader_addr,
+        "term": info.term,
+        "last_log_index": info.last_log_index,
+        "last_applied": info.last_applied,
+        "snapshot_index": info.snapshot_index,
+        "cluster_id": format!("{:016x}", info.cluster_id),
+        "state": info.state,
+        "members": members,
+    })
+    .to_string()
+}
+
+fn print_info(info: &pb::ClusterInfoResponse) {
+    println!("cluster   {:016x}", info.cluster_id);
+    println!("node      {} ({})", info.node_id, info.state);
+    let leader = if info.leader_id == 0 { "none known".to_string() } else { format!("{} {}", info.leader_id, info.leader_addr) };
+    println!("leader    {leader}");
+    println!("term      {}", info.term);
+    println!("log       last {} applied {} snapshot {}", info.last_log_index, info.last_applied, info.snapshot_index);
+    println!();
+    println!("{:<6} {:<8} {:<34} {:>10} {:>8}", "id", "role", "address", "matched", "lag");
+    for m in &info.members {
+        let (matched, lag) = if m.has_matched {
+            (m.matched_index.to_string(), m.lag.to_string())
+        } else if info.state == "leader" && m.node_id == info.node_id {
+            ("(leader)".to_string(), "0".to_string())
+        } else {
+            ("-".to_string(), "-".to_string())
+        };
+        println!("{:<6} {:<8} {:<34} {:>10} {:>8}", m.node_id, m.role, m.addr, matched, lag);
+    }
+    if info.state != "leader" {
+        println!("(replication progress is known only on the leader)");
+    }
 }
 
 /// First line of stdin, without its line ending.

@@ -25,7 +25,7 @@ const ENV_PREFIX: &str = "MAILRAFT_";
 /// Separator between a section and its key in environment variable names.
 const ENV_SEPARATOR: &str = "__";
 /// Keys whose environment value is a comma-separated list.
-const ENV_LIST_KEYS: &[&str] = &["storage.endpoints"];
+const ENV_LIST_KEYS: &[&str] = &["storage.endpoints", "node.peer_addrs"];
 
 /// Why configuration could not be loaded or is not usable.
 #[derive(Debug, thiserror::Error)]
@@ -104,6 +104,29 @@ pub struct NodeConfig {
     pub advertise_addr: Option<String>,
     /// Raft group this node serves.
     pub group_id: u64,
+    /// `"ID=URL"` entries: reach peer ID at URL for Raft traffic instead of the address it
+    /// advertised (a second network between storage nodes, or a proxy in tests).
+    pub peer_addrs: Vec<String>,
+}
+
+impl NodeConfig {
+    /// `peer_addrs` as a map; fails on an entry that is not `ID=URL`.
+    pub fn peer_addr_map(&self) -> Result<HashMap<u64, String>, ConfigError> {
+        let mut map = HashMap::new();
+        for entry in &self.peer_addrs {
+            let parsed = entry.split_once('=').and_then(|(id, url)| {
+                let url = url.trim();
+                let ok = url.starts_with("http://") || url.starts_with("https://");
+                Some((id.trim().parse::<u64>().ok().filter(|id| *id != 0)?, url.to_owned())).filter(|_| ok)
+            });
+            let (id, url) = parsed.ok_or_else(|| ConfigError::Invalid {
+                field: "node.peer_addrs",
+                reason: format!("{entry:?} is not ID=http://HOST:PORT"),
+            })?;
+            map.insert(id, url);
+        }
+        Ok(map)
+    }
 }
 
 impl Default for NodeConfig {
@@ -114,6 +137,7 @@ impl Default for NodeConfig {
             grpc_addr: SocketAddr::from(([127, 0, 0, 1], 50051)),
             advertise_addr: None,
             group_id: 1,
+            peer_addrs: Vec::new(),
         }
     }
 }
@@ -180,8 +204,15 @@ impl Default for ImapConfig {
 pub struct StorageClientConfig {
     /// gRPC URLs of storage nodes to start from; the client discovers the leader from them.
     pub endpoints: Vec<String>,
-    /// Deadline of one storage request, retries included.
+    /// Deadline of one storage request, retries included. Writes carry a request id the storage
+    /// tier deduplicates, so a write retried after a lost reply is applied once.
     pub request_timeout_ms: u64,
+    /// Bound on one attempt of a request (at most a third of `request_timeout_ms`); doubled after
+    /// an attempt that timed out, so a dead node costs little and a slow call still completes.
+    pub attempt_timeout_ms: u64,
+    /// How often the storage node sends a heartbeat on the front-end's Watch stream; after three
+    /// silent intervals the front-end reconnects elsewhere and every IDLE session catches up.
+    pub watch_heartbeat_ms: u64,
 }
 
 impl Default for StorageClientConfig {
@@ -189,6 +220,8 @@ impl Default for StorageClientConfig {
         Self {
             endpoints: vec!["http://127.0.0.1:50051".to_owned()],
             request_timeout_ms: 10_000,
+            attempt_timeout_ms: 5_000,
+            watch_heartbeat_ms: 1_000,
         }
     }
 }
@@ -206,6 +239,9 @@ pub struct RaftConfig {
     pub election_max_ms: u64,
     /// Applied entries since the last snapshot that trigger a new one (and log purge).
     pub snapshot_logs_since_last: u64,
+    /// Bytes of log entries since the last snapshot that trigger a new one (APPEND entries carry
+    /// whole messages, so the entry count alone does not bound the log's size).
+    pub snapshot_log_bytes: u64,
 }
 
 impl Default for RaftConfig {
@@ -215,6 +251,7 @@ impl Default for RaftConfig {
             election_min_ms: 1_500,
             election_max_ms: 3_000,
             snapshot_logs_since_last: 5_000,
+            snapshot_log_bytes: 256 * 1024 * 1024,
         }
     }
 }
@@ -300,6 +337,7 @@ impl Config {
         if node.group_id == 0 {
             return Err(invalid("node.group_id", "must be > 0"));
         }
+        node.peer_addr_map()?;
 
         if imap.tls_cert.is_some() != imap.tls_key.is_some() {
             return Err(invalid(
@@ -343,6 +381,12 @@ impl Config {
                 format!("{bad:?} is not an http:// or https:// URL"),
             ));
         }
+        if self.storage.attempt_timeout_ms == 0 {
+            return Err(invalid("storage.attempt_timeout_ms", "must be > 0"));
+        }
+        if !(100..=30_000).contains(&self.storage.watch_heartbeat_ms) {
+            return Err(invalid("storage.watch_heartbeat_ms", "must be between 100 and 30000"));
+        }
         if self.storage.request_timeout_ms == 0 {
             return Err(invalid("storage.request_timeout_ms", "must be > 0"));
         }
@@ -364,6 +408,9 @@ impl Config {
         }
         if raft.snapshot_logs_since_last == 0 {
             return Err(invalid("raft.snapshot_logs_since_last", "must be > 0"));
+        }
+        if raft.snapshot_log_bytes < 1024 * 1024 {
+            return Err(invalid("raft.snapshot_log_bytes", "must be at least 1 MiB"));
         }
 
         if self.telemetry.service_name.trim().is_empty() {

@@ -35,7 +35,9 @@ pub async fn storage_node(cfg: &Config, bootstrap: bool) -> Result<StorageNode> 
     node.election_min_ms = cfg.raft.election_min_ms;
     node.election_max_ms = cfg.raft.election_max_ms;
     node.snapshot_logs_since_last = cfg.raft.snapshot_logs_since_last;
+    node.snapshot_log_bytes = cfg.raft.snapshot_log_bytes;
     node.bootstrap = bootstrap;
+    node.peer_addrs = cfg.node.peer_addr_map()?;
     StorageNode::start(node, listener).await.context("start storage node")
 }
 
@@ -52,6 +54,8 @@ pub fn frontend_config(cfg: &Config, endpoints: Vec<String>) -> FrontendConfig {
         max_auth_failures: cfg.imap.max_auth_failures,
         allow_plaintext_auth: cfg.imap.allow_plaintext_auth,
         request_timeout: Duration::from_millis(cfg.storage.request_timeout_ms),
+        storage_attempt_timeout: Duration::from_millis(cfg.storage.attempt_timeout_ms),
+        watch_heartbeat: Duration::from_millis(cfg.storage.watch_heartbeat_ms),
         ..FrontendConfig::default()
     }
 }

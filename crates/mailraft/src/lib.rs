@@ -3,10 +3,12 @@
 //!
 //! Flow: `main` parses the CLI ([`cli`]), loads [`config::Config`] (defaults < file < env <
 //! flags), installs telemetry, then runs `dev`, `storage`, `frontend` or `admin`; the server
-//! kinds are assembled from [`launch`] and stop in order on SIGINT/SIGTERM.
+//! kinds are assembled from [`launch`] and stop in order on SIGINT/SIGTERM. `dev --nodes N`
+//! supervises N storage child processes ([`dev_cluster`]).
 
 pub mod admin;
 pub mod cli;
 pub mod config;
+pub mod dev_cluster;
 pub mod launch;
 pub mod tls;

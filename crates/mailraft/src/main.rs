@@ -4,7 +4,7 @@ use anyhow::{Context, Result};
 use clap::Parser;
 use mailraft::cli::{Cli, Command, CommonArgs, DevArgs, FrontendArgs, StorageArgs};
 use mailraft::config::Config;
-use mailraft::{admin, launch, tls};
+use mailraft::{admin, dev_cluster, launch, tls};
 use mailraft_frontend::ImapServer;
 
 fn main() -> Result<()> {
@@ -38,33 +38,61 @@ async fn dev(args: DevArgs) -> Result<()> {
     cfg.dev.demo_password = args.demo_password;
     // Local development on loopback: cleartext LOGIN is allowed (production default is off).
     cfg.imap.allow_plaintext_auth = true;
+    if args.nodes > 1 && std::env::var_os("RUST_LOG").is_none() && cfg.telemetry.log_filter == TelemetryDefaults::FILTER {
+        // The terminal shows the banner, leader changes and warnings, not start-up chatter.
+        cfg.telemetry.log_filter = "warn".to_owned();
+    }
     cfg.validate().context("invalid configuration")?;
     let _telemetry = mailraft_telemetry::init(&cfg.telemetry)?;
-
-    let node = launch::storage_node(&cfg, true).await?;
-    let grpc = node.local_addr();
     let demo_login = format!("{}@{}", cfg.dev.demo_user, cfg.dev.demo_tenant);
-    node.ensure_tenant_user(&cfg.dev.demo_tenant, &cfg.dev.demo_user, &cfg.dev.demo_password)
-        .await
-        .context("create demo tenant and user")?;
+
+    // Either one storage node in this process, or N child processes.
+    let (node, cluster, endpoints) = if args.nodes == 1 {
+        let node = launch::storage_node(&cfg, true).await?;
+        node.ensure_tenant_user(&cfg.dev.demo_tenant, &cfg.dev.demo_user, &cfg.dev.demo_password)
+            .await
+            .context("create demo tenant and user")?;
+        let url = format!("http://{}", node.local_addr());
+        (Some(node), None, vec![url])
+    } else {
+        let spec = dev_cluster::Spec {
+            nodes: args.nodes,
+            data_dir: cfg.node.data_dir.clone(),
+            grpc_addr: cfg.node.grpc_addr,
+            config_file: args.common.config.clone(),
+        };
+        let cluster = dev_cluster::DevCluster::start(&spec, &demo_login, &cfg.dev.demo_password).await?;
+        let urls = cluster.nodes.iter().map(|n| n.url()).collect();
+        (None, Some(cluster), urls)
+    };
+    let grpc = endpoints.first().cloned().unwrap_or_default();
 
     let tls = match (&cfg.imap.tls_cert, &cfg.imap.tls_key) {
         (Some(c), Some(k)) => tls::load(c, k)?,
         _ => tls::dev_self_signed(&cfg.node.data_dir)?,
     };
-    let server = ImapServer::new(launch::frontend_config(&cfg, vec![format!("http://{grpc}")]))?;
+    let server = ImapServer::new(launch::frontend_config(&cfg, endpoints))?;
     let (stop_tx, stop) = launch::shutdown_signal();
     let listeners = launch::imap_listeners(server, cfg.imap.addr, cfg.imap.tls_addr, Some(&tls), &stop).await?;
 
     // The first words of these lines are parsed by tests/support: keep them stable.
-    println!("Mailraft dev node ready (single-node cluster, data in {})", cfg.node.data_dir.display());
+    match &cluster {
+        None => println!("Mailraft dev node ready (single-node cluster, data in {})", cfg.node.data_dir.display()),
+        Some(c) => {
+            println!("Mailraft dev cluster ready ({} storage nodes, data in {})", c.nodes.len(), cfg.node.data_dir.display());
+            for n in &c.nodes {
+                let pid = n.pid.load(std::sync::atomic::Ordering::Relaxed);
+                println!("node{}    {}   pid {pid}   data {}", n.id, n.addr, n.data_dir.display());
+            }
+        }
+    }
     if let Some(a) = listeners.imap {
         println!("imap     {a}   plain IMAP, LOGIN allowed (dev only), STARTTLS offered");
     }
     if let Some(a) = listeners.imaps {
         println!("imaps    {a}   implicit TLS, self-signed certificate");
     }
-    println!("grpc     {grpc}");
+    println!("grpc     {}", grpc.trim_start_matches("http://"));
     if let Some(m) = cfg.telemetry.metrics_addr {
         println!("metrics  http://{m}/metrics");
     }
@@ -74,12 +102,28 @@ async fn dev(args: DevArgs) -> Result<()> {
     if let Some(a) = listeners.imap {
         println!("try      curl --user {demo_login}:{shown} imap://{a}/");
     }
+    if cluster.is_some() {
+        println!("status   mailraft admin --endpoint {grpc} cluster-info");
+        println!("failover kill -9 the leader's pid: the others elect a new leader and this process restarts the node");
+    }
 
     launch::stopped(stop).await;
     drop(stop_tx);
     listeners.join().await;
-    node.shutdown().await;
+    if let Some(node) = node {
+        node.shutdown().await;
+    }
+    if let Some(cluster) = cluster {
+        cluster.shutdown().await;
+    }
     Ok(())
+}
+
+/// The telemetry defaults `dev` compares against before quieting the log.
+struct TelemetryDefaults;
+
+impl TelemetryDefaults {
+    const FILTER: &'static str = "info,openraft=warn";
 }
 
 async fn storage(args: StorageArgs) -> Result<()> {
@@ -93,14 +137,42 @@ async fn storage(args: StorageArgs) -> Result<()> {
     if let Some(id) = args.node_id {
         cfg.node.id = id;
     }
+    if let Some(a) = args.advertise_addr {
+        cfg.node.advertise_addr = Some(a);
+    }
+    cfg.node.peer_addrs.extend(args.peer_addrs);
     cfg.validate().context("invalid configuration")?;
     let _telemetry = mailraft_telemetry::init(&cfg.telemetry)?;
     let node = launch::storage_node(&cfg, args.bootstrap).await?;
     tracing::info!(addr = %node.local_addr(), node_id = cfg.node.id, "storage node serving");
     println!("grpc     {}", node.local_addr());
-    let (_stop_tx, stop) = launch::shutdown_signal();
+    let (stop_tx, stop) = launch::shutdown_signal();
+    if args.exit_on_stdin_eof {
+        watch_stdin(stop_tx.clone())?;
+    }
     launch::stopped(stop).await;
+    drop(stop_tx);
     node.shutdown().await;
+    Ok(())
+}
+
+/// Sets `stop` when stdin (a pipe from `mailraft dev`) reaches end-of-file: the parent is gone.
+///
+/// The pipe is read through tokio's epoll-driven pipe type, because the parent's runtime creates
+/// it non-blocking and a plain blocking read would fail at once with `WouldBlock`.
+fn watch_stdin(stop: tokio::sync::watch::Sender<bool>) -> Result<()> {
+    use std::os::fd::AsFd;
+    use tokio::io::AsyncReadExt;
+    let fd = std::io::stdin().as_fd().try_clone_to_owned().context("duplicate stdin")?;
+    let mut pipe = tokio::net::unix::pipe::Receiver::from_file(std::fs::File::from(fd))
+        .context("--exit-on-stdin-eof needs stdin to be a pipe")?;
+    tokio::spawn(async move {
+        let mut buf = [0u8; 64];
+        // Data is ignored; end-of-file or an error means the writer is gone.
+        while matches!(pipe.read(&mut buf).await, Ok(n) if n > 0) {}
+        tracing::info!("stdin closed: shutting down");
+        let _ = stop.send(true);
+    });
     Ok(())
 }
 
@@ -126,7 +198,10 @@ async fn frontend(args: FrontendArgs) -> Result<()> {
         cfg.imap.tls_addr = None;
     }
     let server = ImapServer::new(launch::frontend_config(&cfg, cfg.storage.endpoints.clone()))?;
-    let (_stop_tx, stop) = launch::shutdown_signal();
+    let (stop_tx, stop) = launch::shutdown_signal();
+    if args.exit_on_stdin_eof {
+        watch_stdin(stop_tx.clone())?;
+    }
     let listeners = launch::imap_listeners(server, cfg.imap.addr, cfg.imap.tls_addr, tls.as_ref(), &stop).await?;
     if let Some(a) = listeners.imap {
         println!("imap     {a}");
@@ -135,6 +210,7 @@ async fn frontend(args: FrontendArgs) -> Result<()> {
         println!("imaps    {a}");
     }
     launch::stopped(stop.clone()).await;
+    drop(stop_tx);
     listeners.join().await;
     Ok(())
 }

@@ -43,7 +43,7 @@ impl Default for TelemetryConfig {
     fn default() -> Self {
         Self {
             log_format: LogFormat::Text,
-            log_filter: "info".to_owned(),
+            log_filter: "info,openraft=warn".to_owned(),
             otlp_endpoint: None,
             service_name: "mailraft".to_owned(),
             metrics_addr: None,
