@@ -184,6 +184,10 @@ pub struct CompareArgs {
     /// Skip Dovecot (measure Mailraft only).
     #[arg(long)]
     pub no_dovecot: bool,
+    /// Storage nodes of the "Mailraft N nodes" column (`mailraft dev --nodes N`: N storage
+    /// processes in one Raft group, the front-end in the parent); 0 skips the column.
+    #[arg(long, default_value_t = 3, value_parser = parse_cluster_nodes)]
+    pub cluster_nodes: u32,
     /// Keep the temporary directory (configs, logs) for inspection.
     #[arg(long)]
     pub keep: bool,
@@ -195,4 +199,14 @@ pub struct CorpusArgs {
     /// Output mbox file.
     #[arg(long)]
     pub out: PathBuf,
+}
+
+/// `--cluster-nodes`: 0 (no cluster column) or 2..=9 (`mailraft dev --nodes` allows up to 9; 1
+/// would repeat the single-node column).
+fn parse_cluster_nodes(s: &str) -> Result<u32, String> {
+    match s.parse::<u32>() {
+        Ok(n) if n == 0 || (2..=9).contains(&n) => Ok(n),
+        Ok(_) => Err("0 (skip the cluster column) or 2 to 9 nodes".into()),
+        Err(e) => Err(e.to_string()),
+    }
 }

@@ -1,5 +1,6 @@
-//! Smoke test against a real `mailraft dev`: a 3-second `mix` (and a short TLS + AUTHENTICATE
-//! PLAIN run) must complete commands with zero consistency violations. Timing is never asserted.
+//! Smoke tests against a real `mailraft dev`: a 3-second `mix` (and a short TLS + AUTHENTICATE
+//! PLAIN run) must complete commands with zero consistency violations, on a single node and on
+//! `mailraft dev --nodes 3` as the comparison harness runs them. Timing is never asserted.
 #![allow(clippy::unwrap_used)]
 
 use std::sync::Arc;
@@ -7,20 +8,24 @@ use std::sync::Arc;
 use clap::Parser;
 use mailraft_bench::app;
 use mailraft_bench::cli::Cli;
-use mailraft_bench::compare::mailraft::{MailraftDev, find_binary};
+use mailraft_bench::compare::mailraft::{MailraftDev, alive, find_binary};
+use mailraft_bench::compare::procstat::{process_cpu, tree_cpu};
 
-fn start() -> Option<(tempfile::TempDir, MailraftDev)> {
+fn start(nodes: u32) -> Option<(tempfile::TempDir, MailraftDev)> {
     let Some(bin) = find_binary() else {
         // In CI the workspace build always produces the binary: a missing one is a broken
         // pipeline, not a reason to pass silently.
-        assert!(std::env::var_os("CI").is_none(), "CI run without a mailraft binary");
+        assert!(
+            std::env::var_os("CI").is_none(),
+            "CI run without a mailraft binary"
+        );
         eprintln!(
             "SKIP: no mailraft binary (set MAILRAFT_BIN or build it: cargo build -p mailraft)"
         );
         return None;
     };
     let dir = tempfile::tempdir().unwrap();
-    let dev = MailraftDev::start(&bin, dir.path()).unwrap();
+    let dev = MailraftDev::start(&bin, dir.path(), nodes).unwrap();
     let users: Vec<String> = (1..=2).map(|i| format!("user{i}@example.test")).collect();
     dev.create_users(&users, "smoke-pass").unwrap();
     Some((dir, dev))
@@ -37,7 +42,7 @@ async fn run(args: &[&str]) -> mailraft_bench::report::Report {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn mix_smoke_has_no_violations() {
-    let Some((_dir, dev)) = start() else { return };
+    let Some((_dir, dev)) = start(1) else { return };
     let port = dev.imap.port().to_string();
     let common = [
         "mailraft-bench",
@@ -93,4 +98,52 @@ async fn mix_smoke_has_no_violations() {
     );
     assert!(r.errors.is_empty(), "errors: {:?}", r.errors);
     dev.stop();
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn cluster_smoke_has_no_violations_and_counts_every_node() {
+    let Some((_dir, dev)) = start(3) else { return };
+    assert_eq!(dev.nodes.len(), 3, "one banner line per storage node");
+    let port = dev.imap.port().to_string();
+    let r = run(&[
+        "mailraft-bench",
+        "--port",
+        &port,
+        "--users",
+        "2",
+        "--password",
+        "smoke-pass",
+        "--quiet",
+        "--clients",
+        "4",
+        "--secs",
+        "3",
+        "--corpus",
+        "20",
+        "mix",
+    ])
+    .await;
+    assert_eq!(r.violation_count, 0, "violations: {:?}", r.violations);
+    assert!(
+        r.ops.iter().any(|o| o.op == "append" && o.count > 0),
+        "no APPEND completed"
+    );
+
+    // The harness's server CPU is tree_cpu of the dev parent: it must include the storage nodes
+    // (its direct children), which did the replicated writes. Read the parts first: times only grow.
+    let parent = process_cpu(dev.pid());
+    let nodes: f64 = dev.nodes.iter().map(|n| process_cpu(n.pid)).sum();
+    let tree = tree_cpu(dev.pid());
+    assert!(nodes > 0.0, "storage nodes used no CPU");
+    assert!(
+        tree >= parent + nodes,
+        "tree {tree} s < parent {parent} s + nodes {nodes} s"
+    );
+
+    // Stopping waits for the children, so their data directories can be removed afterwards.
+    let pids: Vec<u32> = dev.nodes.iter().map(|n| n.pid).collect();
+    dev.stop();
+    for pid in pids {
+        assert!(!alive(pid), "storage node pid {pid} outlived mailraft dev");
+    }
 }

@@ -1,8 +1,10 @@
 //! The comparison harness (`mailraft-bench compare`, wrapped by `benches/compare`): in one run it
-//! starts a throwaway Dovecot ([`dovecot`]) and `mailraft dev` ([`mailraft`]), creates the same
-//! users in both, loads the same corpus into every INBOX, runs the same workloads against each
-//! in turn (never both at once), and prints a side-by-side table ([`table`]) with ratios, the
-//! machine, the load average, the bench client's CPU and each server's CPU ([`procstat`]).
+//! starts a throwaway Dovecot ([`dovecot`]), `mailraft dev` and `mailraft dev --nodes N` (a Raft
+//! group of N storage processes behind a front-end process, [`mailraft`]), creates the same users
+//! in each, loads the same corpus into every INBOX, runs the same workloads against each server
+//! in turn (never two at once), and prints a side-by-side table ([`table`]) with each Mailraft
+//! column's ratio to Dovecot, the machine, the load average, the bench client's CPU and each
+//! server's CPU over its whole process tree ([`procstat`]).
 
 pub mod dovecot;
 pub mod mailraft;
@@ -23,8 +25,8 @@ use crate::report::Report;
 
 /// One server under test.
 pub struct Server {
-    /// Display name.
-    pub name: &'static str,
+    /// Display name (the table's column).
+    pub name: String,
     /// Plain IMAP port on 127.0.0.1.
     pub port: u16,
     /// LMTP endpoint, when the server has one.
@@ -38,7 +40,7 @@ pub struct Run {
     /// Workload label (`mix`, `mix-persistent`, ...).
     pub label: String,
     /// Server name.
-    pub server: &'static str,
+    pub server: String,
     /// The bench report.
     pub report: Report,
     /// Server CPU seconds during the run.
@@ -48,7 +50,7 @@ pub struct Run {
 /// Preload result per server: messages and seconds.
 pub struct Preload {
     /// Server name.
-    pub server: &'static str,
+    pub server: String,
     /// Messages appended.
     pub messages: usize,
     /// Seconds it took.
@@ -79,6 +81,7 @@ pub async fn run(common: &Common, args: &CompareArgs) -> Result<ExitCode> {
     );
 
     let mut servers = Vec::new();
+    let mut caption = Vec::new();
     let dove = if args.no_dovecot {
         None
     } else {
@@ -91,32 +94,57 @@ pub async fn run(common: &Common, args: &CompareArgs) -> Result<ExitCode> {
             dv.lmtp,
             dv.config.display()
         );
+        caption.push(format!("Dovecot mail_fsync={}", args.dovecot_fsync));
         servers.push(Server {
-            name: "Dovecot",
+            name: "Dovecot".into(),
             port: dv.imap.port(),
             lmtp: Some(dv.lmtp.to_string()),
             pid: dv.pid(),
         });
         Some(dv)
     };
-    let m = dir.path().join("mailraft");
-    std::fs::create_dir_all(&m)?;
-    let mr = mailraft::MailraftDev::start(&bin, &m)?;
-    mr.create_users(&logins, &common.password)?;
-    println!("mailraft dev ({}): imap {}", bin.display(), mr.imap);
-    servers.push(Server {
-        name: "Mailraft",
-        port: mr.imap.port(),
-        lmtp: None,
-        pid: mr.pid(),
-    });
+    let mut columns = vec![("Mailraft".to_string(), 1)];
+    if args.cluster_nodes > 0 {
+        let n = args.cluster_nodes;
+        columns.push((format!("Mailraft {n} nodes"), n));
+        caption.push(format!(
+            "Mailraft {n} nodes is `mailraft dev --nodes {n}`: {n} storage processes in one Raft group \
+             (a write is acknowledged once a majority has it) and the IMAP front-end in another, \
+             all on this machine; server CPU counts all of them"
+        ));
+    }
+    // Kept alive until the end: dropping one stops it.
+    let mut devs = Vec::new();
+    for (name, nodes) in columns {
+        let m = dir.path().join(format!("mailraft-{nodes}"));
+        std::fs::create_dir_all(&m)?;
+        let mr = mailraft::MailraftDev::start(&bin, &m, nodes)?;
+        mr.create_users(&logins, &common.password)?;
+        println!(
+            "mailraft dev --nodes {nodes} ({}): imap {} pid {} (log {})",
+            bin.display(),
+            mr.imap,
+            mr.pid(),
+            mr.log().display()
+        );
+        for n in &mr.nodes {
+            println!("  node{} grpc {} pid {}", n.id, n.grpc, n.pid);
+        }
+        servers.push(Server {
+            name,
+            port: mr.imap.port(),
+            lmtp: None,
+            pid: mr.pid(),
+        });
+        devs.push(mr);
+    }
 
     let mut preloads = Vec::new();
     for s in &servers {
         let t = Instant::now();
         let n = preload(common, s.port, &logins, &corpus, args.preload).await?;
         preloads.push(Preload {
-            server: s.name,
+            server: s.name.clone(),
             messages: n,
             secs: t.elapsed().as_secs_f64(),
         });
@@ -145,17 +173,14 @@ pub async fn run(common: &Common, args: &CompareArgs) -> Result<ExitCode> {
             println!("{}", report.render());
             runs.push(Run {
                 label: label.to_string(),
-                server: s.name,
+                server: s.name.clone(),
                 report,
                 server_cpu,
             });
         }
     }
-    let names: Vec<&'static str> = servers.iter().map(|s| s.name).collect();
-    println!(
-        "{}",
-        table::render(&names, &preloads, &runs, &args.dovecot_fsync)
-    );
+    let names: Vec<String> = servers.iter().map(|s| s.name.clone()).collect();
+    println!("{}", table::render(&names, &caption, &preloads, &runs));
     if let Some(p) = &common.json {
         let all: Vec<serde_json::Value> = runs
             .iter()
@@ -163,7 +188,9 @@ pub async fn run(common: &Common, args: &CompareArgs) -> Result<ExitCode> {
             .collect();
         std::fs::write(p, serde_json::to_vec_pretty(&all)?)?;
     }
-    mr.stop();
+    for mr in devs {
+        mr.stop();
+    }
     if let Some(d) = dove {
         d.stop();
     }

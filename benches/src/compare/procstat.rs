@@ -44,6 +44,14 @@ pub fn tree_cpu(root: u32) -> f64 {
     total as f64 / TICKS_PER_SEC
 }
 
+/// CPU seconds used so far by `pid` alone (with its reaped children), 0 when it is gone.
+pub fn process_cpu(pid: u32) -> f64 {
+    std::fs::read_to_string(format!("/proc/{pid}/stat"))
+        .ok()
+        .and_then(|stat| parse_stat(&stat))
+        .map_or(0.0, |(_, t)| t as f64 / TICKS_PER_SEC)
+}
+
 /// (ppid, utime+stime+cutime+cstime) from one /proc/<pid>/stat line (proc(5)).
 fn parse_stat(stat: &str) -> Option<(u32, u64)> {
     // The command name is in parentheses and may contain spaces: split after the last ')'.
@@ -98,5 +106,33 @@ mod tests {
         }
         assert!(x > 0);
         assert!(tree_cpu(std::process::id()) >= 0.0);
+    }
+
+    /// `mailraft dev --nodes N` runs its storage nodes as direct children: their CPU must be in
+    /// the parent's tree total while they are alive (not only after they are reaped).
+    #[test]
+    fn tree_counts_live_direct_children() {
+        let mut child = std::process::Command::new("sh")
+            .args(["-c", "while :; do :; done"])
+            .spawn()
+            .expect("spawn sh");
+        let pid = child.id();
+        let deadline = std::time::Instant::now() + std::time::Duration::from_secs(60);
+        // Wait (bounded) until the child has used a clearly measurable amount of CPU.
+        while process_cpu(pid) < 0.3 && std::time::Instant::now() < deadline {
+            std::thread::sleep(std::time::Duration::from_millis(10));
+        }
+        let me = std::process::id();
+        // Read in this order: both times only grow, so tree >= own + child must hold.
+        let own = process_cpu(me);
+        let theirs = process_cpu(pid);
+        let tree = tree_cpu(me);
+        let _ = child.kill();
+        let _ = child.wait();
+        assert!(theirs >= 0.3, "child used only {theirs} s");
+        assert!(
+            tree >= own + theirs,
+            "tree {tree} s < own {own} s + child {theirs} s"
+        );
     }
 }

@@ -1,20 +1,29 @@
 //! The side-by-side table (Markdown, so it can go straight into the README): one block of rows
-//! per workload, one column per server, and the ratio Mailraft ÷ Dovecot.
+//! per workload, one column per server (Dovecot, Mailraft, Mailraft N nodes), then one ratio
+//! column per further server against the first one (each Mailraft column ÷ Dovecot, or, without
+//! Dovecot, the cluster ÷ the single node).
 
 use std::fmt::Write;
 
 use super::{Preload, Run};
 use crate::stats::Op;
 
-/// Renders the comparison.
-pub fn render(servers: &[&'static str], preloads: &[Preload], runs: &[Run], fsync: &str) -> String {
+/// Renders the comparison. `servers` are the column names in order (the first is the baseline of
+/// the ratios); `caption` are notes about the setup, joined into the caption line.
+pub fn render(
+    servers: &[String],
+    caption: &[String],
+    preloads: &[Preload],
+    runs: &[Run],
+) -> String {
     let mut s = String::new();
     let _ = writeln!(s, "\n## Comparison on {}", super::procstat::machine());
     if let Some(r) = runs.first() {
         let i = &r.report.info;
+        let notes: String = caption.iter().map(|c| format!("; {c}")).collect();
         let _ = writeln!(
             s,
-            "{} users, {} clients, {} s per run, seed {}, corpus {} messages; Dovecot mail_fsync={fsync}; runs are sequential\n",
+            "{} users, {} clients, {} s per run, seed {}, corpus {} messages{notes}; runs are sequential\n",
             i.users, i.clients, i.secs, i.seed, i.corpus_messages
         );
     }
@@ -22,27 +31,22 @@ pub fn render(servers: &[&'static str], preloads: &[Preload], runs: &[Run], fsyn
     for n in servers {
         let _ = write!(s, " {n} |");
     }
-    let ratio = servers.len() == 2;
-    if ratio {
-        let _ = write!(s, " {} ÷ {} |", servers[1], servers[0]);
+    // Every server after the first is compared with the first.
+    let ratios = servers.len().saturating_sub(1);
+    for n in servers.iter().skip(1) {
+        let _ = write!(s, " {n} ÷ {} |", servers[0]);
     }
     let _ = writeln!(s);
-    let _ = writeln!(
-        s,
-        "|{}",
-        "---|".repeat(2 + servers.len() + usize::from(ratio))
-    );
+    let _ = writeln!(s, "|{}", "---|".repeat(2 + servers.len() + ratios));
     let mut body = String::new();
     let mut row = |w: &str, metric: &str, vals: Vec<Option<f64>>, fmt: fn(f64) -> String| {
         let _ = write!(body, "| {w} | {metric} |");
         for v in &vals {
             let _ = write!(body, " {} |", v.map(fmt).unwrap_or_else(|| "n/a".into()));
         }
-        if ratio {
-            let r = match (
-                vals.first().copied().flatten(),
-                vals.get(1).copied().flatten(),
-            ) {
+        let base = vals.first().copied().flatten();
+        for v in vals.iter().skip(1) {
+            let r = match (base, *v) {
                 (Some(a), Some(b)) if a > 0.0 => format!("{:.2}", b / a),
                 _ => "–".into(),
             };
@@ -228,3 +232,7 @@ fn f2(v: f64) -> String {
 fn f3(v: f64) -> String {
     format!("{v:.3}")
 }
+
+#[cfg(test)]
+#[path = "table_tests.rs"]
+mod tests;
