@@ -11,6 +11,17 @@ use std::time::{Duration, Instant};
 
 use anyhow::{Context, Result, anyhow, bail};
 
+/// Ledger of a fault test's writes and the exactly-once check.
+pub mod check;
+/// Multi-process cluster on loopback behind fault-injecting proxies.
+pub mod cluster;
+/// IMAP client extensions: SELECT/STATUS values, reading a mailbox back, IDLE.
+pub mod imap;
+/// Admin CLI, cluster-info and digests, /metrics, log tails, and waiting with a deadline.
+pub mod observe;
+/// Fault-injecting TCP proxy.
+pub mod proxy;
+
 /// The demo account `mailraft dev` creates on first start.
 pub const USER: &str = "demo@example.test";
 /// Its password in these tests.
@@ -21,6 +32,11 @@ pub struct Proc {
     child: Child,
     /// First two words of each banner line seen before the wanted keys were complete.
     pub banner: std::collections::HashMap<String, String>,
+    /// Those banner lines whole, in order.
+    pub lines: Vec<String>,
+    /// Held open for the process's life: a child started with `--exit-on-stdin-eof` stops when
+    /// it closes, even if this test process is killed before it can kill the child.
+    _stdin: Option<std::process::ChildStdin>,
 }
 
 impl Proc {
@@ -42,7 +58,7 @@ impl Proc {
             Some(path) => Stdio::from(std::fs::File::create(path)?),
             None => Stdio::inherit(),
         };
-        cmd.args(args).env("RUST_LOG", "warn").stdout(Stdio::piped()).stderr(stderr);
+        cmd.args(args).env("RUST_LOG", "warn").stdin(Stdio::piped()).stdout(Stdio::piped()).stderr(stderr);
         for (k, v) in env {
             cmd.env(k, v);
         }
@@ -59,6 +75,7 @@ impl Proc {
         });
         let deadline = Instant::now() + Duration::from_secs(60);
         let mut banner = std::collections::HashMap::new();
+        let mut lines = Vec::new();
         while !keys.iter().all(|k| banner.contains_key(*k)) {
             let left = deadline.saturating_duration_since(Instant::now());
             let Ok(line) = rx.recv_timeout(left) else {
@@ -69,8 +86,10 @@ impl Proc {
             if let (Some(k), Some(v)) = (words.next(), words.next()) {
                 banner.insert(k.to_string(), v.to_string());
             }
+            lines.push(line);
         }
-        Ok(Proc { child, banner })
+        let stdin = child.stdin.take();
+        Ok(Proc { child, banner, lines, _stdin: stdin })
     }
 
     /// A banner value parsed, e.g. `addr("imap")`.
@@ -218,6 +237,8 @@ pub fn mailraft(args: &[&str], stdin: &str) -> Result<String> {
 pub struct Client {
     stream: BufReader<TcpStream>,
     next_tag: u32,
+    /// A line cut short by a read timeout, completed by the next read.
+    partial: Vec<u8>,
 }
 
 /// One tagged exchange: untagged lines (literals inlined as bytes) and the tagged status line.
@@ -241,7 +262,7 @@ impl Client {
     pub fn connect(addr: SocketAddr) -> Result<Client> {
         let s = TcpStream::connect_timeout(&addr, Duration::from_secs(10))?;
         s.set_read_timeout(Some(Duration::from_secs(30)))?;
-        let mut c = Client { stream: BufReader::new(s), next_tag: 1 };
+        let mut c = Client { stream: BufReader::new(s), next_tag: 1, partial: Vec::new() };
         let greeting = c.read_line()?;
         if !greeting.starts_with(b"* OK") {
             bail!("bad greeting {:?}", String::from_utf8_lossy(&greeting));
@@ -250,8 +271,12 @@ impl Client {
     }
 
     fn read_line(&mut self) -> Result<Vec<u8>> {
-        let mut line = Vec::new();
-        self.stream.read_until(b'\n', &mut line)?;
+        let mut line = std::mem::take(&mut self.partial);
+        if let Err(e) = self.stream.read_until(b'\n', &mut line) {
+            // Keep what arrived so a retry after a timeout sees the whole line.
+            self.partial = line;
+            return Err(e.into());
+        }
         if line.is_empty() {
             bail!("connection closed");
         }
