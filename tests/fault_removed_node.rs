@@ -2,6 +2,11 @@
 //! believes it is a voter and starts elections when it hears no leader) is refused: the remaining
 //! members keep their leader and term for many election timeouts, the membership does not change,
 //! and writes go on. The members' `mailraft_raft_peer_refused_total` shows the node did try.
+//!
+//! This is an end-to-end check that nothing is disturbed; it does not isolate the vote refusal:
+//! openraft's leader lease and the returning node's shorter log also reject its votes, so the
+//! test passes even without Mailraft's check. The refusal itself (`cluster_id.rs`) is pinned by
+//! `crates/server/tests/membership.rs`, which sends a removed node's vote directly.
 
 mod support;
 

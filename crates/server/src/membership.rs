@@ -196,8 +196,14 @@ pub async fn remove(shared: &Shared, id: u64, force: bool) -> Result<(), ServerE
             continue;
         }
         let addr = m.membership_config.membership().get_node(voter).map(|n| n.addr.clone()).unwrap_or_default();
+        // Answering is not enough: a wiped or foreign process at that address is no voter.
         match probe(&addr, shared.group_id).await {
-            Ok(_) => healthy += 1,
+            Ok(info) if info.node_id == *voter && info.cluster_id == shared.cluster.get() => healthy += 1,
+            Ok(info) => down.push(format!(
+                "node {voter}: the process at {addr} is node {} of cluster {}",
+                info.node_id,
+                format_id(info.cluster_id)
+            )),
             Err(e) => down.push(format!("node {voter}: {e}")),
         }
     }
@@ -213,6 +219,22 @@ pub async fn remove(shared: &Shared, id: u64, force: bool) -> Result<(), ServerE
     shared.raft.change_membership(ChangeMembers::RemoveVoters(BTreeSet::from([id])), false).await?;
     tracing::info!(node_id = id, forced = force, "voter removed");
     Ok(())
+}
+
+/// Turns the leader's heartbeats off for as long as it lives.
+struct HeartbeatsOff<'a>(&'a mailraft_store::Raft);
+
+impl<'a> HeartbeatsOff<'a> {
+    fn new(raft: &'a mailraft_store::Raft) -> Self {
+        raft.runtime_config().heartbeat(false);
+        HeartbeatsOff(raft)
+    }
+}
+
+impl Drop for HeartbeatsOff<'_> {
+    fn drop(&mut self) {
+        self.0.runtime_config().heartbeat(true);
+    }
 }
 
 /// `mailraft admin transfer-leader`: see the module docs.
@@ -238,7 +260,9 @@ pub async fn transfer_leader(shared: &Arc<Shared>, target: u64) -> Result<u64, S
     // The followers accept a vote only after the lease of the current leader has expired.
     let lease = Duration::from_millis(config.election_timeout_max + config.heartbeat_interval);
 
-    shared.raft.runtime_config().heartbeat(false);
+    // Heartbeats come back on when the guard drops: also when the admin client goes away and
+    // tonic drops this future half-way.
+    let _heartbeats_off = HeartbeatsOff::new(&shared.raft);
     let outcome = async {
         let deadline = Instant::now() + TRANSFER_TIMEOUT;
         let mut rx = shared.raft.metrics();
@@ -276,7 +300,7 @@ pub async fn transfer_leader(shared: &Arc<Shared>, target: u64) -> Result<u64, S
         Err(ServerError::Unavailable(format!("node {target} did not take over within {TRANSFER_TIMEOUT:?}")))
     }
     .await;
-    shared.raft.runtime_config().heartbeat(true);
+    drop(_heartbeats_off);
     if let Ok(leader) = &outcome {
         tracing::info!(from = shared.node_id, to = leader, "leadership transferred");
     }

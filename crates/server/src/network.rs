@@ -43,7 +43,7 @@
 //!     reply without progress, as openraft's `PartialSuccess` docs allow), so openraft calls again
 //!     at once and the transfer continues. `Conflict` and `HigherVote` pass through.
 //!
-//! The follower side (`raft_service.rs`) keeps one staged entry per sender, capped in size,
+//! The follower side (`raft_service.rs`) keeps one staged entry (the current leader's), capped in size,
 //! dropped after a minute without chunks or once the leader has moved past it.
 
 use std::collections::HashMap;

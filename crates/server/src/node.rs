@@ -47,6 +47,10 @@ pub const DRAIN_TIMEOUT: Duration = Duration::from_secs(10);
 pub const LEADER_TIMEOUT: Duration = Duration::from_secs(10);
 /// Largest request the Storage service accepts (APPEND carries whole messages).
 pub const MAX_REQUEST_BYTES: usize = 80 << 20;
+/// Largest message the Raft service accepts. The sender bounds AppendEntries batches to about
+/// 4 MiB and sends entries over 1 MiB, snapshots and staged entries in chunks of at most 1 MiB,
+/// so no legitimate message comes near this; a peer cannot make the node buffer more.
+pub const MAX_RAFT_MESSAGE_BYTES: usize = 16 << 20;
 
 /// Everything a storage node needs to start.
 #[derive(Debug, Clone)]
@@ -149,7 +153,7 @@ impl StorageNode {
             .max_encoding_message_size(usize::MAX);
         let admin = AdminServer::new(AdminService::new(shared.clone()));
         let raft_rpc = RaftServer::new(RaftService::new(raft.clone(), cfg.group_id, cluster))
-            .max_decoding_message_size(usize::MAX)
+            .max_decoding_message_size(MAX_RAFT_MESSAGE_BYTES)
             .max_encoding_message_size(usize::MAX);
         let incoming = TcpIncoming::from(listener).with_nodelay(Some(true));
         let mut stop_signal = stop_rx;

@@ -7,7 +7,7 @@
 //! arrives as a stream of chunks written to a file the store provides, then installed from it.
 //!
 //! Large entries (see `network.rs`): `StageEntry` chunks go into a per-sender buffer in memory
-//! (`staging.rs`: in order, capped, one entry per sender, dropped when idle or passed); once every
+//! (`staging.rs`: in order, capped, one entry in all, dropped when idle or passed); once every
 //! byte arrived the entry is decoded on a blocking thread, and `AppendStaged` hands it to
 //! openraft as the one entry of an AppendEntries. Every chunk passes the same cluster check as an
 //! AppendEntries.

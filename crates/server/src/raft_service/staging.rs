@@ -1,9 +1,10 @@
 //! The follower's staging buffers for large entries (see `network.rs`, "Large entries"): the
-//! bytes of at most one entry per sender, in memory, until the sender's `AppendStaged` hands the
-//! decoded entry to Raft.
+//! bytes of at most one entry, in memory, until the sender's `AppendStaged` hands the decoded
+//! entry to Raft.
 //!
 //! Rules, each bounding what a sender can make the follower hold:
-//! - one entry per sender node: a chunk with a new key (vote, log id, total) replaces the old one;
+//! - one entry in all (only the current leader stages): a chunk with a new key (vote, log id,
+//!   total) or from another sender replaces the held one, whatever node ids peers claim;
 //! - an entry larger than the cap is refused before any byte is kept;
 //! - chunks arrive in order: a chunk at any other offset changes nothing, and the reply says how
 //!   much is held, so the sender resumes there (after a cancelled call, a reconnect, a restart);
@@ -113,6 +114,10 @@ impl Staging {
         if key.total > self.cap {
             return Err(StageError::TooLarge { total: key.total, cap: self.cap });
         }
+        // Only the current leader stages entries, so one sender's buffer at a time is enough: a
+        // second sender (a new leader, or a peer lying about its id) replaces the first, which
+        // bounds the memory to one capped entry whatever ids peers claim.
+        self.by_sender.retain(|sender, _| *sender == from);
         let fresh = || Staged { key, buffer: Buffer::Filling(Vec::new()), touched: now };
         let staged = self
             .by_sender
@@ -135,10 +140,8 @@ impl Staging {
         if offset.saturating_add(data.len() as u64) > key.total {
             return Err(StageError::Overrun { offset, len: data.len(), total: key.total });
         }
-        if buf.is_empty() {
-            // Capped above; saves the copies of growing a vector of up to ~100 MiB by doubling.
-            buf.reserve_exact(usize::try_from(key.total).unwrap_or(0));
-        }
+        // No reservation of `total` up front: memory follows the bytes that actually arrived, not
+        // what a sender announced.
         buf.extend_from_slice(&data);
         if buf.len() as u64 == key.total {
             let bytes = std::mem::take(buf);
@@ -266,7 +269,6 @@ mod tests {
         let now = Instant::now();
         let mut s = Staging::new(100, IDLE);
         assert_eq!(held(s.stage(2, key(1, 5, 10), 0, vec![1; 4], now)), 4);
-        assert_eq!(held(s.stage(3, key(1, 5, 10), 0, vec![1; 3], now)), 3);
         // Same sender, next entry: the old bytes go, a chunk must start at 0.
         assert_eq!(held(s.stage(2, key(1, 6, 10), 4, vec![1; 4], now)), 0);
         assert_eq!(held(s.stage(2, key(1, 5, 10), 4, vec![1; 4], now)), 0, "the old entry is gone");
@@ -274,23 +276,34 @@ mod tests {
         assert_eq!(held(s.stage(2, key(1, 5, 10), 0, vec![1; 2], now)), 2);
         assert_eq!(held(s.stage(2, key(2, 5, 10), 2, vec![1; 2], now)), 0);
         assert_eq!(held(s.stage(2, key(2, 5, 12), 0, vec![1; 2], now)), 2);
-        assert_eq!(s.senders(), 2, "one entry per sender");
-        // Sender 3 was not touched.
-        assert_eq!(held(s.stage(3, key(1, 5, 10), 3, vec![], now)), 3);
+        assert_eq!(s.senders(), 1);
+    }
+
+    #[test]
+    fn another_sender_replaces_the_staged_entry() {
+        let now = Instant::now();
+        let mut s = Staging::new(100, IDLE);
+        assert_eq!(held(s.stage(2, key(1, 5, 10), 0, vec![1; 4], now)), 4);
+        // Peers claiming many ids still make the node hold at most one entry.
+        for sender in 3..50 {
+            assert_eq!(held(s.stage(sender, key(1, 5, 10), 0, vec![1; 3], now)), 3);
+            assert_eq!(s.senders(), 1, "one staged entry in all");
+        }
+        assert_eq!(held(s.stage(2, key(1, 5, 10), 4, vec![], now)), 0, "sender 2's bytes were dropped");
     }
 
     #[test]
     fn idle_and_passed_entries_are_dropped() {
         let t0 = Instant::now();
         let mut s = Staging::new(100, IDLE);
-        assert_eq!(held(s.stage(2, key(1, 5, 10), 0, vec![1; 4], t0)), 4);
-        assert_eq!(held(s.stage(3, key(1, 5, 10), 0, vec![1; 4], t0 + IDLE / 2)), 4);
+        assert_eq!(held(s.stage(3, key(1, 5, 10), 0, vec![1; 4], t0)), 4);
         // Chunks keep an entry alive; just before the idle time nothing goes.
         s.expire(t0 + IDLE - Duration::from_millis(1));
-        assert_eq!(s.senders(), 2);
+        assert_eq!(s.senders(), 1);
         s.expire(t0 + IDLE);
-        assert_eq!(s.senders(), 1, "sender 2 was idle for a minute");
-        assert_eq!(held(s.stage(2, key(1, 5, 10), 4, vec![1; 4], t0 + IDLE)), 0, "starts over");
+        assert_eq!(s.senders(), 0, "sender 3 was idle for a minute");
+        assert_eq!(held(s.stage(3, key(1, 5, 10), 4, vec![1; 4], t0 + IDLE)), 0, "starts over");
+        assert_eq!(held(s.stage(3, key(1, 5, 10), 0, vec![1; 4], t0 + IDLE)), 4);
 
         // An AppendEntries that starts before the entry keeps it; at or after it, drops it.
         let now = t0 + IDLE;
@@ -302,9 +315,10 @@ mod tests {
         assert_eq!(held(s.stage(3, key(1, 5, 10), 4, vec![], now)), 0);
 
         // A failed decode forgets exactly that entry.
+        assert_eq!(held(s.stage(3, key(1, 5, 10), 0, vec![1; 4], now)), 4);
         s.forget(3, &at(6));
-        assert_eq!(s.senders(), 2);
-        s.forget(3, &at(5));
         assert_eq!(s.senders(), 1);
+        s.forget(3, &at(5));
+        assert_eq!(s.senders(), 0);
     }
 }
