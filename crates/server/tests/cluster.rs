@@ -3,6 +3,8 @@
 //! stops.
 #![allow(clippy::unwrap_used)]
 
+mod common;
+
 use std::collections::BTreeSet;
 use std::net::SocketAddr;
 use std::path::Path;
@@ -12,7 +14,8 @@ use futures::StreamExt;
 use mailraft_proto as pb;
 use mailraft_proto::admin_client::AdminClient;
 use mailraft_proto::storage_client::StorageClient;
-use mailraft_server::{NodeConfig, StorageNode};
+use common::ctx;
+use mailraft_server::StorageNode;
 use mailraft_store::Node;
 use tokio::net::TcpListener;
 use tonic::transport::Channel;
@@ -20,22 +23,11 @@ use tonic::transport::Channel;
 const DEADLINE: Duration = Duration::from_secs(30);
 
 async fn start(id: u64, dir: &Path, listener: TcpListener, bootstrap: bool) -> StorageNode {
-    let addr = listener.local_addr().unwrap();
-    let mut cfg = NodeConfig::new(id, dir.to_path_buf(), addr);
-    cfg.bootstrap = bootstrap;
-    cfg.heartbeat_ms = 50;
-    cfg.election_min_ms = 200;
-    cfg.election_max_ms = 400;
-    StorageNode::start(cfg, listener).await.unwrap()
+    common::start_on(listener, id, dir, bootstrap, (200, 400)).await
 }
 
 async fn storage(addr: SocketAddr) -> StorageClient<Channel> {
-    let ch = Channel::from_shared(format!("http://{addr}")).unwrap().connect().await.unwrap();
-    StorageClient::new(ch)
-}
-
-fn ctx(token: &[u8]) -> Option<pb::Context> {
-    Some(pb::Context { group_id: 1, token: token.to_vec(), session_id: "cluster-test".into(), request_id: Vec::new() })
+    StorageClient::new(common::channel(addr).await)
 }
 
 fn auth_req() -> pb::AuthenticateRequest {

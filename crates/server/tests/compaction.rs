@@ -2,6 +2,8 @@
 //! `snapshot_log_bytes` still builds a snapshot (and lets openraft purge the log).
 #![allow(clippy::unwrap_used)]
 
+mod common;
+
 use std::time::Duration;
 
 use mailraft_proto as pb;
@@ -13,9 +15,7 @@ use tonic::transport::Channel;
 
 const DEADLINE: Duration = Duration::from_secs(30);
 
-fn ctx(token: &[u8]) -> Option<pb::Context> {
-    Some(pb::Context { group_id: 1, token: token.to_vec(), session_id: "compaction-test".into(), request_id: vec![] })
-}
+use common::ctx;
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn log_over_its_byte_limit_is_snapshotted() {

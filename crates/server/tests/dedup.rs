@@ -3,26 +3,21 @@
 //! applied once and answered with the first reply; different ids are different writes.
 #![allow(clippy::unwrap_used)]
 
+mod common;
+
 use std::path::Path;
 
 use mailraft_proto as pb;
 use mailraft_proto::admin_client::AdminClient;
 use mailraft_proto::storage_client::StorageClient;
-use mailraft_server::{NodeConfig, StorageNode};
+use mailraft_server::StorageNode;
 use tonic::transport::Channel;
-use tonic::{Code, Status};
+use tonic::Code;
 
 const MSG: &[u8] = b"From: Bob <bob@example.test>\r\nSubject: once\r\n\r\nexactly once\r\n";
 
 async fn start(dir: &Path) -> StorageNode {
-    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
-    let addr = listener.local_addr().unwrap();
-    let mut cfg = NodeConfig::new(1, dir.to_path_buf(), addr);
-    cfg.bootstrap = true;
-    cfg.heartbeat_ms = 50;
-    cfg.election_min_ms = 150;
-    cfg.election_max_ms = 300;
-    StorageNode::start(cfg, listener).await.unwrap()
+    common::start(1, dir, true, (150, 300)).await.0
 }
 
 fn ctx(token: &[u8], request_id: &[u8]) -> Option<pb::Context> {
@@ -34,9 +29,7 @@ fn ctx(token: &[u8], request_id: &[u8]) -> Option<pb::Context> {
     })
 }
 
-fn code_of(s: &Status) -> &str {
-    s.metadata().get("mailraft-code").and_then(|v| v.to_str().ok()).unwrap_or("")
-}
+use common::code_of;
 
 fn append(token: &[u8], request_id: &[u8], mailbox: &str) -> pb::AppendRequest {
     pb::AppendRequest {

@@ -4,6 +4,8 @@
 //! followers keep hearing from the leader while the big entries travel in staged chunks).
 #![allow(clippy::unwrap_used)]
 
+mod common;
+
 use std::net::SocketAddr;
 use std::path::Path;
 use std::time::Duration;
@@ -11,27 +13,17 @@ use std::time::Duration;
 use mailraft_proto as pb;
 use mailraft_proto::admin_client::AdminClient;
 use mailraft_proto::storage_client::StorageClient;
-use mailraft_server::{NodeConfig, StorageNode};
-use tokio::net::TcpListener;
+use mailraft_server::StorageNode;
 use tonic::transport::Channel;
 
 const DEADLINE: Duration = Duration::from_secs(120);
 const MIB: usize = 1 << 20;
 
 async fn start(id: u64, dir: &Path, bootstrap: bool) -> (StorageNode, SocketAddr) {
-    let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
-    let addr = listener.local_addr().unwrap();
-    let mut cfg = NodeConfig::new(id, dir.to_path_buf(), addr);
-    cfg.bootstrap = bootstrap;
-    cfg.heartbeat_ms = 50;
-    cfg.election_min_ms = 300;
-    cfg.election_max_ms = 500;
-    (StorageNode::start(cfg, listener).await.unwrap(), addr)
+    common::start(id, dir, bootstrap, (300, 500)).await
 }
 
-async fn channel(addr: SocketAddr) -> Channel {
-    Channel::from_shared(format!("http://{addr}")).unwrap().connect().await.unwrap()
-}
+use common::channel;
 
 async fn admin(addr: SocketAddr) -> AdminClient<Channel> {
     AdminClient::new(channel(addr).await)
@@ -42,9 +34,7 @@ async fn add(leader: SocketAddr, id: u64, addr: SocketAddr) {
     assert!(admin(leader).await.add_node(req).await.unwrap().into_inner().promoted);
 }
 
-fn ctx(token: &[u8]) -> Option<pb::Context> {
-    Some(pb::Context { group_id: 1, token: token.to_vec(), session_id: "large-test".into(), request_id: Vec::new() })
-}
+use common::ctx;
 
 /// A plain-text message of about `size` bytes whose lines differ, so nothing compresses it away.
 fn message(n: usize, size: usize) -> Vec<u8> {

@@ -4,6 +4,8 @@
 //! cluster cannot be added, and a removed node's votes are refused.
 #![allow(clippy::unwrap_used)]
 
+mod common;
+
 use std::net::SocketAddr;
 use std::path::Path;
 use std::time::Duration;
@@ -11,26 +13,17 @@ use std::time::Duration;
 use mailraft_proto as pb;
 use mailraft_proto::admin_client::AdminClient;
 use mailraft_proto::raft_client::RaftClient;
-use mailraft_server::{NodeConfig, StorageNode};
-use tokio::net::TcpListener;
+use mailraft_server::StorageNode;
 use tonic::transport::Channel;
 
 const DEADLINE: Duration = Duration::from_secs(30);
 
 async fn start(id: u64, dir: &Path, bootstrap: bool) -> (StorageNode, SocketAddr) {
-    let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
-    let addr = listener.local_addr().unwrap();
-    let mut cfg = NodeConfig::new(id, dir.to_path_buf(), addr);
-    cfg.bootstrap = bootstrap;
-    cfg.heartbeat_ms = 50;
-    cfg.election_min_ms = 300;
-    cfg.election_max_ms = 500;
-    (StorageNode::start(cfg, listener).await.unwrap(), addr)
+    common::start(id, dir, bootstrap, (300, 500)).await
 }
 
 async fn admin(addr: SocketAddr) -> AdminClient<Channel> {
-    let ch = Channel::from_shared(format!("http://{addr}")).unwrap().connect().await.unwrap();
-    AdminClient::new(ch)
+    AdminClient::new(common::channel(addr).await)
 }
 
 async fn info(addr: SocketAddr) -> pb::ClusterInfoResponse {
@@ -41,9 +34,7 @@ fn voters(info: &pb::ClusterInfoResponse) -> Vec<u64> {
     info.members.iter().filter(|m| m.role == "voter").map(|m| m.node_id).collect()
 }
 
-fn code(status: &tonic::Status) -> &str {
-    status.metadata().get("mailraft-code").and_then(|v| v.to_str().ok()).unwrap_or("")
-}
+use common::code_of as code;
 
 async fn add(leader: SocketAddr, id: u64, addr: SocketAddr) -> Result<pb::AddNodeResponse, tonic::Status> {
     let req = pb::AddNodeRequest { group_id: 1, node_id: id, addr: format!("http://{addr}"), learner_only: false };

@@ -2,6 +2,8 @@
 //! and message RPC, Watch, and a restart on the same data directory.
 #![allow(clippy::unwrap_used)]
 
+mod common;
+
 use std::net::SocketAddr;
 use std::path::Path;
 use std::time::Duration;
@@ -11,7 +13,7 @@ use mailraft_proto as pb;
 use mailraft_proto::admin_client::AdminClient;
 use mailraft_proto::search_key::Key;
 use mailraft_proto::storage_client::StorageClient;
-use mailraft_server::{NodeConfig, StorageNode};
+use mailraft_server::StorageNode;
 use tonic::transport::Channel;
 use tonic::{Code, Status};
 
@@ -23,14 +25,7 @@ const MSG2: &[u8] = b"From: Carol <carol@example.test>\r\nSubject: =?utf-8?q?caf
 const MSG3: &[u8] = b"From: Dan <dan@example.test>\r\nSubject: Report\r\n\r\nnumbers\r\n";
 
 async fn start(dir: &Path) -> StorageNode {
-    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
-    let addr = listener.local_addr().unwrap();
-    let mut cfg = NodeConfig::new(1, dir.to_path_buf(), addr);
-    cfg.bootstrap = true;
-    cfg.heartbeat_ms = 50;
-    cfg.election_min_ms = 150;
-    cfg.election_max_ms = 300;
-    StorageNode::start(cfg, listener).await.unwrap()
+    common::start(1, dir, true, (150, 300)).await.0
 }
 
 async fn clients(addr: SocketAddr) -> (StorageClient<Channel>, AdminClient<Channel>) {
@@ -38,13 +33,7 @@ async fn clients(addr: SocketAddr) -> (StorageClient<Channel>, AdminClient<Chann
     (StorageClient::new(ch.clone()).max_decoding_message_size(usize::MAX), AdminClient::new(ch))
 }
 
-fn ctx(token: &[u8]) -> Option<pb::Context> {
-    Some(pb::Context { group_id: 1, token: token.to_vec(), session_id: "test-session".into(), request_id: Vec::new() })
-}
-
-fn code_of(s: &Status) -> &str {
-    s.metadata().get("mailraft-code").and_then(|v| v.to_str().ok()).unwrap_or("")
-}
+use common::{code_of, ctx};
 
 fn key(k: Key) -> pb::SearchKey {
     pb::SearchKey { key: Some(k) }

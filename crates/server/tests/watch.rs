@@ -3,6 +3,8 @@
 //! loses its quorum ends the stream instead of going quietly stale.
 #![allow(clippy::unwrap_used)]
 
+mod common;
+
 use std::collections::BTreeSet;
 use std::net::SocketAddr;
 use std::path::Path;
@@ -11,7 +13,7 @@ use std::time::Duration;
 use futures::StreamExt;
 use mailraft_proto as pb;
 use mailraft_proto::storage_client::StorageClient;
-use mailraft_server::{NodeConfig, StorageNode};
+use mailraft_server::StorageNode;
 use mailraft_store::Node;
 use tokio::net::TcpListener;
 use tokio::time::Instant;
@@ -22,18 +24,11 @@ const DEADLINE: Duration = Duration::from_secs(20);
 const HEARTBEAT_MS: u32 = 100;
 
 async fn start(id: u64, dir: &Path, listener: TcpListener, bootstrap: bool) -> StorageNode {
-    let addr = listener.local_addr().unwrap();
-    let mut cfg = NodeConfig::new(id, dir.to_path_buf(), addr);
-    cfg.bootstrap = bootstrap;
-    cfg.heartbeat_ms = 50;
-    cfg.election_min_ms = 200;
-    cfg.election_max_ms = 400;
-    StorageNode::start(cfg, listener).await.unwrap()
+    common::start_on(listener, id, dir, bootstrap, (200, 400)).await
 }
 
 async fn client(addr: SocketAddr) -> StorageClient<Channel> {
-    let ch = Channel::from_shared(format!("http://{addr}")).unwrap().connect().await.unwrap();
-    StorageClient::new(ch)
+    StorageClient::new(common::channel(addr).await)
 }
 
 fn watch_request() -> pb::WatchRequest {
