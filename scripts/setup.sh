@@ -12,6 +12,8 @@ command -v mbsync >/dev/null 2>&1 || need+=(isync)
 command -v curl >/dev/null 2>&1 || need+=(curl)
 command -v python3 >/dev/null 2>&1 || need+=(python3)
 command -v openssl >/dev/null 2>&1 || need+=(openssl)
+# fusermount3 for the faultfs power-loss tests (crates/faultfs, tests/durability_power_loss.rs).
+command -v fusermount3 >/dev/null 2>&1 || need+=(fuse3)
 
 if [ ${#need[@]} -gt 0 ]; then
   echo "setup: installing ${need[*]}" >&2

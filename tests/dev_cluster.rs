@@ -16,9 +16,13 @@ use support::{Client, PASSWORD, Proc, USER, free_port};
 
 const DEADLINE: Duration = Duration::from_secs(60);
 
-/// `cluster-info --json` of the node at `grpc`.
-fn cluster_info(grpc: &str) -> Result<serde_json::Value> {
-    let out = support::mailraft(&["admin", "--endpoint", &format!("http://{grpc}"), "cluster-info", "--json"], "")?;
+/// `cluster-info --json` of the node whose admin listener is `admin`, with dev's operator
+/// certificate from `certs`.
+fn cluster_info(admin: &str, certs: &std::path::Path) -> Result<serde_json::Value> {
+    let endpoint = format!("https://{}", admin.trim_start_matches("https://"));
+    let certs = certs.display().to_string();
+    let args = ["admin", "--endpoint", &endpoint, "--tls-dir", &certs, "cluster-info", "--json"];
+    let out = support::mailraft(&args, "")?;
     Ok(serde_json::from_str(out.trim())?)
 }
 
@@ -112,6 +116,7 @@ fn dev_three_nodes_survive_leader_kill() -> Result<()> {
     let metrics = format!("127.0.0.1:{}", free_port()?);
     let args: Vec<std::ffi::OsString> = [
         "dev", "--nodes", "3", "--imap-addr", "127.0.0.1:0", "--imaps-addr", "127.0.0.1:0", "--grpc-addr", "127.0.0.1:0",
+        "--admin-addr", "127.0.0.1:0",
         "--metrics-addr", &metrics, "--demo-password", PASSWORD, "--data-dir",
     ]
     .iter()
@@ -126,8 +131,9 @@ fn dev_three_nodes_survive_leader_kill() -> Result<()> {
         ("MAILRAFT_RAFT__ELECTION_MAX_MS", "1000"),
     ];
     let log = dir.path().join("dev.log");
-    let dev = Proc::spawn_logged(&args, &env, &["imap", "node1", "node2", "node3", "grpc"], Some(&log))?;
+    let dev = Proc::spawn_logged(&args, &env, &["imap", "node1", "node2", "node3", "grpc", "certs"], Some(&log))?;
     let imap: SocketAddr = dev.get("imap")?;
+    let certs: std::path::PathBuf = dev.get("certs")?;
     let pids: Vec<(u64, u32, String)> = dev
         .lines
         .iter()
@@ -135,15 +141,16 @@ fn dev_three_nodes_survive_leader_kill() -> Result<()> {
             let words: Vec<&str> = l.split_whitespace().collect();
             let id = words.first()?.strip_prefix("node")?.parse().ok()?;
             let pid_at = words.iter().position(|w| *w == "pid")?;
-            Some((id, words.get(pid_at + 1)?.parse().ok()?, words.get(1)?.to_string()))
+            let admin_at = words.iter().position(|w| *w == "admin")?;
+            Some((id, words.get(pid_at + 1)?.parse().ok()?, words.get(admin_at + 1)?.to_string()))
         })
         .collect();
     assert_eq!(pids.len(), 3, "three node lines in {:?}", dev.lines);
 
     // All three are voters of one group.
-    let grpc1 = pids[0].2.clone();
+    let admin1 = pids[0].2.clone();
     let info = wait_for("three voters", || {
-        let info = cluster_info(&grpc1).ok()?;
+        let info = cluster_info(&admin1, &certs).ok()?;
         let voters = info["members"].as_array()?.iter().filter(|m| m["role"] == "voter").count();
         (voters == 3 && info["leader_id"].as_u64()? != 0).then_some(info)
     })?;
@@ -200,9 +207,9 @@ fn dev_three_nodes_survive_leader_kill() -> Result<()> {
     // The supervisor restarted the killed node and it caught up.
     let survivor = pids.iter().find(|(id, _, _)| *id != leader).map(|p| p.2.clone()).ok_or_else(|| anyhow!("survivor"))?;
     wait_for("the killed node to be back and caught up", || {
-        let info = cluster_info(&survivor).ok()?;
-        let leader_addr = info["leader_addr"].as_str()?.trim_start_matches("http://").to_string();
-        let leader_info = cluster_info(&leader_addr).ok()?;
+        let info = cluster_info(&survivor, &certs).ok()?;
+        let leader_admin = info["leader_admin_addr"].as_str()?.to_string();
+        let leader_info = cluster_info(&leader_admin, &certs).ok()?;
         let members = leader_info["members"].as_array()?;
         let back = members.iter().any(|m| m["node_id"].as_u64() == Some(leader) && m["has_matched"] == true && m["lag"] == 0);
         back.then_some(())

@@ -1,6 +1,9 @@
-//! Durability: an APPEND acknowledged with OK survives SIGKILL of the whole process (the restarted
-//! node holds every acknowledged message with the same UID, flags and bytes), and messages far
-//! larger than gRPC's default frame limits come back byte for byte.
+//! Durability across a process crash: an APPEND acknowledged with OK survives SIGKILL of the whole
+//! process (the restarted node holds every acknowledged message with the same UID, flags and
+//! bytes), and messages far larger than gRPC's default frame limits come back byte for byte.
+//!
+//! SIGKILL leaves the kernel's page cache intact, so these tests cannot notice a missing fsync:
+//! tests/durability_power_loss.rs cuts the power under the node (faultfs) for that.
 
 mod support;
 
@@ -26,7 +29,7 @@ fn acknowledged_appends_survive_sigkill() -> Result<()> {
         let uid = c.append("Durable", flags, body.as_bytes())?;
         acked.push((uid, flags, body));
     }
-    // Kill right after the last OK: no graceful shutdown, no flush on exit.
+    // Crash right after the last OK: no graceful shutdown, no flush on exit (the page cache stays).
     dev.kill()?;
 
     let dev = Dev::start_in(&data)?;

@@ -1,5 +1,7 @@
-//! What an operator does: run storage and front-end as separate processes, manage tenants and
-//! users with `mailraft admin`, scrape `/metrics`, and trust that logs hold no secrets.
+//! What an operator does: make certificates with `mailraft certs`, run storage and front-end as
+//! separate processes with mutual TLS, manage tenants and users with `mailraft admin`, scrape
+//! `/metrics`, and trust that logs hold no secrets; a storage node refuses to run without TLS
+//! unless plaintext is asked for on loopback.
 
 mod support;
 
@@ -14,13 +16,17 @@ use support::{Client, Dev, PASSWORD, Proc, USER, free_port, mailraft};
 #[test]
 fn admin_cli_creates_tenants_users_and_changes_passwords() -> Result<()> {
     let dev = Dev::start()?;
-    let endpoint = format!("http://{}", dev.grpc);
-    let out = mailraft(&["admin", "--endpoint", &endpoint, "create-tenant", "other.test"], "")?;
+    let admin = |action: &[&str], stdin: &str| {
+        let mut args = dev.admin_args();
+        args.extend(action.iter().map(|a| a.to_string()));
+        mailraft(&args.iter().map(String::as_str).collect::<Vec<_>>(), stdin)
+    };
+    let out = admin(&["create-tenant", "other.test"], "")?;
     ensure!(out.contains("other.test"), "{out}");
     let first = "first-Secret-7731";
-    mailraft(&["admin", "--endpoint", &endpoint, "create-user", "bob@other.test"], &format!("{first}\n"))?;
+    admin(&["create-user", "bob@other.test"], &format!("{first}\n"))?;
     // Creating the same user again is refused.
-    ensure!(mailraft(&["admin", "--endpoint", &endpoint, "create-user", "bob@other.test"], "x\n").is_err());
+    ensure!(admin(&["create-user", "bob@other.test"], "x\n").is_err());
 
     // Tenants are isolated: the demo user's mailbox is invisible to bob.
     let mut demo = Client::connect(dev.imap)?;
@@ -35,7 +41,7 @@ fn admin_cli_creates_tenants_users_and_changes_passwords() -> Result<()> {
     ensure!(!bob.run("SELECT DemoOnly")?.is_ok(), "bob cannot select demo's mailbox");
 
     let second = "second-Secret-9919";
-    mailraft(&["admin", "--endpoint", &endpoint, "set-password", "bob@other.test"], &format!("{second}\n"))?;
+    admin(&["set-password", "bob@other.test"], &format!("{second}\n"))?;
     let mut c = Client::connect(dev.imap)?;
     let old = c.run(&format!("LOGIN bob@other.test {first}"))?;
     ensure!(old.status.starts_with("NO") && old.status.contains("AUTHENTICATIONFAILED"), "{}", old.status);
@@ -55,27 +61,61 @@ fn admin_cli_creates_tenants_users_and_changes_passwords() -> Result<()> {
 fn storage_and_frontend_run_as_separate_processes() -> Result<()> {
     let dir = tempfile::tempdir()?;
     let data = dir.path().join("node1");
-    let flags = ["storage", "--bootstrap", "--grpc-addr", "127.0.0.1:0", "--metrics-addr", "127.0.0.1:0", "--data-dir"];
+    // The README's walkthrough: one CA, then a certificate per node, front-end and operator.
+    let certs = dir.path().join("certs");
+    let certs_dir = certs.to_str().unwrap_or_default();
+    let out = mailraft(&["certs", "--dir", certs_dir, "node", "1", "--san", "127.0.0.1"], "")?;
+    ensure!(out.contains("issued for spiffe://mailraft/node/1"), "{out}");
+    let again = mailraft(&["certs", "--dir", certs_dir, "node", "1", "--san", "127.0.0.1"], "")?;
+    ensure!(again.contains("exists"), "issuing is idempotent: {again}");
+    mailraft(&["certs", "--dir", certs_dir, "frontend", "imap1"], "")?;
+    mailraft(&["certs", "--dir", certs_dir, "operator"], "")?;
+    let file = |name: &str| certs.join(name).display().to_string();
+    let (ca, node_cert, node_key) = (file("ca.pem"), file("node-1.pem"), file("node-1-key.pem"));
+    let node_env =
+        [("MAILRAFT_TLS__CA", ca.as_str()), ("MAILRAFT_TLS__CERT", &node_cert), ("MAILRAFT_TLS__KEY", &node_key)];
+
+    let flags = [
+        "storage", "--bootstrap", "--grpc-addr", "127.0.0.1:0", "--admin-addr", "127.0.0.1:0", "--metrics-addr", "127.0.0.1:0",
+        "--data-dir",
+    ];
     let storage_args: Vec<&OsStr> = flags
         .iter()
         .map(OsStr::new)
         .chain(std::iter::once(data.as_os_str()))
         .collect();
-    let mut storage = Proc::spawn(&storage_args, &[], &["grpc"])?;
+    let mut storage = Proc::spawn(&storage_args, &node_env, &["grpc", "admin"])?;
     let grpc: SocketAddr = storage.get("grpc")?;
-    let endpoint = format!("http://{grpc}");
-    mailraft(&["admin", "--endpoint", &endpoint, "create-tenant", "split.test"], "")?;
-    mailraft(&["admin", "--endpoint", &endpoint, "create-user", "carol@split.test"], "carol-pw\n")?;
-    let info = mailraft(&["admin", "--endpoint", &endpoint, "cluster-info"], "")?;
+    let admin_addr: SocketAddr = storage.get("admin")?;
+    let admin_endpoint = format!("https://{admin_addr}");
+    let admin = |action: &[&str], stdin: &str| {
+        let mut args = vec!["admin", "--endpoint", &admin_endpoint, "--tls-dir", certs_dir];
+        args.extend_from_slice(action);
+        mailraft(&args, stdin)
+    };
+    admin(&["create-tenant", "split.test"], "")?;
+    admin(&["create-user", "carol@split.test"], "carol-pw\n")?;
+    let info = admin(&["cluster-info"], "")?;
     ensure!(info.lines().any(|l| l.starts_with("leader") && l.split_whitespace().nth(1) == Some("1")), "single node leads: {info}");
+    // Without the operator certificate the admin listener does not talk.
+    let anonymous = mailraft(&["admin", "--endpoint", &format!("http://{admin_addr}"), "cluster-info"], "");
+    ensure!(anonymous.is_err(), "plaintext admin call answered: {anonymous:?}");
 
+    let endpoint = format!("https://{grpc}");
     let fe_flags = ["frontend", "--storage", &endpoint, "--imap-addr", "127.0.0.1:0", "--metrics-addr", "127.0.0.1:0"];
     let fe_args: Vec<&OsStr> = fe_flags
         .iter()
         .map(OsStr::new)
         .collect();
     // Configuration through the environment, as in a container: cleartext LOGIN for this test.
-    let mut frontend = Proc::spawn(&fe_args, &[("MAILRAFT_IMAP__ALLOW_PLAINTEXT_AUTH", "true")], &["imap"])?;
+    let (fe_cert, fe_key) = (file("frontend-imap1.pem"), file("frontend-imap1-key.pem"));
+    let fe_env = [
+        ("MAILRAFT_IMAP__ALLOW_PLAINTEXT_AUTH", "true"),
+        ("MAILRAFT_TLS__CA", ca.as_str()),
+        ("MAILRAFT_TLS__CERT", &fe_cert),
+        ("MAILRAFT_TLS__KEY", &fe_key),
+    ];
+    let mut frontend = Proc::spawn(&fe_args, &fe_env, &["imap"])?;
     let mut c = Client::connect(frontend.get("imap")?)?;
     c.login("carol@split.test", "carol-pw")?;
     let uid = c.append("INBOX", "\\Seen", b"Subject: over grpc\r\n\r\nbetween processes\r\n")?;
@@ -89,6 +129,30 @@ fn storage_and_frontend_run_as_separate_processes() -> Result<()> {
     // Both stop cleanly on SIGTERM (front-end first, as an orchestrator would drain it).
     ensure!(frontend.terminate()?.success(), "frontend exits 0 on SIGTERM");
     ensure!(storage.terminate()?.success(), "storage exits 0 on SIGTERM");
+    Ok(())
+}
+
+#[test]
+fn storage_refuses_to_start_without_tls_unless_plaintext_on_loopback() -> Result<()> {
+    use support::observe::run_mailraft;
+    let dir = tempfile::tempdir()?;
+    let data = dir.path().join("node").display().to_string();
+    let plain = dir.path().join("plain.toml");
+    std::fs::write(&plain, "[tls]\ninsecure_plaintext = true\n")?;
+    let storage = |config: Option<&std::path::Path>, grpc: &str| {
+        let mut args: Vec<String> = vec!["storage".into(), "--data-dir".into(), data.clone()];
+        if let Some(c) = config {
+            args.extend(["--config".into(), c.display().to_string()]);
+        }
+        args.extend(["--grpc-addr", grpc, "--admin-addr", "127.0.0.1:0"].map(String::from));
+        run_mailraft(&args, "", Duration::from_secs(30)).map_err(|e| e.to_string())
+    };
+    let no_tls = storage(None, "127.0.0.1:0");
+    ensure!(no_tls.as_ref().is_err_and(|e| e.contains("needs TLS material")), "{no_tls:?}");
+    // Plaintext asked for, but on an address others can reach.
+    let open = storage(Some(&plain), "0.0.0.0:0");
+    let refused = |e: &String| e.contains("node.grpc_addr") && e.contains("only allowed on loopback");
+    ensure!(open.as_ref().is_err_and(refused), "{open:?}");
     Ok(())
 }
 

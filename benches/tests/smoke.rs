@@ -1,34 +1,56 @@
 //! Smoke tests against a real `mailraft dev`: a 3-second `mix` (and a short TLS + AUTHENTICATE
 //! PLAIN run) must complete commands with zero consistency violations, on a single node and on
 //! `mailraft dev --nodes 3` as the comparison harness runs them. Timing is never asserted.
+//!
+//! The server is always this checkout's: the test has cargo build the `mailraft` binary from the
+//! current sources and takes the executable cargo names in its build messages. (The benchmark
+//! crate depends on no Mailraft crate, so `CARGO_BIN_EXE_mailraft` does not exist here; a binary
+//! found on disk could be stale, and `MAILRAFT_BIN` is for the comparison harness.) A build that
+//! fails fails the test: nothing is skipped.
 #![allow(clippy::unwrap_used)]
 
-use std::sync::Arc;
+use std::path::{Path, PathBuf};
+use std::process::{Command, Stdio};
+use std::sync::{Arc, OnceLock};
 
 use clap::Parser;
 use mailraft_bench::app;
 use mailraft_bench::cli::Cli;
-use mailraft_bench::compare::mailraft::{MailraftDev, alive, find_binary};
+use mailraft_bench::compare::mailraft::{MailraftDev, alive};
 use mailraft_bench::compare::procstat::{process_cpu, tree_cpu};
 
-fn start(nodes: u32) -> Option<(tempfile::TempDir, MailraftDev)> {
-    let Some(bin) = find_binary() else {
-        // In CI the workspace build always produces the binary: a missing one is a broken
-        // pipeline, not a reason to pass silently.
-        assert!(
-            std::env::var_os("CI").is_none(),
-            "CI run without a mailraft binary"
-        );
-        eprintln!(
-            "SKIP: no mailraft binary (set MAILRAFT_BIN or build it: cargo build -p mailraft)"
-        );
-        return None;
-    };
+/// The `mailraft` executable cargo builds from this checkout (once per test process; cargo
+/// does nothing when it is up to date).
+fn mailraft_binary() -> &'static Path {
+    static BINARY: OnceLock<PathBuf> = OnceLock::new();
+    BINARY.get_or_init(|| {
+        let cargo = std::env::var_os("CARGO").unwrap_or_else(|| env!("CARGO").into());
+        let manifest = Path::new(env!("CARGO_MANIFEST_DIR")).join("../Cargo.toml");
+        let out = Command::new(cargo)
+            .args(["build", "-p", "mailraft", "--bin", "mailraft", "--message-format=json-render-diagnostics"])
+            .arg("--manifest-path")
+            .arg(&manifest)
+            .stderr(Stdio::inherit())
+            .output()
+            .expect("run cargo build -p mailraft");
+        assert!(out.status.success(), "cargo build -p mailraft failed: {}", out.status);
+        let executable = String::from_utf8_lossy(&out.stdout)
+            .lines()
+            .filter_map(|line| serde_json::from_str::<serde_json::Value>(line).ok())
+            .filter(|m| m["reason"] == "compiler-artifact" && m["target"]["name"] == "mailraft")
+            .find_map(|m| m["executable"].as_str().map(PathBuf::from));
+        let executable = executable.expect("cargo named no mailraft executable");
+        eprintln!("smoke: testing {}", executable.display());
+        executable
+    })
+}
+
+fn start(nodes: u32) -> (tempfile::TempDir, MailraftDev) {
     let dir = tempfile::tempdir().unwrap();
-    let dev = MailraftDev::start(&bin, dir.path(), nodes).unwrap();
+    let dev = MailraftDev::start(mailraft_binary(), dir.path(), nodes).unwrap();
     let users: Vec<String> = (1..=2).map(|i| format!("user{i}@example.test")).collect();
     dev.create_users(&users, "smoke-pass").unwrap();
-    Some((dir, dev))
+    (dir, dev)
 }
 
 async fn run(args: &[&str]) -> mailraft_bench::report::Report {
@@ -42,7 +64,7 @@ async fn run(args: &[&str]) -> mailraft_bench::report::Report {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn mix_smoke_has_no_violations() {
-    let Some((_dir, dev)) = start(1) else { return };
+    let (_dir, dev) = start(1);
     let port = dev.imap.port().to_string();
     let common = [
         "mailraft-bench",
@@ -102,7 +124,7 @@ async fn mix_smoke_has_no_violations() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn cluster_smoke_has_no_violations_and_counts_every_node() {
-    let Some((_dir, dev)) = start(3) else { return };
+    let (_dir, dev) = start(3);
     assert_eq!(dev.nodes.len(), 3, "one banner line per storage node");
     let port = dev.imap.port().to_string();
     let r = run(&[

@@ -10,6 +10,11 @@
 //!                                            so NOT_LEADER hints lead through it
 //!   front-end F ──F's own proxy to j──▶ node j   the front-end's configured --storage endpoints
 //! ```
+//! Every gRPC link is mutual TLS, as in production: the cluster makes a CA and certificates once
+//! (`mailraft::certs`, in `<dir>/certs`) — node certificates valid for 127.0.0.1, so they verify
+//! through the TCP proxies too — and each node, front-end and `mailraft admin` presents its own.
+//! Admin commands go to a node's own admin listener (never proxied).
+//!
 //! Nodes listen on port 0 and are started after their proxies, so proxies get their targets
 //! once a node printed its address, and again after every restart (the advertised address never
 //! changes, so the membership stays valid). Ids up to `nodes + spare_ids` get proxies from the
@@ -27,6 +32,7 @@ use std::sync::{Arc, Weak};
 use std::time::{Duration, Instant};
 
 use anyhow::{Context, Result, anyhow, bail};
+use mailraft::certs::{self, Issued, Leaf};
 
 use super::imap::Contents;
 use super::observe::{ClusterInfo, Digest, parse_json, run_mailraft, tail, wait_for};
@@ -56,6 +62,9 @@ pub struct Options {
     pub env: Vec<(String, String)>,
     /// Give every node a `/metrics` listener.
     pub metrics: bool,
+    /// Directory holding the nodes' data dirs (`node<id>`), instead of the cluster's temp dir
+    /// (e.g. a faultfs mount for power-cut tests).
+    pub data_root: Option<PathBuf>,
 }
 
 impl Options {
@@ -66,7 +75,14 @@ impl Options {
             spare_ids: 2,
             env: Vec::new(),
             metrics: false,
+            data_root: None,
         }
+    }
+
+    /// Puts the nodes' data dirs under `root`.
+    pub fn data_root(mut self, root: &Path) -> Options {
+        self.data_root = Some(root.to_path_buf());
+        self
     }
 
     /// Gives every node a `/metrics` listener.
@@ -98,6 +114,24 @@ const FRONTEND_ENV: &[(&str, &str)] = &[
     ("MAILRAFT_IMAP__TLS_ADDR", ""),
 ];
 
+/// The name of the front-ends' certificate.
+const FRONTEND_NAME: &str = "fault";
+
+/// `https://addr`, the URL of a TLS listener (or of a proxy in front of one).
+fn https(addr: SocketAddr) -> String {
+    format!("https://{addr}")
+}
+
+/// The environment that hands a process its gRPC certificate.
+fn tls_env(cert: &Issued) -> Vec<(String, String)> {
+    let path = |p: &Path| p.display().to_string();
+    vec![
+        ("MAILRAFT_TLS__CA".into(), path(&cert.ca)),
+        ("MAILRAFT_TLS__CERT".into(), path(&cert.cert)),
+        ("MAILRAFT_TLS__KEY".into(), path(&cert.key)),
+    ]
+}
+
 /// Log filter of the children; `MAILRAFT_TEST_LOG` overrides it.
 fn log_filter() -> String {
     std::env::var("MAILRAFT_TEST_LOG").unwrap_or_else(|_| "info,openraft=warn".to_owned())
@@ -107,8 +141,10 @@ fn log_filter() -> String {
 struct Node {
     data_dir: PathBuf,
     proc: Option<Proc>,
-    /// Its gRPC address while it runs.
+    /// Its gRPC (peer) address while it runs.
     grpc: Option<SocketAddr>,
+    /// Its admin address while it runs.
+    admin: Option<SocketAddr>,
     /// Its `/metrics` address while it runs, if asked for.
     metrics: Option<SocketAddr>,
     /// Outbound Raft links: peer id → proxy i→peer.
@@ -149,6 +185,8 @@ impl Frontend {
 /// The cluster; see the module documentation.
 pub struct Cluster {
     dir: tempfile::TempDir,
+    /// Where the CA and every certificate are.
+    certs: PathBuf,
     options: Options,
     max_id: u64,
     nodes: BTreeMap<u64, Node>,
@@ -175,8 +213,16 @@ impl Cluster {
         for id in 1..=max_id {
             advertised.insert(id, Proxy::start()?);
         }
+        let dir = tempfile::tempdir()?;
+        let certs = dir.path().join("certs");
+        for id in 1..=max_id {
+            certs::ensure_leaf(&certs, &Leaf::node(id, &["127.0.0.1".to_owned()]), false)?;
+        }
+        certs::ensure_leaf(&certs, &Leaf::frontend(FRONTEND_NAME), false)?;
+        certs::ensure_leaf(&certs, &Leaf::operator(certs::DEFAULT_OPERATOR), false)?;
         let mut cluster = Cluster {
-            dir: tempfile::tempdir()?,
+            dir,
+            certs,
             options,
             max_id,
             nodes: BTreeMap::new(),
@@ -221,19 +267,24 @@ impl Cluster {
             .collect()
     }
 
-    /// `http://` address of node `id`'s own listener (not proxied): for admin queries that must
-    /// reach that very node whatever the faults.
+    /// URL of node `id`'s own admin listener (not proxied): for admin queries that must reach
+    /// that very node whatever the faults.
     pub fn direct_url(&self, id: u64) -> Result<String> {
         let node = self.nodes.get(&id).ok_or_else(|| anyhow!("no node {id}"))?;
-        match (&node.proc, node.grpc) {
-            (Some(_), Some(addr)) => Ok(format!("http://{addr}")),
+        match (&node.proc, node.admin) {
+            (Some(_), Some(addr)) => Ok(https(addr)),
             _ => bail!("node {id} is not running"),
         }
     }
 
     /// The advertised (membership) URL of node `id`.
     pub fn advertised_url(&self, id: u64) -> Result<String> {
-        Ok(self.advertised(id)?.url())
+        Ok(https(self.advertised(id)?.addr()))
+    }
+
+    /// The directory with the CA and every certificate (`mailraft admin --tls-dir`).
+    pub fn certs_dir(&self) -> &Path {
+        &self.certs
     }
 
     /// The advertised proxy of node `id`: what hint-following clients go through.
@@ -277,13 +328,14 @@ impl Cluster {
                 }
                 links.insert(peer, link);
             }
-            let data_dir = self.dir.path().join(format!("node{id}"));
+            let data_dir = self.options.data_root.as_deref().unwrap_or(self.dir.path()).join(format!("node{id}"));
             self.nodes.insert(
                 id,
                 Node {
                     data_dir,
                     proc: None,
                     grpc: None,
+                    admin: None,
                     metrics: None,
                     links,
                     starts: 0,
@@ -303,6 +355,8 @@ impl Cluster {
             &id.to_string(),
             "--grpc-addr",
             "127.0.0.1:0",
+            "--admin-addr",
+            "127.0.0.1:0",
             "--advertise-addr",
             &advertise,
             "--data-dir",
@@ -313,7 +367,7 @@ impl Cluster {
         args.push(node.data_dir.display().to_string());
         for (peer, link) in &node.links {
             args.push("--peer-addr".into());
-            args.push(format!("{peer}={}", link.url()));
+            args.push(format!("{peer}={}", https(link.addr())));
         }
         if bootstrap {
             args.push("--bootstrap".into());
@@ -329,14 +383,18 @@ impl Cluster {
             None
         };
         let filter = log_filter();
+        let (cert, key) = certs::paths(&self.certs, &Leaf::node(id, &[]).stem());
+        let tls = tls_env(&Issued { ca: self.certs.join(certs::CA_CERT), cert, key, created: false });
         let mut env: Vec<(&str, &str)> = vec![("RUST_LOG", filter.as_str()), ("NO_COLOR", "1")];
         env.extend_from_slice(NODE_ENV);
+        env.extend(tls.iter().map(|(k, v)| (k.as_str(), v.as_str())));
         env.extend(self.options.env.iter().map(|(k, v)| (k.as_str(), v.as_str())));
         let os_args: Vec<&OsStr> = args.iter().map(OsStr::new).collect();
         self.logs.push(log.clone());
-        let proc = Proc::spawn_logged(&os_args, &env, &["grpc"], Some(&log))
+        let proc = Proc::spawn_logged(&os_args, &env, &["grpc", "admin"], Some(&log))
             .with_context(|| format!("start node {id}; log tail:\n{}", tail(&log, TAIL_LINES)))?;
         let grpc: SocketAddr = proc.get("grpc")?;
+        node.admin = Some(proc.get("admin")?);
         node.proc = Some(proc);
         node.grpc = Some(grpc);
         node.metrics = metrics;
@@ -409,7 +467,8 @@ impl Cluster {
 
     /// `mailraft admin <args>` sent to node `id` directly.
     pub fn admin_via(&self, id: u64, args: &[&str], stdin: &str, timeout: Duration) -> Result<String> {
-        let mut all = vec!["admin".to_owned(), "--endpoint".to_owned(), self.direct_url(id)?];
+        let mut all = vec!["admin".to_owned(), "--endpoint".to_owned(), self.direct_url(id)?, "--tls-dir".to_owned()];
+        all.push(self.certs.display().to_string());
         all.extend(args.iter().map(|a| a.to_string()));
         run_mailraft(&all, stdin, timeout)
     }
@@ -649,13 +708,16 @@ impl Cluster {
                 proxy.set_target(addr);
             }
             args.push("--storage".into());
-            args.push(proxy.url());
+            args.push(https(proxy.addr()));
             self.frontend_proxies.push((id, Arc::downgrade(&proxy)));
             proxies.insert(id, proxy);
         }
         let filter = log_filter();
+        let (cert, key) = certs::paths(&self.certs, &Leaf::frontend(FRONTEND_NAME).stem());
+        let tls = tls_env(&Issued { ca: self.certs.join(certs::CA_CERT), cert, key, created: false });
         let mut all_env: Vec<(&str, &str)> = vec![("RUST_LOG", filter.as_str()), ("NO_COLOR", "1")];
         all_env.extend_from_slice(FRONTEND_ENV);
+        all_env.extend(tls.iter().map(|(k, v)| (k.as_str(), v.as_str())));
         all_env.extend_from_slice(env);
         let os_args: Vec<&OsStr> = args.iter().map(OsStr::new).collect();
         self.logs.push(log.clone());

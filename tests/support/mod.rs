@@ -101,7 +101,14 @@ impl Proc {
         Ok(v.parse()?)
     }
 
-    /// SIGKILL: no shutdown path runs, exactly like a power cut of the process.
+    /// The process id (e.g. to read its `/proc/<pid>/status`).
+    pub fn id(&self) -> u32 {
+        self.child.id()
+    }
+
+    /// SIGKILL: a process crash. No shutdown path runs, but whatever the process wrote is still
+    /// in the kernel's page cache and survives without fsync; a power cut is simulated by
+    /// `mailraft_faultfs` (tests/durability_power_loss.rs), not by this.
     pub fn kill(&mut self) -> Result<()> {
         self.child.kill()?;
         self.child.wait()?;
@@ -140,10 +147,14 @@ pub struct Dev {
     pub imap: SocketAddr,
     /// Implicit-TLS IMAP listener.
     pub imaps: SocketAddr,
-    /// The storage node's gRPC listener.
+    /// The storage node's gRPC (peer) listener.
     pub grpc: SocketAddr,
+    /// The storage node's admin listener.
+    pub admin: SocketAddr,
     /// The self-signed certificate dev mode generated (PEM).
     pub cert: PathBuf,
+    /// The directory of the gRPC certificates dev mode generated (CA, operator, ...).
+    pub certs: PathBuf,
     /// Kept so the directory outlives the process; `None` when the caller owns it.
     _dir: Option<tempfile::TempDir>,
     /// Data directory (stable across restarts).
@@ -180,6 +191,8 @@ impl Dev {
             "127.0.0.1:0",
             "--grpc-addr",
             "127.0.0.1:0",
+            "--admin-addr",
+            "127.0.0.1:0",
             "--metrics-addr",
             metrics,
             "--demo-password",
@@ -191,12 +204,14 @@ impl Dev {
         .map(std::ffi::OsStr::new)
         .chain(std::iter::once(data_dir.as_os_str()))
         .collect();
-        let proc = Proc::spawn_logged(&args, env, &["imap", "imaps", "grpc", "cert"], log)?;
+        let proc = Proc::spawn_logged(&args, env, &["imap", "imaps", "grpc", "admin", "cert", "certs"], log)?;
         Ok(Dev {
             imap: proc.get("imap")?,
             imaps: proc.get("imaps")?,
             grpc: proc.get("grpc")?,
+            admin: proc.get("admin")?,
             cert: proc.get("cert")?,
+            certs: proc.get("certs")?,
             proc,
             _dir: None,
             data_dir: data_dir.to_path_buf(),
@@ -206,6 +221,14 @@ impl Dev {
     /// SIGKILL the process.
     pub fn kill(&mut self) -> Result<()> {
         self.proc.kill()
+    }
+
+    /// `mailraft admin` arguments that reach this node's admin listener with dev's operator
+    /// certificate; append the action.
+    pub fn admin_args(&self) -> Vec<String> {
+        let endpoint = format!("https://{}", self.admin);
+        let dir = self.certs.display().to_string();
+        ["admin", "--endpoint", &endpoint, "--tls-dir", &dir].map(String::from).to_vec()
     }
 }
 

@@ -7,6 +7,9 @@
 //! framed by [`framer`] and typed by [`parse`]; the consistency checker inspects the `Reply`.
 
 pub mod framer;
+/// Entry point of the fuzz target and its corpus replay test; not an API.
+#[doc(hidden)]
+pub mod fuzzing;
 pub mod lmtp;
 pub mod parse;
 pub mod tls;

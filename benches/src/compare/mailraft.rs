@@ -63,6 +63,10 @@ pub enum BannerLine {
     Grpc(SocketAddr),
     /// `cert PATH`
     Cert(PathBuf),
+    /// `admin ADDR`: the admin listener (node 1's in cluster mode).
+    Admin(SocketAddr),
+    /// `certs DIR`: the gRPC certificates, with the operator's for `mailraft admin --tls-dir`.
+    Certs(PathBuf),
     /// `nodeI ADDR pid P data DIR` (cluster mode only).
     Node(DevNode),
 }
@@ -85,6 +89,8 @@ pub fn parse_banner_line(line: &str) -> Result<Option<BannerLine>> {
         "grpc" => BannerLine::Grpc(addr()?),
         // The path is the rest of the line: a data dir may contain spaces.
         "cert" => BannerLine::Cert(PathBuf::from(line.trim_start()[key.len()..].trim())),
+        "admin" => BannerLine::Admin(addr()?),
+        "certs" => BannerLine::Certs(PathBuf::from(line.trim_start()[key.len()..].trim())),
         k if k.strip_prefix("node").is_some_and(is_number) => {
             let id = k[4..]
                 .parse()
@@ -122,8 +128,12 @@ pub struct MailraftDev {
     pub imap: SocketAddr,
     /// Implicit TLS IMAP.
     pub imaps: SocketAddr,
-    /// gRPC (admin): the single node, or node 1 of a cluster.
+    /// gRPC (peer): the single node, or node 1 of a cluster.
     pub grpc: SocketAddr,
+    /// Its admin listener.
+    pub admin: SocketAddr,
+    /// The gRPC certificates (`mailraft admin --tls-dir`).
+    pub certs: PathBuf,
     /// The self-signed certificate.
     pub cert: PathBuf,
     /// The storage child processes (empty for a single node, which runs in-process).
@@ -149,6 +159,8 @@ impl MailraftDev {
                 "--imaps-addr",
                 "127.0.0.1:0",
                 "--grpc-addr",
+                "127.0.0.1:0",
+                "--admin-addr",
                 "127.0.0.1:0",
             ])
             .args([
@@ -179,12 +191,15 @@ impl MailraftDev {
         });
         let deadline = Instant::now() + START_TIMEOUT;
         let (mut imap, mut imaps, mut grpc, mut cert) = (None, None, None, None);
+        let (mut admin, mut certs) = (None, None);
         let mut dev_nodes = Vec::new();
         let want_nodes = if nodes > 1 { nodes as usize } else { 0 };
         while imap.is_none()
             || imaps.is_none()
             || grpc.is_none()
             || cert.is_none()
+            || admin.is_none()
+            || certs.is_none()
             || dev_nodes.len() < want_nodes
         {
             let left = deadline.saturating_duration_since(Instant::now());
@@ -209,6 +224,8 @@ impl MailraftDev {
                 Some(BannerLine::Imaps(a)) => imaps = Some(a),
                 Some(BannerLine::Grpc(a)) => grpc = Some(a),
                 Some(BannerLine::Cert(p)) => cert = Some(p),
+                Some(BannerLine::Admin(a)) => admin = Some(a),
+                Some(BannerLine::Certs(p)) => certs = Some(p),
                 Some(BannerLine::Node(n)) => dev_nodes.push(n),
                 None => {}
             }
@@ -221,6 +238,8 @@ impl MailraftDev {
             imap: imap.ok_or_else(|| anyhow!("no imap"))?,
             imaps: imaps.ok_or_else(|| anyhow!("no imaps"))?,
             grpc: grpc.ok_or_else(|| anyhow!("no grpc"))?,
+            admin: admin.ok_or_else(|| anyhow!("no admin"))?,
+            certs: certs.ok_or_else(|| anyhow!("no certs"))?,
             cert: cert.ok_or_else(|| anyhow!("no cert"))?,
             nodes: dev_nodes,
         })
@@ -257,7 +276,9 @@ impl MailraftDev {
         let mut child = Command::new(&self.bin)
             .arg("admin")
             .arg("--endpoint")
-            .arg(format!("http://{}", self.grpc))
+            .arg(format!("https://{}", self.admin))
+            .arg("--tls-dir")
+            .arg(&self.certs)
             .args(args)
             .env("RUST_BACKTRACE", "0")
             .stdin(Stdio::piped())

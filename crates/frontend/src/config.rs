@@ -40,10 +40,32 @@ pub struct FrontendConfig {
     /// Largest literal (e.g. an APPENDed message) we accept: larger synchronizing literals get
     /// `NO [TOOBIG]` before the client sends them (RFC 7888 §4, RFC 4469 §4.2).
     pub max_literal_bytes: u32,
+    /// Largest synchronizing literal before authentication; larger ones get `NO [TOOBIG]`
+    /// without a continuation. Before authentication the server advertises LITERAL- (RFC 7888
+    /// §5), so a non-synchronizing literal over 4096 bytes gets `BAD [TOOBIG]` and the
+    /// connection is closed without reading it. A client that never logs in therefore cannot
+    /// make us buffer more than `max_line_bytes + 2 * max(max_preauth_literal_bytes, 4096)`.
+    pub max_preauth_literal_bytes: u32,
+    /// Connections per source address (IPv4 address, IPv6 /64) that have not authenticated yet;
+    /// an IPv6 /48 may hold 4 times as many (`preauth::SITE_FACTOR`). Beyond it a new connection
+    /// is refused at accept, before any TLS handshake. The count drops when a connection logs in
+    /// or closes.
+    pub max_preauth_per_ip: usize,
+    /// Most messages one storage call of a STORE or EXPUNGE covers. Larger ones are split into
+    /// calls of at most this many messages (RFC 3501 makes neither atomic), so one command never
+    /// makes a single replicated apply, which every tenant of the Raft group waits for, costly.
+    pub write_chunk_messages: usize,
+    /// Longest a write may make no progress: output is written in 64 KiB slices, each of which
+    /// the client must take within this time. A client that stops reading (e.g. after
+    /// `FETCH 1:* BODY[]`) is disconnected when it passes, which also cancels the storage stream
+    /// feeding it; a slow client that keeps reading is never cut off.
+    pub write_timeout: Duration,
     /// Inactivity timer once authenticated and during IDLE (RFC 3501 §5.4: at least 30 minutes).
     pub idle_timeout: Duration,
-    /// Inactivity timer before authentication, short so that idle unauthenticated sockets cannot
-    /// pin connection slots.
+    /// Time from accept to a successful login, the TLS handshake included. A fixed deadline, not
+    /// an inactivity timer: client activity does not extend it, so slow unauthenticated sockets
+    /// cannot pin connection slots. Before login the connection is also closed after
+    /// `connection::MAX_PREAUTH_REFUSALS` (10) refused commands.
     pub preauth_timeout: Duration,
     /// Failed LOGIN/AUTHENTICATE attempts per connection before `BYE`, to slow password guessing.
     pub max_auth_failures: u32,
@@ -62,6 +84,9 @@ pub struct FrontendConfig {
     pub watch_heartbeat: Duration,
     /// Interval of `* OK still here` during IDLE so NATs and proxies keep the socket open.
     pub idle_keepalive: Duration,
+    /// Mutual TLS to the storage nodes (cluster CA, this front-end's certificate and key);
+    /// `None` talks plaintext, for loopback development only.
+    pub storage_tls: Option<crate::storage::route::StorageTls>,
 }
 
 impl Default for FrontendConfig {
@@ -72,6 +97,10 @@ impl Default for FrontendConfig {
             max_connections: 10_000,
             max_line_bytes: 64 * 1024,
             max_literal_bytes: 50 * 1024 * 1024,
+            max_preauth_literal_bytes: 8 * 1024,
+            max_preauth_per_ip: 20,
+            write_chunk_messages: 5_000,
+            write_timeout: Duration::from_secs(60),
             idle_timeout: Duration::from_secs(30 * 60),
             preauth_timeout: Duration::from_secs(60),
             max_auth_failures: 3,
@@ -80,6 +109,7 @@ impl Default for FrontendConfig {
             storage_attempt_timeout: Duration::from_secs(5),
             watch_heartbeat: Duration::from_secs(1),
             idle_keepalive: Duration::from_secs(120),
+            storage_tls: None,
         }
     }
 }
@@ -93,6 +123,10 @@ impl FrontendConfig {
         for (name, value) in [
             ("max_connections", self.max_connections as u64),
             ("max_literal_bytes", u64::from(self.max_literal_bytes)),
+            ("max_preauth_literal_bytes", u64::from(self.max_preauth_literal_bytes)),
+            ("max_preauth_per_ip", self.max_preauth_per_ip as u64),
+            ("write_chunk_messages", self.write_chunk_messages as u64),
+            ("write_timeout", self.write_timeout.as_millis() as u64),
             ("max_auth_failures", u64::from(self.max_auth_failures)),
             ("preauth_timeout", self.preauth_timeout.as_millis() as u64),
             ("request_timeout", self.request_timeout.as_millis() as u64),

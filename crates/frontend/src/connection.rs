@@ -1,11 +1,21 @@
 //! One client connection: read, frame, decode, gate, run, reply — until LOGOUT, BYE or EOF.
 //!
 //! The loop has the mini-redis shape: wait for bytes with a timeout that depends on the state
-//! (short before login, the RFC 3501 §5.4 autologout timer after) raced against the server's
-//! shutdown signal; both end in `* BYE`. Bytes go through the [`Framer`], which enforces the
+//! raced against the server's shutdown signal; both end in `* BYE`. Before login the deadline is
+//! one fixed instant, `preauth_timeout` after accept, that client activity does not move (a
+//! client trickling a byte a minute must not hold its slot forever); after login it is the
+//! RFC 3501 §5.4 autologout timer, restarted by every read. Bytes go through the [`Framer`], which enforces the
 //! size caps before anything is parsed; complete messages are decoded by imap-codec. Nothing a
 //! client sends can panic the loop: undecodable input is answered with `BAD` and the next
 //! command is read.
+//!
+//! The framer's caps follow the login state: before authentication literals are small
+//! (`max_preauth_literal_bytes`, and LITERAL- for non-synchronizing ones, RFC 7888 §5), so a
+//! client that never logs in cannot make us buffer much; the full caps apply from the first
+//! message after LOGIN/AUTHENTICATE succeeded. Before login, [`MAX_PREAUTH_REFUSALS`] refused
+//! commands (`BAD`, or a literal refused as too big) end the connection with `* BYE`: such a
+//! client is not speaking IMAP to us, and each refusal costs a parse. Every write has a deadline
+//! ([`Out::with_write_timeout`]); a client that stops reading is disconnected when it passes.
 //!
 //! Three commands take over the socket after their handler returns: STARTTLS (handshake),
 //! AUTHENTICATE without an initial response (one SASL line) and IDLE (push updates until
@@ -28,14 +38,23 @@ use crate::cmd::{self, Ctx, Next, Reply, Shared, authenticate, capability};
 use crate::error::FrontendError;
 use crate::framer::{Frame, Framer, Limits, Rejection, tag_of};
 use crate::io::ImapStream;
+use crate::preauth::PreauthGuard;
 use crate::response::Out;
-use crate::session::{Gate, Session, updates};
+use crate::session::{Gate, Session, lifetime, updates};
+
+mod undecodable;
+mod waits;
+
+use undecodable::describe_undecodable;
+use waits::{IdleRetry, changed, sleep_until};
 
 /// Size of one socket read.
 const READ_CHUNK: usize = 16 * 1024;
 /// How long a closing connection may take to flush its last bytes.
 const CLOSE_TIMEOUT: Duration = Duration::from_secs(5);
-
+/// Refused commands (`BAD`, literal `NO [TOOBIG]`) before login after which the connection is
+/// closed. Failed logins have their own, smaller budget (`max_auth_failures`).
+pub const MAX_PREAUTH_REFUSALS: u32 = 10;
 /// Whether the loop goes on.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 enum Flow {
@@ -54,6 +73,13 @@ pub struct Connection {
     starttls: Option<Arc<rustls::ServerConfig>>,
     shutdown: CancellationToken,
     read_buf: Vec<u8>,
+    /// This connection's slot among its source's unauthenticated connections; given back at
+    /// login (or when the connection ends).
+    preauth: Option<PreauthGuard>,
+    /// When an unauthenticated session is closed, however active it is.
+    preauth_deadline: Instant,
+    /// Commands refused before login, up to [`MAX_PREAUTH_REFUSALS`].
+    preauth_refusals: u32,
 }
 
 impl Connection {
@@ -66,22 +92,57 @@ impl Connection {
         session_id: String,
     ) -> Self {
         let config = &shared.config;
-        let limits = Limits {
-            max_line: config.max_line_bytes,
-            max_literal: config.max_literal_bytes,
-            max_message: (config.max_literal_bytes as usize).saturating_add(4 * config.max_line_bytes),
-        };
         let session =
             Session::new(session_id, io.is_tls(), starttls.is_some(), config.allow_plaintext_auth);
+        let preauth_deadline = Instant::now() + config.preauth_timeout;
         Self {
-            framer: Framer::new(limits),
-            out: Out::new(),
+            framer: Framer::new(Limits::for_login_state(config, false)),
+            out: Out::with_write_timeout(config.write_timeout),
             session,
             starttls,
             shutdown,
             io,
             shared,
             read_buf: vec![0; READ_CHUNK],
+            preauth: None,
+            preauth_deadline,
+            preauth_refusals: 0,
+        }
+    }
+
+    /// Records the client's address: the storage tier keeps password-failure budgets per source.
+    pub fn with_peer(mut self, peer: std::net::IpAddr) -> Self {
+        self.session.peer = Some(peer);
+        self
+    }
+
+    /// Holds `guard` until the session authenticates or the connection ends.
+    pub fn with_preauth_guard(mut self, guard: PreauthGuard) -> Self {
+        self.preauth = Some(guard);
+        self
+    }
+
+    /// Counts `preauth_timeout` from `accepted` rather than from now, so the time spent before
+    /// the session started (a TLS handshake) is part of it.
+    pub fn with_preauth_deadline_from(mut self, accepted: Instant) -> Self {
+        self.preauth_deadline = accepted + self.shared.config.preauth_timeout;
+        self
+    }
+
+    fn authenticated(&self) -> bool {
+        self.session.user().is_some()
+    }
+
+    /// Applies the caps of the current login state and gives the pre-auth slot back once
+    /// logged in. Runs between messages, so one message is framed under one set of caps.
+    fn follow_login_state(&mut self) {
+        let authenticated = self.authenticated();
+        let limits = Limits::for_login_state(&self.shared.config, authenticated);
+        if self.framer.limits() != limits {
+            self.framer.set_limits(limits);
+        }
+        if authenticated {
+            self.preauth = None;
         }
     }
 
@@ -89,18 +150,28 @@ impl Connection {
     pub async fn run(mut self) {
         // RFC 3501 §7.1.1 greeting, with the capabilities so clients need no CAPABILITY round trip.
         self.out.untagged(StatusKind::Ok, Some(capability::code(&self.session)), "Mailraft IMAP4rev1 ready");
-        let mut flow = Flow::Continue;
-        while flow == Flow::Continue {
-            flow = match self.step().await {
-                Ok(flow) => flow,
-                Err(error) => {
-                    tracing::debug!(%error, "connection i/o failed");
-                    return;
-                }
-            };
+        let mut flow = Ok(Flow::Continue);
+        while matches!(flow, Ok(Flow::Continue)) {
+            flow = self.step().await;
+        }
+        if self.out.is_stalled() {
+            // No BYE and no TLS close_notify: the client would not read them either. Dropping
+            // the socket (and, already, any storage stream the command was reading) is all.
+            crate::metrics::write_timeout();
+            tracing::info!(
+                session_id = %self.session.id,
+                write_timeout = ?self.shared.config.write_timeout,
+                "client stopped reading responses, closing the connection"
+            );
+            return;
+        }
+        if let Err(error) = flow {
+            tracing::debug!(%error, "connection i/o failed");
+            return;
         }
         self.session.state = crate::session::State::Logout;
-        let _ = tokio::time::timeout(CLOSE_TIMEOUT, async {
+        let close_timeout = CLOSE_TIMEOUT.min(self.shared.config.write_timeout);
+        let _ = tokio::time::timeout(close_timeout, async {
             let _ = self.out.flush_to(&mut self.io).await;
             let _ = self.io.shutdown().await;
         })
@@ -113,6 +184,7 @@ impl Connection {
 
     /// One framer event.
     async fn step(&mut self) -> std::io::Result<Flow> {
+        self.follow_login_state();
         match self.framer.poll() {
             Frame::NeedMore => {
                 self.flush().await?;
@@ -130,13 +202,15 @@ impl Connection {
             }
             Frame::Rejected { tag, reason } => {
                 self.reject(tag.as_ref(), reason);
-                Ok(Flow::Continue)
+                Ok(self.count_refusal())
             }
             Frame::Fatal { tag } => {
-                // RFC 7888 §4: a non-synchronizing literal over our limit is already on its way;
-                // we cannot skip it cheaply, so refuse and close.
+                // RFC 7888 §4, §5: a non-synchronizing literal over our limit (before login: over
+                // LITERAL-'s 4096 bytes) is refused with a tagged BAD [TOOBIG]. Its bytes are
+                // already on the way and we neither buffer nor skip them: the connection closes.
                 self.out.maybe_tagged(tag.as_ref(), StatusKind::Bad, Some(Code::TooBig), "literal too big");
                 self.out.bye(None, "literal too big, closing");
+                crate::metrics::literal_refused(self.stage(), "nonsync");
                 crate::metrics::command("unknown", "bad", Duration::ZERO);
                 Ok(Flow::Close)
             }
@@ -153,21 +227,60 @@ impl Connection {
             // RFC 7888 §4 / RFC 4469 §4.2: refuse the literal before the client sends it.
             Rejection::LiteralTooBig => {
                 self.out.maybe_tagged(tag, StatusKind::No, Some(Code::TooBig), "literal too big");
+                crate::metrics::literal_refused(self.stage(), "sync");
                 crate::metrics::command("unknown", "no", Duration::ZERO);
             }
         }
     }
 
+    /// Counts a refused command before login; closes with `* BYE` at the limit.
+    fn count_refusal(&mut self) -> Flow {
+        if self.authenticated() {
+            return Flow::Continue;
+        }
+        self.preauth_refusals += 1;
+        if self.preauth_refusals < MAX_PREAUTH_REFUSALS {
+            return Flow::Continue;
+        }
+        self.out.bye(None, "too many invalid commands");
+        Flow::Close
+    }
+
+    /// Metrics label of the login state.
+    fn stage(&self) -> &'static str {
+        if self.authenticated() { "auth" } else { "preauth" }
+    }
+
     /// Waits for client bytes (or shutdown, or the inactivity timeout).
+    /// Keeping the session's token alive (`session/lifetime.rs`) runs meanwhile and is not
+    /// client activity: the autologout deadline stays.
     async fn read_more(&mut self) -> std::io::Result<Flow> {
-        let limit = self.read_timeout();
-        let read = tokio::select! {
-            _ = self.shutdown.cancelled() => None,
-            read = tokio::time::timeout(limit, self.io.read(&mut self.read_buf)) => Some(read),
+        let deadline = self.read_deadline();
+        let read = loop {
+            let woke = tokio::select! {
+                biased;
+                _ = self.shutdown.cancelled() => Woke::Shutdown,
+                () = lifetime::due(&self.session) => Woke::Session,
+                read = tokio::time::timeout_at(deadline, self.io.read(&mut self.read_buf)) => Woke::Read(read),
+            };
+            match woke {
+                Woke::Shutdown => break None,
+                Woke::Read(read) => break Some(read),
+                Woke::Session => {
+                    if let Err(bye) = lifetime::maintain(&self.shared.storage, &mut self.session).await {
+                        self.out.bye(None, bye);
+                        return Ok(Flow::Close);
+                    }
+                }
+            }
         };
         match read {
             None => {
                 self.out.bye(None, "server shutting down");
+                Ok(Flow::Close)
+            }
+            Some(Err(_)) if !self.authenticated() => {
+                self.out.bye(None, "too long without logging in");
                 Ok(Flow::Close)
             }
             Some(Err(_)) => {
@@ -184,12 +297,10 @@ impl Connection {
         }
     }
 
-    fn read_timeout(&self) -> Duration {
-        if self.session.user().is_some() {
-            self.shared.config.idle_timeout
-        } else {
-            self.shared.config.preauth_timeout
-        }
+    /// Until when the next read may wait: the fixed pre-login deadline, or the autologout timer
+    /// counted from now.
+    fn read_deadline(&self) -> Instant {
+        if self.authenticated() { Instant::now() + self.shared.config.idle_timeout } else { self.preauth_deadline }
     }
 
     /// Decodes and runs one complete message.
@@ -201,7 +312,7 @@ impl Connection {
                 let text = describe_undecodable(message, tag.is_some());
                 self.out.maybe_tagged(tag.as_ref(), StatusKind::Bad, None, &text);
                 crate::metrics::command("unknown", "bad", Duration::ZERO);
-                return Ok(Flow::Continue);
+                return Ok(self.count_refusal());
             }
         };
         self.run_command(command).await
@@ -248,6 +359,9 @@ impl Connection {
             _ => {}
         }
         self.complete(&tag, name, started, &reply);
+        if reply.kind == StatusKind::Bad && reply.next == Next::Continue && self.count_refusal() == Flow::Close {
+            return Ok(Flow::Close);
+        }
         match std::mem::replace(&mut reply.next, Next::Continue) {
             Next::Close => Ok(Flow::Close),
             Next::Bye(text) => {
@@ -268,6 +382,10 @@ impl Connection {
         let reply = Reply::from_error(error);
         if error.is_fatal_for_selection() {
             return reply.then(Next::Bye("mailbox was replaced, please reconnect"));
+        }
+        if matches!(error, FrontendError::AuthFailed(_)) && self.session.user().is_some() {
+            // The storage refused the session's token (revoked or expired): nothing will work.
+            return reply.then(Next::Bye(lifetime::REVOKED));
         }
         reply
     }
@@ -301,6 +419,7 @@ impl Connection {
             Ok(()) => Ok(()),
             Err(FrontendError::NonExistent(_)) => Err(PollFailure::Bye("selected mailbox was deleted")),
             Err(FrontendError::UidValidityChanged(_)) => Err(PollFailure::Bye("selected mailbox was replaced")),
+            Err(FrontendError::AuthFailed(_)) => Err(PollFailure::Bye(lifetime::REVOKED)),
             Err(error) => Err(PollFailure::Transient(error)),
         }
     }
@@ -328,7 +447,9 @@ impl Connection {
             return Ok(Flow::Close);
         };
         let io = std::mem::replace(&mut self.io, ImapStream::Upgrading);
-        match tokio::time::timeout(self.shared.config.preauth_timeout, io.upgrade(config)).await {
+        // STARTTLS is only valid before login (RFC 3501 §6.2.1): the handshake counts against
+        // the fixed pre-login deadline.
+        match tokio::time::timeout_at(self.preauth_deadline, io.upgrade(config)).await {
             Ok(Ok(io)) => {
                 self.io = io;
                 self.session.tls = true;
@@ -440,6 +561,7 @@ impl Connection {
                 _ = self.shutdown.cancelled() => IdleEvent::Shutdown,
                 _ = tokio::time::sleep_until(deadline) => IdleEvent::Timeout,
                 _ = keepalive.tick() => IdleEvent::Keepalive,
+                () = lifetime::due(&self.session) => IdleEvent::Session,
                 _ = changed(subscription.as_ref()) => IdleEvent::Changed,
                 _ = sleep_until(retry.due()) => IdleEvent::Changed,
                 read = self.io.read(&mut self.read_buf) => IdleEvent::Read(read),
@@ -463,6 +585,12 @@ impl Connection {
                     self.out.untagged(StatusKind::Ok, None, "still here");
                     self.flush().await?;
                 }
+                IdleEvent::Session => {
+                    if let Err(bye) = lifetime::maintain(&self.shared.storage, &mut self.session).await {
+                        self.out.bye(None, bye);
+                        return Ok(Flow::Close);
+                    }
+                }
                 IdleEvent::Changed => {
                     if let Err(bye) = self.idle_poll(&mut retry).await {
                         self.out.bye(None, bye);
@@ -478,11 +606,21 @@ impl Connection {
     }
 }
 
+/// What ended a wait for client bytes.
+enum Woke<T> {
+    Shutdown,
+    /// The session's token needs renewing, or its account's credentials changed.
+    Session,
+    Read(T),
+}
+
 /// What woke an idling connection.
 enum IdleEvent {
     Shutdown,
     Timeout,
     Keepalive,
+    /// As [`Woke::Session`].
+    Session,
     Changed,
     Read(std::io::Result<usize>),
 }
@@ -494,84 +632,6 @@ enum PollFailure {
     Bye(&'static str),
     /// The storage could not answer in time; polling again later reports the same changes.
     Transient(FrontendError),
-}
-
-/// First delay before an IDLE poll that failed is retried.
-const IDLE_RETRY_FIRST: Duration = Duration::from_secs(1);
-
-/// The pending retry of a failed IDLE poll: due after a delay that doubles per failure, up to
-/// the keepalive interval (which polls anyway). Cleared by any successful poll.
-#[derive(Debug)]
-struct IdleRetry {
-    due: Option<Instant>,
-    delay: Duration,
-    max: Duration,
-}
-
-impl IdleRetry {
-    fn new(max: Duration) -> Self {
-        Self { due: None, delay: IDLE_RETRY_FIRST.min(max), max }
-    }
-
-    /// Records a failure at `now`; returns when to try again.
-    fn schedule(&mut self, now: Instant) -> Instant {
-        let due = now + self.delay;
-        self.due = Some(due);
-        self.delay = self.delay.saturating_mul(2).min(self.max);
-        due
-    }
-
-    /// A poll succeeded: nothing is pending.
-    fn clear(&mut self) {
-        self.due = None;
-        self.delay = IDLE_RETRY_FIRST.min(self.max);
-    }
-
-    fn due(&self) -> Option<Instant> {
-        self.due
-    }
-}
-
-/// Sleeps until `at`; forever if there is nothing to wait for.
-async fn sleep_until(at: Option<Instant>) {
-    match at {
-        Some(at) => tokio::time::sleep_until(at).await,
-        None => std::future::pending().await,
-    }
-}
-
-/// Resolves when the subscription fires; never without one (IDLE in authenticated state).
-async fn changed(subscription: Option<&crate::watch::Subscription>) {
-    match subscription {
-        Some(subscription) => subscription.changed().await,
-        None => std::future::pending().await,
-    }
-}
-
-/// Command names imap-codec parses, to tell "unknown command" from "bad arguments".
-const KNOWN_COMMANDS: &[&str] = &[
-    "APPEND", "AUTHENTICATE", "CAPABILITY", "CHECK", "CLOSE", "COPY", "CREATE", "DELETE", "ENABLE",
-    "EXAMINE", "EXPUNGE", "FETCH", "ID", "IDLE", "LIST", "LOGIN", "LOGOUT", "LSUB", "MOVE",
-    "NAMESPACE", "NOOP", "RENAME", "SEARCH", "SELECT", "STARTTLS", "STATUS", "STORE", "SUBSCRIBE",
-    "UID", "UNSELECT", "UNSUBSCRIBE",
-];
-
-/// A clear text for a message imap-codec could not decode. Never echoes the message itself:
-/// it may contain credentials.
-fn describe_undecodable(message: &[u8], has_tag: bool) -> String {
-    if !has_tag {
-        return "invalid command: missing or invalid tag".to_owned();
-    }
-    let mut words = message.split(|b| matches!(b, b' ' | b'\r' | b'\n')).filter(|w| !w.is_empty());
-    let _tag = words.next();
-    let Some(word) = words.next() else {
-        return "invalid command: missing command name".to_owned();
-    };
-    let word = String::from_utf8_lossy(word).to_ascii_uppercase();
-    match KNOWN_COMMANDS.iter().find(|known| **known == word) {
-        Some(known) => format!("syntax error in {known} arguments"),
-        None => "unknown command".to_owned(),
-    }
 }
 
 #[cfg(test)]

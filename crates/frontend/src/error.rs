@@ -28,6 +28,10 @@ pub enum FrontendError {
     /// A quota would be exceeded (storage `OVERQUOTA`).
     #[error("{0}")]
     OverQuota(String),
+    /// A bound on one command or one mailbox would be exceeded (storage `LIMIT`, or the
+    /// front-end's own check before calling the storage).
+    #[error("{0}")]
+    Limit(String),
     /// The storage rejected an argument (storage `INVALID`, e.g. a bad mailbox name).
     #[error("{0}")]
     Invalid(String),
@@ -82,6 +86,8 @@ impl FrontendError {
             E::UidValidityChanged(m) => (no, Some(other_code("UNAVAILABLE")), m.clone()),
             E::Cannot(m) | E::Invalid(m) => (no, Some(other_code("CANNOT")), m.clone()),
             E::OverQuota(m) => (no, Some(Code::OverQuota), m.clone()),
+            // RFC 5530 §3: "The operation ran up against an implementation limit of some kind".
+            E::Limit(m) => (no, Some(other_code("LIMIT")), m.clone()),
             E::AuthFailed(_) => {
                 (no, Some(other_code("AUTHENTICATIONFAILED")), "authentication failed".to_owned())
             }
@@ -122,6 +128,7 @@ impl FrontendError {
             E::UidValidityChanged(_) => "uidvalidity",
             E::Cannot(_) => "cannot",
             E::OverQuota(_) => "overquota",
+            E::Limit(_) => "limit",
             E::Invalid(_) => "invalid",
             E::AuthFailed(_) => "authfailed",
             E::Unavailable(_) => "unavailable",
@@ -156,6 +163,7 @@ mod tests {
         assert_eq!(render(FrontendError::NonExistent("no such mailbox".into())), "t NO [NONEXISTENT] no such mailbox\r\n");
         assert_eq!(render(FrontendError::AlreadyExists("exists".into())), "t NO [ALREADYEXISTS] exists\r\n");
         assert_eq!(render(FrontendError::OverQuota("full".into())), "t NO [OVERQUOTA] full\r\n");
+        assert_eq!(render(FrontendError::Limit("too many".into())), "t NO [LIMIT] too many\r\n");
         assert_eq!(render(FrontendError::AuthFailed("x".into())), "t NO [AUTHENTICATIONFAILED] authentication failed\r\n");
         assert_eq!(render(FrontendError::Internal("boom".into())), "t NO [SERVERBUG] internal server error\r\n");
         assert!(render(FrontendError::Timeout).starts_with("t NO [UNAVAILABLE]"));

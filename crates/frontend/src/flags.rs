@@ -91,14 +91,17 @@ pub fn mailbox_flags(keywords: &[String]) -> Vec<Flag<'static>> {
     out
 }
 
-/// The PERMANENTFLAGS list (RFC 3501 §7.1): every flag in [`mailbox_flags`] plus `\*`, because
-/// clients may create new keywords.
+/// The PERMANENTFLAGS list (RFC 3501 §7.1): every flag in [`mailbox_flags`] plus `\*` while
+/// clients may create new keywords, i.e. until the mailbox holds
+/// [`crate::limits::MAX_MAILBOX_KEYWORDS`] of them.
 pub fn permanent_flags(keywords: &[String]) -> Vec<FlagPerm<'static>> {
     let mut out: Vec<FlagPerm<'static>> = mailbox_flags(keywords)
         .into_iter()
         .map(FlagPerm::Flag)
         .collect();
-    out.push(FlagPerm::Asterisk);
+    if keywords.len() < crate::limits::MAX_MAILBOX_KEYWORDS {
+        out.push(FlagPerm::Asterisk);
+    }
     out
 }
 
@@ -183,5 +186,13 @@ mod tests {
         let perm = permanent_flags(&kws);
         assert_eq!(perm.len(), 7);
         assert_eq!(perm.last(), Some(&FlagPerm::Asterisk));
+    }
+
+    #[test]
+    fn a_full_mailbox_offers_no_new_keywords() {
+        let mut kws: Vec<String> = (1..crate::limits::MAX_MAILBOX_KEYWORDS).map(|i| format!("k{i}")).collect();
+        assert_eq!(permanent_flags(&kws).last(), Some(&FlagPerm::Asterisk));
+        kws.push("last".to_owned());
+        assert!(!permanent_flags(&kws).contains(&FlagPerm::Asterisk));
     }
 }

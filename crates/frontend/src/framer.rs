@@ -12,7 +12,12 @@
 //! - a per-line cap: the command is discarded to its end, then rejected (`BAD`);
 //! - a per-literal and per-message cap: a synchronizing literal over it is rejected with
 //!   `NO [TOOBIG]` before the continuation request, so the client never sends it (RFC 7888 §4,
-//!   RFC 4469 §4.2); a non-synchronizing one is already on its way, so the connection closes.
+//!   RFC 4469 §4.2); a non-synchronizing one is already on its way, so the connection closes;
+//! - a separate, possibly smaller cap for non-synchronizing literals (before authentication the
+//!   server advertises LITERAL-, which allows them only up to 4096 bytes, RFC 7888 §5).
+//!
+//! The caps can change between messages ([`Framer::set_limits`]): the connection uses small ones
+//! until the client has authenticated.
 //!
 //! Usage: [`Framer::feed`] bytes from the socket, then call [`Framer::poll`] until it returns
 //! [`Frame::NeedMore`]; after [`Frame::Message`], [`Framer::take_message`] returns the bytes to
@@ -21,15 +26,54 @@
 use bytes::{Buf, BytesMut};
 use imap_codec::imap_types::core::{LiteralMode, Tag};
 
+use crate::config::FrontendConfig;
+
 /// Size caps of the framer.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct Limits {
     /// Longest line, including its CRLF.
     pub max_line: usize,
-    /// Largest single literal.
+    /// Largest single synchronizing literal.
     pub max_literal: u32,
+    /// Largest single non-synchronizing literal.
+    pub max_nonsync_literal: u32,
     /// Largest whole message (lines plus literals).
     pub max_message: usize,
+}
+
+/// RFC 7888 §5: under LITERAL- a non-synchronizing literal may have up to 4096 bytes.
+pub const LITERAL_MINUS_MAX: u32 = 4096;
+
+impl Limits {
+    /// The caps for a session that is (or is not yet) authenticated. Before login they are small
+    /// (`max_preauth_literal_bytes`, LITERAL- for non-synchronizing literals) so a client that
+    /// never logs in cannot make us buffer much.
+    pub fn for_login_state(config: &FrontendConfig, authenticated: bool) -> Self {
+        let max_line = config.max_line_bytes;
+        if authenticated {
+            let literal = config.max_literal_bytes;
+            Limits {
+                max_line,
+                max_literal: literal,
+                max_nonsync_literal: literal,
+                max_message: (literal as usize).saturating_add(4 * max_line),
+            }
+        } else {
+            let literal = config.max_preauth_literal_bytes.min(config.max_literal_bytes);
+            // LITERAL- allows non-synchronizing literals up to 4096 bytes (RFC 7888 §5); an
+            // operator's smaller pre-auth cap applies to them as well. `max_line` stays as
+            // configured: SASL initial responses (RFC 4959) can be long.
+            let nonsync = literal.min(LITERAL_MINUS_MAX);
+            // Room for the longest pre-auth message with literals: LOGIN with two of them.
+            let largest = literal.max(nonsync) as usize;
+            Limits {
+                max_line,
+                max_literal: literal,
+                max_nonsync_literal: nonsync,
+                max_message: max_line.saturating_add(2 * largest),
+            }
+        }
+    }
 }
 
 /// Why a message was refused.
@@ -60,7 +104,7 @@ pub enum Frame {
         reason: Rejection,
     },
     /// A non-synchronizing literal over the limit is arriving: the stream cannot be resynchronised
-    /// cheaply, so the caller answers `BAD` and closes (RFC 7888 §4).
+    /// cheaply, so the caller answers `BAD [TOOBIG]` and closes (RFC 7888 §4, §5).
     Fatal {
         /// Tag of the refused command, if readable.
         tag: Option<Tag<'static>>,
@@ -109,6 +153,18 @@ impl Framer {
             line_start: 0,
             state: State::Line,
         }
+    }
+
+    /// Replaces the caps; they apply from the next line or literal announcement on. The
+    /// connection calls this between messages (e.g. after LOGIN) so the bytes of a message are
+    /// always judged by one set of caps.
+    pub fn set_limits(&mut self, limits: Limits) {
+        self.limits = limits;
+    }
+
+    /// The caps in force.
+    pub fn limits(&self) -> Limits {
+        self.limits
     }
 
     /// Appends bytes read from the socket.
@@ -245,7 +301,11 @@ impl Framer {
             self.state = State::Complete;
             return Some(Frame::Message);
         };
-        let fits = length <= u64::from(self.limits.max_literal)
+        let cap = match mode {
+            LiteralMode::Sync => self.limits.max_literal,
+            LiteralMode::NonSync => self.limits.max_nonsync_literal,
+        };
+        let fits = length <= u64::from(cap)
             && (self.message.len() as u64).saturating_add(length) <= self.limits.max_message as u64;
         if !fits {
             let tag = tag_of(&self.message);
@@ -256,6 +316,9 @@ impl Framer {
                     self.reset_message();
                     Frame::Rejected { tag, reason: Rejection::LiteralTooBig }
                 }
+                // RFC 7888 §4, §5: its bytes are already on the way and we will not buffer them,
+                // so the stream cannot be resynchronised: the caller refuses and closes. Nothing
+                // after the announcement is examined.
                 LiteralMode::NonSync => {
                     self.reset_message();
                     self.input.clear();
@@ -263,7 +326,7 @@ impl Framer {
                 }
             });
         }
-        // `fits` bounds `length` by `max_literal`, a u32.
+        // `fits` bounds `length` by a u32 cap.
         let remaining = u32::try_from(length).unwrap_or(u32::MAX);
         self.state = State::Literal { remaining };
         match mode {
@@ -312,7 +375,7 @@ mod tests {
     use super::*;
 
     fn limits() -> Limits {
-        Limits { max_line: 64, max_literal: 100, max_message: 300 }
+        Limits { max_line: 64, max_literal: 100, max_nonsync_literal: 100, max_message: 300 }
     }
 
     /// Feeds `input` split at `split`, collecting frames and completed messages.
@@ -470,6 +533,32 @@ mod tests {
     }
 
     #[test]
+    fn nonsync_cap_is_separate_from_the_sync_cap() {
+        let limits = Limits { max_nonsync_literal: 10, ..limits() };
+        // 11 bytes: allowed as a synchronizing literal ...
+        let frames = run(b"a1 LOGIN {11}\r\n", &[], limits);
+        assert_eq!(frames, vec![(Frame::Continue, vec![])]);
+        // ... but not as a non-synchronizing one (LITERAL-, RFC 7888 §5), whose bytes are not read.
+        let frames = run(b"a1 LOGIN {11+}\r\nxxxxxxxxxxx a2 NOOP\r\n", &[], limits);
+        assert_eq!(frames, vec![(Frame::Fatal { tag: Some(Tag::try_from("a1").unwrap()) }, vec![])]);
+        let frames = run(b"a1 LOGIN {10+}\r\nxxxxxxxxxx x\r\n", &[], limits);
+        assert_eq!(frames, vec![(Frame::Message, b"a1 LOGIN {10+}\r\nxxxxxxxxxx x\r\n".to_vec())]);
+    }
+
+    #[test]
+    fn new_limits_apply_to_the_next_message() {
+        let small = Limits { max_literal: 8, max_nonsync_literal: 8, ..limits() };
+        let mut framer = Framer::new(small);
+        framer.feed(b"a1 LOGIN {9}\r\n");
+        assert!(matches!(framer.poll(), Frame::Rejected { reason: Rejection::LiteralTooBig, .. }));
+        framer.set_limits(limits());
+        assert_eq!(framer.limits(), limits());
+        framer.feed(b"a2 APPEND x {9+}\r\n123456789\r\n");
+        assert_eq!(framer.poll(), Frame::Message);
+        assert_eq!(framer.take_message(), b"a2 APPEND x {9+}\r\n123456789\r\n");
+    }
+
+    #[test]
     fn message_cap_counts_all_literals() {
         // Three literals of 100 bytes each exceed max_message = 300 together with the lines.
         let mut input = Vec::new();
@@ -479,6 +568,18 @@ mod tests {
         }
         let frames = run(&input, &[], limits());
         assert!(matches!(frames.last(), Some((Frame::Fatal { .. }, _))), "{frames:?}");
+    }
+
+    #[test]
+    fn preauth_nonsync_literals_follow_a_smaller_preauth_cap() {
+        let config = FrontendConfig { max_preauth_literal_bytes: 100, ..FrontendConfig::default() };
+        let limits = Limits::for_login_state(&config, false);
+        assert_eq!(limits.max_nonsync_literal, 100);
+        let frames = run(b"a1 LOGIN {200+}\r\n", &[], limits);
+        assert!(matches!(frames.last(), Some((Frame::Fatal { .. }, _))), "{frames:?}");
+        // The default pre-auth cap is larger than LITERAL-'s 4096 bytes, which then applies.
+        let limits = Limits::for_login_state(&FrontendConfig::default(), false);
+        assert_eq!(limits.max_nonsync_literal, LITERAL_MINUS_MAX);
     }
 
     #[test]

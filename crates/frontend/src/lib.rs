@@ -6,8 +6,9 @@
 //! Any number of front-ends can serve the same storage cluster.
 //!
 //! Flow of one connection:
-//! 1. [`server`] accepts a socket under the connection limit (TLS handshake for implicit TLS)
-//!    and spawns a [`connection::Connection`].
+//! 1. [`server`] accepts a socket under the connection limit and the per-address limit on
+//!    unauthenticated connections ([`preauth`]), refusing inline otherwise, then (TLS handshake
+//!    for implicit TLS) spawns a [`connection::Connection`].
 //! 2. The connection reads with a state-dependent timeout; [`framer`] splits bytes into whole
 //!    messages (lines + literals) under size caps; imap-codec decodes them into commands.
 //! 3. [`session`] gates each command by RFC 3501 state; [`cmd`] runs it (one file per command)
@@ -29,9 +30,14 @@ pub mod connection;
 pub mod error;
 pub mod flags;
 pub mod framer;
+/// Entry points of the fuzz targets and their corpus replay test; not an API.
+#[doc(hidden)]
+pub mod fuzzing;
 pub mod io;
+pub mod limits;
 pub mod metrics;
 pub mod names;
+pub mod preauth;
 pub mod render;
 pub mod response;
 pub mod search;

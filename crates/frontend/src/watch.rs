@@ -17,6 +17,12 @@
 //! 3. steer the router away from that node (follow the hint of a `NOT_LEADER` ending, else
 //!    forget it as leader and rotate), wake every session again, back off, reconnect.
 //!
+//! Account events (mailbox id [`ACCOUNT_MAILBOX`]: the account's credentials changed) go to the
+//! account subscription every logged-in session holds ([`WatchHub::subscribe_account`]), which
+//! then checks its token (`session/lifetime.rs`). A reconnect does not wake those: a revocation
+//! missed meanwhile is still caught by the session's next storage call, and waking every session
+//! of the process on each leader change would cost one call per session.
+//!
 //! Notifications use `tokio::sync::Notify`, which keeps one permit: bursts of events coalesce into
 //! one wake-up, and a wake-up that arrives while the session is busy is not lost.
 
@@ -44,6 +50,8 @@ const FIRST_BACKOFF: Duration = Duration::from_millis(100);
 const MAX_BACKOFF: Duration = Duration::from_secs(5);
 /// Heartbeat intervals without any message after which the stream is considered dead.
 pub const MISSED_HEARTBEATS: u32 = 3;
+/// The mailbox id of account events (no mailbox has it; see `WatchEvent` in the proto).
+pub const ACCOUNT_MAILBOX: u64 = 0;
 
 /// Why one watch stream ended.
 #[derive(Debug)]
@@ -119,6 +127,11 @@ impl WatchHub {
         Subscription { inner: self.inner.clone(), key, id, notify }
     }
 
+    /// Registers for the account events of one account (its credentials changed).
+    pub fn subscribe_account(&self, tenant_id: u64, account_id: u64) -> Subscription {
+        self.subscribe(tenant_id, account_id, ACCOUNT_MAILBOX)
+    }
+
     /// Number of live subscriptions (tests, metrics).
     pub fn subscriber_count(&self) -> usize {
         self.inner.subscribers().values().map(Vec::len).sum()
@@ -141,9 +154,12 @@ impl WatchHub {
         }
     }
 
-    /// Wakes every subscriber (after a lag or a reconnect, events may have been missed).
+    /// Wakes every mailbox subscriber (after a lag or a reconnect, events may have been missed);
+    /// account subscriptions are left alone (module docs).
     pub fn notify_all(&self) {
-        for list in self.inner.subscribers().values() {
+        let subscribers = self.inner.subscribers();
+        let mailboxes = subscribers.iter().filter(|((_, _, mailbox), _)| *mailbox != ACCOUNT_MAILBOX);
+        for (_, list) in mailboxes {
             for (_, notify) in list {
                 notify.notify_one();
             }
@@ -253,6 +269,21 @@ mod tests {
         assert!(woken(&a).await);
         assert!(!woken(&a).await, "two events coalesce into one wake-up");
         assert!(!woken(&b).await);
+    }
+
+    #[tokio::test]
+    async fn account_events_reach_the_account_only_and_lag_does_not() {
+        let hub = WatchHub::new();
+        let account = hub.subscribe_account(1, 2);
+        let other = hub.subscribe_account(1, 3);
+        let mailbox = hub.subscribe(1, 2, 10);
+        hub.dispatch(&event(ACCOUNT_MAILBOX, false));
+        assert!(woken(&account).await);
+        assert!(!woken(&other).await);
+        assert!(!woken(&mailbox).await, "a mailbox session learns of it from its own calls");
+        hub.dispatch(&event(10, true));
+        assert!(woken(&mailbox).await);
+        assert!(!woken(&account).await, "a lag or reconnect does not make every session refresh");
     }
 
     #[tokio::test]

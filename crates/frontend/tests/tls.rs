@@ -32,14 +32,21 @@ async fn starttls_enables_login() {
     let caps = c.ok("CAPABILITY").await;
     assert!(caps[0].contains("STARTTLS") && caps[0].contains("LOGINDISABLED"), "{caps:?}");
     assert!(c.tagged(&format!("LOGIN {USER} \"{PASSWORD}\"")).await.contains("NO [PRIVACYREQUIRED]"));
-    // A command pipelined behind STARTTLS (cleartext injection) must not run after the handshake.
-    c.send(b"s1 STARTTLS\r\ns2 NOOP\r\n").await;
-    let (_, tagged) = c.until_tagged("s1").await;
-    assert!(tagged.contains("OK"), "{tagged}");
+    // STARTTLS command injection: a LOGIN pipelined behind STARTTLS in the same packet was sent in
+    // cleartext (a man in the middle could have put it there) and must never run. RFC 3501
+    // §6.2.1 / RFC 2595 §3.1: the server discards what it buffered before the handshake.
+    c.send(format!("s1 STARTTLS\r\ns2 LOGIN {USER} \"{PASSWORD}\"\r\n").as_bytes()).await;
+    let (untagged, tagged) = c.until_tagged("s1").await;
+    assert_eq!((untagged, tagged.as_str()), (vec![], "s1 OK begin TLS negotiation now"));
     let tcp = c.into_inner();
     let tls = connector.connect(ServerName::try_from("localhost").unwrap(), tcp).await.unwrap();
     let mut c = Client::new(tls);
-    assert_eq!(c.tagged("NOOP").await, "t1 OK NOOP completed");
+    // The first line after the handshake answers our own command; had the server run s2, its
+    // reply would come first. And the session is still not authenticated.
+    c.send(b"n1 NOOP\r\n").await;
+    assert_eq!(c.line().await, "n1 OK NOOP completed");
+    c.send(b"n2 SELECT INBOX\r\n").await;
+    assert_eq!(c.line().await, "n2 BAD log in first");
     let caps = c.ok("CAPABILITY").await;
     assert!(caps[0].contains("AUTH=PLAIN") && !caps[0].contains("STARTTLS"), "{caps:?}");
     c.ok(&format!("LOGIN {USER} \"{PASSWORD}\"")).await;
@@ -57,5 +64,50 @@ async fn implicit_tls() {
     let greeting = c.line().await;
     assert!(greeting.contains("AUTH=PLAIN") && !greeting.contains("STARTTLS"), "{greeting}");
     c.ok(&format!("LOGIN {USER} \"{PASSWORD}\"")).await;
+    env.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn over_the_limits_implicit_tls_clients_are_closed_without_a_handshake() {
+    let (server, connector) = certificate();
+    let env = Env::start_with(
+        |c| {
+            c.max_connections = 2;
+            c.max_preauth_per_ip = 1;
+        },
+        TlsMode::Implicit(server.clone()),
+    )
+    .await;
+    let connect = |addr| {
+        let connector = connector.clone();
+        async move {
+            let tcp = TcpStream::connect(addr).await.unwrap();
+            connector.connect(ServerName::try_from("localhost").unwrap(), tcp).await
+        }
+    };
+    let mut first = Client::new(connect(env.imap).await.unwrap());
+    assert!(first.line().await.starts_with("* OK"));
+    // Over the per-address limit on unauthenticated connections: closed before any handshake.
+    assert!(connect(env.imap).await.is_err(), "the refused connection got a TLS handshake");
+    // Logged in, the first connection leaves room for one more unauthenticated one.
+    first.ok(&format!("LOGIN {USER} \"{PASSWORD}\"")).await;
+    let mut second = Client::new(connect(env.imap).await.unwrap());
+    assert!(second.line().await.starts_with("* OK"));
+    env.stop().await;
+
+    // max_connections alone, with a per-address limit it never reaches: also no handshake.
+    let env = Env::start_with(
+        |c| {
+            c.max_connections = 2;
+            c.max_preauth_per_ip = 10;
+        },
+        TlsMode::Implicit(server),
+    )
+    .await;
+    let mut first = Client::new(connect(env.imap).await.unwrap());
+    assert!(first.line().await.starts_with("* OK"));
+    let mut second = Client::new(connect(env.imap).await.unwrap());
+    assert!(second.line().await.starts_with("* OK"));
+    assert!(connect(env.imap).await.is_err(), "the refused connection got a TLS handshake");
     env.stop().await;
 }

@@ -2,8 +2,11 @@
 //! never appear in the process list or shell history.
 //!
 //! Writes and membership changes must run on the leader. Any node answers `NOT_LEADER` with the
-//! leader's address (`mailraft-leader` metadata); the client follows that hint a few times, so an
-//! operator can point `--endpoint` at any member.
+//! leader's admin address (`mailraft-leader` metadata); the client follows that hint a few times,
+//! so an operator can point `--endpoint` at any member's admin listener.
+//!
+//! The admin listener takes operator certificates only: the client presents the one from
+//! `--tls-dir` (or `--ca/--cert/--key`) and verifies the node against the cluster CA.
 
 use std::future::Future;
 use std::io::BufRead;
@@ -12,7 +15,8 @@ use std::time::Duration;
 use anyhow::{Context, Result, bail};
 use mailraft_proto as pb;
 use mailraft_proto::admin_client::AdminClient;
-use tonic::transport::{Channel, Endpoint};
+use mailraft_server::TlsBundle;
+use tonic::transport::Channel;
 
 use crate::cli::{AdminAction, AdminArgs};
 
@@ -23,7 +27,12 @@ const CONNECT_TIMEOUT: Duration = Duration::from_secs(5);
 
 /// Runs one admin action and prints its result.
 pub async fn run(args: AdminArgs) -> Result<()> {
-    let admin = Admin { endpoint: args.endpoint.clone() };
+    let files = match (&args.ca, &args.cert, &args.key) {
+        (Some(ca), Some(cert), Some(key)) => Some((ca.as_path(), cert.as_path(), key.as_path())),
+        _ => None,
+    };
+    let tls = crate::tls::admin_client(files, args.tls_dir.as_deref(), &args.tls_name)?;
+    let admin = Admin { endpoint: args.endpoint.clone(), tls };
     let group_id = args.group;
     match args.action {
         AdminAction::CreateTenant { domain } => {
@@ -55,12 +64,36 @@ pub async fn run(args: AdminArgs) -> Result<()> {
                     async move { c.set_password(req).await }
                 })
                 .await?;
-            println!("password of {login} changed");
+            println!("password of {login} changed; its sessions are ended");
+        }
+        AdminAction::DisableUser { login } => {
+            set_disabled(&admin, group_id, &login, true).await?;
+            println!("user {login} disabled; its sessions are ended");
+        }
+        AdminAction::EnableUser { login } => {
+            set_disabled(&admin, group_id, &login, false).await?;
+            println!("user {login} enabled");
+        }
+        AdminAction::RotateSessionKey { grace_secs } => {
+            let r = admin
+                .call(|mut c| {
+                    let req = pb::RotateSessionKeyRequest {
+                        group_id,
+                        grace_secs: grace_secs.unwrap_or(0),
+                        has_grace: grace_secs.is_some(),
+                    };
+                    async move { c.rotate_session_key(req).await }
+                })
+                .await?;
+            println!(
+                "session key {} installed; tokens signed with the previous key are accepted until unix time {} ms",
+                r.key_id, r.previous_valid_until_ms
+            );
         }
         AdminAction::ClusterInfo { json } => {
             // Deliberately not forwarded: an operator asks a node for its own view (a partitioned
             // node's answer is exactly what they need to see).
-            let mut client = connect(&admin.endpoint).await?;
+            let mut client = connect(&admin.endpoint, admin.tls.as_ref()).await?;
             let info = client.cluster_info(pb::ClusterInfoRequest { group_id }).await?.into_inner();
             if json {
                 println!("{}", info_json(&info));
@@ -70,7 +103,7 @@ pub async fn run(args: AdminArgs) -> Result<()> {
         }
         AdminAction::StateDigest => {
             // Like cluster-info, a question for this very node.
-            let mut client = connect(&admin.endpoint).await?;
+            let mut client = connect(&admin.endpoint, admin.tls.as_ref()).await?;
             let d = client.state_digest(pb::StateDigestRequest { group_id }).await?.into_inner();
             let hex: String = d.sha256.iter().map(|b| format!("{b:02x}")).collect();
             println!("{}", serde_json::json!({"applied_index": d.applied_index, "sha256": hex, "entries": d.entries}));
@@ -103,13 +136,64 @@ pub async fn run(args: AdminArgs) -> Result<()> {
                 .await?;
             println!("leader is now node {}", r.leader_id);
         }
+        AdminAction::AuthBlocks { json } => {
+            // The table lives on the leader: `call` follows the NOT_LEADER hint there.
+            let r = admin.call(|mut c| async move { c.auth_blocks(pb::AuthBlocksRequest { group_id }).await }).await?;
+            for b in &r.blocks {
+                if json {
+                    let line = serde_json::json!({"kind": b.kind, "key": b.key, "failures": b.failures, "until_ms": b.until_ms});
+                    println!("{line}");
+                } else {
+                    println!("{}\t{}\t{}\t{}", b.kind, b.key, b.failures, rfc3339_utc(b.until_ms));
+                }
+            }
+            if r.blocks.is_empty() && !json {
+                eprintln!("no blocks");
+            }
+        }
+        AdminAction::AuthUnblock { key, all } => {
+            let key = key.unwrap_or_default();
+            let k = key.clone();
+            let r = admin
+                .call(|mut c| {
+                    let req = pb::AuthUnblockRequest { group_id, key: k.clone(), all };
+                    async move { c.auth_unblock(req).await }
+                })
+                .await?;
+            if all {
+                println!("lifted {} records", r.lifted);
+            } else if r.lifted == 0 {
+                bail!("{key} is not blocked and has no failures on record");
+            } else {
+                println!("{key} unblocked");
+            }
+        }
     }
+    Ok(())
+}
+
+/// `until_ms` (Unix milliseconds) as RFC 3339 in UTC.
+fn rfc3339_utc(ms: i64) -> String {
+    chrono::DateTime::from_timestamp_millis(ms)
+        .map_or_else(|| ms.to_string(), |t| t.to_rfc3339_opts(chrono::SecondsFormat::Secs, true))
+}
+
+/// Disables or enables `login` (SetUserDisabled, sent to the leader).
+async fn set_disabled(admin: &Admin, group_id: u64, login: &str, disabled: bool) -> Result<()> {
+    admin
+        .call(|mut c| {
+            let req = pb::SetUserDisabledRequest { group_id, login: login.to_owned(), disabled };
+            async move { c.set_user_disabled(req).await }
+        })
+        .await?;
     Ok(())
 }
 
 /// Where to send calls; follows NOT_LEADER hints.
 struct Admin {
     endpoint: String,
+    /// The operator certificate; `None` talks plaintext (a loopback dev node without TLS).
+    tls: Option<TlsBundle>,
 }
 
 impl Admin {
@@ -121,7 +205,7 @@ impl Admin {
     {
         let mut target = self.endpoint.clone();
         for _ in 0..=MAX_HINTS {
-            let client = connect(&target).await?;
+            let client = connect(&target, self.tls.as_ref()).await?;
             match call(client).await {
                 Ok(resp) => return Ok(resp.into_inner()),
                 Err(status) => {
@@ -150,9 +234,12 @@ fn describe(status: &tonic::Status) -> String {
     }
 }
 
-async fn connect(endpoint: &str) -> Result<AdminClient<Channel>> {
-    let channel = Endpoint::from_shared(endpoint.to_owned())
-        .with_context(|| format!("invalid endpoint {endpoint}"))?
+async fn connect(endpoint: &str, tls: Option<&TlsBundle>) -> Result<AdminClient<Channel>> {
+    let endpoint_config = mailraft_server::tls::endpoint(endpoint, tls).map_err(|e| match tls {
+        None => anyhow::anyhow!("{e}; give the operator certificate with --tls-dir DIR (`mailraft dev`: <data-dir>/certs)"),
+        Some(_) => anyhow::anyhow!("{e}"),
+    })?;
+    let channel = endpoint_config
         .connect_timeout(CONNECT_TIMEOUT)
         .connect()
         .await
@@ -166,7 +253,7 @@ fn info_json(info: &pb::ClusterInfoResponse) -> String {
         .iter()
         .map(|m| {
             serde_json::json!({
-                "node_id": m.node_id, "addr": m.addr, "role": m.role,
+                "node_id": m.node_id, "addr": m.addr, "admin_addr": m.admin_addr, "role": m.role,
                 "has_matched": m.has_matched, "matched_index": m.matched_index, "lag": m.lag,
             })
         })
@@ -175,6 +262,7 @@ fn info_json(info: &pb::ClusterInfoResponse) -> String {
         "node_id": info.node_id,
         "leader_id": info.leader_id,
         "leader_addr": info.leader_addr,
+        "leader_admin_addr": info.leader_admin_addr,
         "term": info.term,
         "last_log_index": info.last_log_index,
         "last_applied": info.last_applied,
@@ -189,7 +277,11 @@ fn info_json(info: &pb::ClusterInfoResponse) -> String {
 fn print_info(info: &pb::ClusterInfoResponse) {
     println!("cluster   {:016x}", info.cluster_id);
     println!("node      {} ({})", info.node_id, info.state);
-    let leader = if info.leader_id == 0 { "none known".to_string() } else { format!("{} {}", info.leader_id, info.leader_addr) };
+    let leader = match (info.leader_id, info.leader_admin_addr.as_str()) {
+        (0, _) => "none known".to_string(),
+        (id, "") => format!("{id} {}", info.leader_addr),
+        (id, admin) => format!("{id} {} (admin {admin})", info.leader_addr),
+    };
     println!("leader    {leader}");
     println!("term      {}", info.term);
     println!("log       last {} applied {} snapshot {}", info.last_log_index, info.last_applied, info.snapshot_index);

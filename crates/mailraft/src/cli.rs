@@ -20,12 +20,14 @@ pub struct Cli {
 pub enum Command {
     /// Storage and IMAP in one process: a single-node cluster with a demo tenant, for local use.
     Dev(DevArgs),
-    /// A storage node (gRPC: Storage, Admin and Raft services).
+    /// A storage node (gRPC: Storage and Raft on the peer listener, Admin on the admin listener).
     Storage(StorageArgs),
     /// An IMAP front-end talking to storage nodes over gRPC.
     Frontend(FrontendArgs),
     /// Administration through a storage node's Admin service.
     Admin(AdminArgs),
+    /// Create the cluster CA and issue node, front-end and operator certificates for gRPC mTLS.
+    Certs(CertsArgs),
 }
 
 /// Options shared by the server subcommands.
@@ -54,15 +56,19 @@ pub struct DevArgs {
     /// Implicit-TLS IMAP with a self-signed certificate generated on first start.
     #[arg(long, default_value = "127.0.0.1:1993")]
     pub imaps_addr: SocketAddr,
-    /// The storage node's gRPC listener.
+    /// The storage node's peer gRPC listener (Raft, Storage).
     #[arg(long, default_value = "127.0.0.1:50051")]
     pub grpc_addr: SocketAddr,
+    /// The storage node's admin gRPC listener (`mailraft admin`).
+    #[arg(long, default_value = "127.0.0.1:50061")]
+    pub admin_addr: SocketAddr,
     /// Password of the demo user created on first start.
     #[arg(long, env = "MAILRAFT_DEMO_PASSWORD", default_value = "demo", hide_env_values = true)]
     pub demo_password: String,
     /// Storage nodes. 1 runs everything in this process; more starts that many `mailraft storage`
-    /// child processes forming one Raft group (gRPC on consecutive ports from --grpc-addr, data in
-    /// <data-dir>/node-<id>), restarts any that dies, and serves IMAP from this process.
+    /// child processes forming one Raft group (gRPC on consecutive ports from --grpc-addr and
+    /// --admin-addr, data in <data-dir>/node-<id>), restarts any that dies, and serves IMAP from
+    /// this process. Certificates for mTLS between them are created in <data-dir>/certs.
     #[arg(long, default_value_t = 1, value_parser = clap::value_parser!(u64).range(1..=9))]
     pub nodes: u64,
 }
@@ -79,6 +85,12 @@ pub struct StorageArgs {
     /// Overrides `node.grpc_addr`.
     #[arg(long)]
     pub grpc_addr: Option<SocketAddr>,
+    /// Overrides `node.admin_addr`.
+    #[arg(long)]
+    pub admin_addr: Option<SocketAddr>,
+    /// Overrides `node.admin_advertise_addr`.
+    #[arg(long)]
+    pub admin_advertise_addr: Option<String>,
     /// Overrides `node.id`.
     #[arg(long)]
     pub node_id: Option<u64>,
@@ -123,9 +135,27 @@ pub struct FrontendArgs {
 /// `mailraft admin`.
 #[derive(Debug, Args)]
 pub struct AdminArgs {
-    /// A storage node's gRPC URL; membership changes are forwarded to the leader automatically.
-    #[arg(long, default_value = "http://127.0.0.1:50051", env = "MAILRAFT_ADMIN_ENDPOINT")]
+    /// A storage node's admin URL (its `node.admin_addr`); writes and membership changes follow
+    /// the leader automatically.
+    #[arg(long, default_value = "https://127.0.0.1:50061", env = "MAILRAFT_ADMIN_ENDPOINT")]
     pub endpoint: String,
+    /// Directory with `ca.pem` and the operator certificate `<tls-name>.pem` / `<tls-name>-key.pem`
+    /// (see `mailraft certs`). Default: `./data/certs` when it holds them (where `mailraft dev`
+    /// puts them).
+    #[arg(long, env = "MAILRAFT_ADMIN_TLS_DIR")]
+    pub tls_dir: Option<PathBuf>,
+    /// File name stem of the operator certificate in --tls-dir.
+    #[arg(long, default_value = "operator-admin", env = "MAILRAFT_ADMIN_TLS_NAME")]
+    pub tls_name: String,
+    /// CA certificate (PEM); with --cert and --key instead of --tls-dir.
+    #[arg(long, env = "MAILRAFT_ADMIN_CA", requires_all = ["cert", "key"])]
+    pub ca: Option<PathBuf>,
+    /// Operator certificate (PEM).
+    #[arg(long, env = "MAILRAFT_ADMIN_CERT", requires_all = ["ca", "key"])]
+    pub cert: Option<PathBuf>,
+    /// Operator private key (PEM).
+    #[arg(long, env = "MAILRAFT_ADMIN_KEY", requires_all = ["ca", "cert"])]
+    pub key: Option<PathBuf>,
     /// Raft group.
     #[arg(long, default_value_t = 1)]
     pub group: u64,
@@ -151,6 +181,25 @@ pub enum AdminAction {
     SetPassword {
         /// e.g. alice@example.org
         login: String,
+    },
+    /// Disable a user: it can no longer log in, and its open sessions end within seconds.
+    DisableUser {
+        /// e.g. alice@example.org
+        login: String,
+    },
+    /// Enable a disabled user again (sessions ended by disabling stay ended).
+    EnableUser {
+        /// e.g. alice@example.org
+        login: String,
+    },
+    /// Replace the key that signs session tokens (e.g. after a node's disk was exposed). Sessions
+    /// move to the new key at their next token refresh; the old key keeps verifying for the grace
+    /// period.
+    RotateSessionKey {
+        /// Seconds the old key keeps verifying; default: the token lifetime (auth.token_ttl_secs),
+        /// so no session notices. 0 refuses tokens signed with the old key at once.
+        #[arg(long)]
+        grace_secs: Option<u64>,
     },
     /// Show the group: members, roles, leader, term, log and applied index, lag per follower.
     ClusterInfo {
@@ -189,5 +238,62 @@ pub enum AdminAction {
     TransferLeader {
         /// Node id of the new leader.
         id: u64,
+    },
+    /// List client addresses and logins blocked for failed logins (the leader's table), one per
+    /// line: kind, key, failures, end of the block (RFC 3339, UTC).
+    AuthBlocks {
+        /// One JSON object per block instead.
+        #[arg(long)]
+        json: bool,
+    },
+    /// Lift a login block and forget the key's failures.
+    AuthUnblock {
+        /// `user@domain`, an IPv4 address, or an IPv6 address or /64 prefix.
+        #[arg(required_unless_present = "all")]
+        key: Option<String>,
+        /// Lift every block and forget every failure.
+        #[arg(long, conflicts_with = "key")]
+        all: bool,
+    },
+}
+
+/// `mailraft certs`.
+#[derive(Debug, Args)]
+pub struct CertsArgs {
+    /// Directory of the CA and the certificates (created 0700; keys are written 0600).
+    #[arg(long, default_value = "./certs")]
+    pub dir: PathBuf,
+    /// Replace an existing certificate whose names differ instead of refusing.
+    #[arg(long)]
+    pub force: bool,
+    /// What to create.
+    #[command(subcommand)]
+    pub action: CertsAction,
+}
+
+/// What `mailraft certs` creates. Each command creates the CA first if the directory has none.
+#[derive(Debug, Subcommand)]
+pub enum CertsAction {
+    /// The cluster CA (`ca.pem`, `ca-key.pem`).
+    Ca,
+    /// A storage node's certificate `node-<id>.pem` (server and client).
+    Node {
+        /// The node's id (`node.id`).
+        id: u64,
+        /// A DNS name or IP address in the URLs others use to reach it (its advertised addresses;
+        /// 127.0.0.1 for loopback). Repeatable; at least one.
+        #[arg(long = "san", required = true)]
+        sans: Vec<String>,
+    },
+    /// A front-end's client certificate `frontend-<name>.pem`.
+    Frontend {
+        /// A name for logs, e.g. the host name.
+        name: String,
+    },
+    /// An operator's client certificate `operator-<name>.pem` (for `mailraft admin`).
+    Operator {
+        /// A name for logs; `admin` is what `mailraft admin --tls-dir` uses by default.
+        #[arg(default_value = "admin")]
+        name: String,
     },
 }

@@ -68,6 +68,12 @@ pub struct Config {
     pub telemetry: TelemetryConfig,
     /// Settings used only by `mailraft dev`.
     pub dev: DevConfig,
+    /// Resource bounds of a storage node: reads, read streams, password hashing and guessing.
+    pub limits: LimitsConfig,
+    /// Session tokens the storage nodes issue after a login.
+    pub auth: AuthConfig,
+    /// Mutual TLS of all gRPC traffic (storage listeners, node to node, front-end to storage).
+    pub tls: TlsConfig,
 }
 
 impl Default for Config {
@@ -83,6 +89,9 @@ impl Default for Config {
                 ..TelemetryConfig::default()
             },
             dev: DevConfig::default(),
+            limits: LimitsConfig::default(),
+            auth: AuthConfig::default(),
+            tls: TlsConfig::default(),
         }
     }
 }
@@ -96,12 +105,19 @@ pub struct NodeConfig {
     pub id: u64,
     /// Directory of the RocksDB data and Raft log.
     pub data_dir: PathBuf,
-    /// Address the storage gRPC server (client API, Raft RPCs, admin) listens on.
+    /// The peer listener: Raft between nodes, and the Storage API (with Watch) for front-ends.
     pub grpc_addr: SocketAddr,
     /// Address other nodes use to reach this one (`host:port`), when it differs from
     /// `grpc_addr` (behind NAT, in Kubernetes). Unset means `grpc_addr`.
     #[serde(deserialize_with = "empty_as_none")]
     pub advertise_addr: Option<String>,
+    /// The admin listener: the Admin API for operators (`mailraft admin`), kept apart so it can
+    /// be bound to an operator network.
+    pub admin_addr: SocketAddr,
+    /// Address operators use to reach the admin listener, when it differs from `admin_addr`;
+    /// followers hand it out when they redirect an admin call to the leader.
+    #[serde(deserialize_with = "empty_as_none")]
+    pub admin_advertise_addr: Option<String>,
     /// Raft group this node serves.
     pub group_id: u64,
     /// `"ID=URL"` entries: reach peer ID at URL for Raft traffic instead of the address it
@@ -136,6 +152,8 @@ impl Default for NodeConfig {
             data_dir: PathBuf::from("./data"),
             grpc_addr: SocketAddr::from(([127, 0, 0, 1], 50051)),
             advertise_addr: None,
+            admin_addr: SocketAddr::from(([127, 0, 0, 1], 50061)),
+            admin_advertise_addr: None,
             group_id: 1,
             peer_addrs: Vec::new(),
         }
@@ -172,12 +190,25 @@ pub struct ImapConfig {
     /// Idle time before an authenticated session is logged out. RFC 9051 §5.4: the
     /// autologout timer must be at least 30 minutes.
     pub idle_timeout_secs: u64,
-    /// Time allowed to authenticate after connecting; short, so idle unauthenticated
-    /// connections cannot exhaust `max_connections`.
+    /// Time allowed to authenticate after connecting (TLS handshake included); one fixed
+    /// deadline that client activity does not extend, so slow unauthenticated connections cannot
+    /// exhaust `max_connections`.
     pub preauth_timeout_secs: u64,
     /// Failed authentication attempts before the connection is closed, to slow password
     /// guessing.
     pub max_auth_failures: u32,
+    /// Largest literal accepted before login; larger ones are refused unread. Non-synchronizing
+    /// literals are limited to 4096 bytes before login in any case (LITERAL-, RFC 7888 §5).
+    pub max_preauth_literal_bytes: u32,
+    /// Unauthenticated connections per source address (IPv4 address, IPv6 /64; an IPv6 /48 may
+    /// hold 4 times as many); more are refused at accept, before any TLS handshake.
+    pub max_preauth_per_ip: usize,
+    /// Seconds a write to a client may make no progress (each 64 KiB slice must be taken within
+    /// it); a client that stops reading is disconnected, a slow one that keeps reading is not.
+    pub write_timeout_secs: u64,
+    /// Most messages one storage call of a STORE or EXPUNGE covers; larger commands are split so
+    /// that no single replicated apply gets expensive for the other tenants.
+    pub write_chunk_messages: usize,
 }
 
 impl Default for ImapConfig {
@@ -194,6 +225,10 @@ impl Default for ImapConfig {
             idle_timeout_secs: 30 * 60,
             preauth_timeout_secs: 60,
             max_auth_failures: 3,
+            max_preauth_literal_bytes: 8 * 1024,
+            max_preauth_per_ip: 20,
+            write_timeout_secs: 60,
+            write_chunk_messages: 5_000,
         }
     }
 }
@@ -252,6 +287,124 @@ impl Default for RaftConfig {
             election_max_ms: 3_000,
             snapshot_logs_since_last: 5_000,
             snapshot_log_bytes: 256 * 1024 * 1024,
+        }
+    }
+}
+
+/// Session tokens (storage nodes).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct AuthConfig {
+    /// Lifetime of a session token. Front-ends renew a session's token at half of it, so
+    /// sessions of any length keep working; a shorter lifetime makes a leaked token useless
+    /// sooner. Also the default grace period of `mailraft admin rotate-session-key`.
+    pub token_ttl_secs: u64,
+}
+
+impl Default for AuthConfig {
+    fn default() -> Self {
+        Self { token_ttl_secs: 60 * 60 }
+    }
+}
+
+/// Mutual TLS for gRPC (see `mailraft certs`). IMAP's own TLS is `imap.tls_cert` / `imap.tls_key`.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct TlsConfig {
+    /// PEM certificate of the cluster CA: the only CA whose certificates this process accepts.
+    #[serde(deserialize_with = "empty_as_none")]
+    pub ca: Option<PathBuf>,
+    /// PEM certificate of this process (a storage node: `spiffe://mailraft/node/<node.id>`, with
+    /// the hosts of its advertised URLs; a front-end: `spiffe://mailraft/frontend/<name>`).
+    #[serde(deserialize_with = "empty_as_none")]
+    pub cert: Option<PathBuf>,
+    /// PEM private key matching `cert`.
+    #[serde(deserialize_with = "empty_as_none")]
+    pub key: Option<PathBuf>,
+    /// Serve and call gRPC without TLS. Nobody is then authenticated: only allowed when every
+    /// gRPC listener (storage) or storage endpoint (front-end) is a loopback address.
+    pub insecure_plaintext: bool,
+}
+
+impl TlsConfig {
+    /// Whether certificate files are configured.
+    pub fn has_material(&self) -> bool {
+        self.ca.is_some()
+    }
+}
+
+/// Resource bounds of a storage node (see `mailraft_server::limits` and `auth_budget`).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct LimitsConfig {
+    /// Blocking reads (queries, FETCH chunks, SEARCH) running at once; the rest wait. Keeps
+    /// tokio's blocking pool free for everything else.
+    pub max_concurrent_reads: usize,
+    /// Longest life of a FETCH stream or SEARCH on a storage node; then it ends with
+    /// DEADLINE_EXCEEDED, so no client pins a RocksDB snapshot longer.
+    pub read_stream_deadline_secs: u64,
+    /// argon2 computations at once (each takes 19 MiB); 0 means twice the CPU cores.
+    pub max_concurrent_password_hashes: usize,
+    /// Longest wait for a hashing slot; then the login is answered `NO [UNAVAILABLE]`.
+    pub password_hash_wait_ms: u64,
+    /// Failed logins of one source address or login before its attempts are spaced by a delay.
+    pub auth_delay_after_failures: u32,
+    /// First delay between attempts of a failing source or login; doubles per failure.
+    pub auth_delay_ms: u64,
+    /// Longest delay, and longest an attempt may queue behind earlier ones of its key.
+    pub auth_max_delay_ms: u64,
+    /// Failed logins from one source address (IPv4, IPv6 /64) before it is blocked.
+    pub auth_source_block_after: u32,
+    /// Failed logins on one login, from any source, before it is blocked.
+    pub auth_login_block_after: u32,
+    /// How long a block lasts.
+    pub auth_block_secs: u64,
+    /// Failures are forgotten this long after a key's last failure.
+    pub auth_failure_window_secs: u64,
+    /// Most sources and logins whose failures are remembered at once (memory bound).
+    pub auth_max_tracked: usize,
+}
+
+impl Default for LimitsConfig {
+    fn default() -> Self {
+        let node = mailraft_server::limits::Limits::default();
+        let auth = &node.auth;
+        Self {
+            max_concurrent_reads: node.max_concurrent_reads,
+            read_stream_deadline_secs: node.read_stream_deadline.as_secs(),
+            max_concurrent_password_hashes: node.max_concurrent_password_hashes,
+            password_hash_wait_ms: node.password_hash_wait.as_millis() as u64,
+            auth_delay_after_failures: auth.delay_after,
+            auth_delay_ms: auth.delay.as_millis() as u64,
+            auth_max_delay_ms: auth.max_delay.as_millis() as u64,
+            auth_source_block_after: auth.source_block_after,
+            auth_login_block_after: auth.login_block_after,
+            auth_block_secs: auth.block_for.as_secs(),
+            auth_failure_window_secs: auth.window.as_secs(),
+            auth_max_tracked: auth.max_tracked,
+        }
+    }
+}
+
+impl LimitsConfig {
+    /// The storage node's view of these settings.
+    pub fn node_limits(&self) -> mailraft_server::limits::Limits {
+        use std::time::Duration;
+        mailraft_server::limits::Limits {
+            max_concurrent_reads: self.max_concurrent_reads,
+            read_stream_deadline: Duration::from_secs(self.read_stream_deadline_secs),
+            max_concurrent_password_hashes: self.max_concurrent_password_hashes,
+            password_hash_wait: Duration::from_millis(self.password_hash_wait_ms),
+            auth: mailraft_server::auth_budget::AuthBudgetConfig {
+                delay_after: self.auth_delay_after_failures,
+                delay: Duration::from_millis(self.auth_delay_ms),
+                max_delay: Duration::from_millis(self.auth_max_delay_ms),
+                source_block_after: self.auth_source_block_after,
+                login_block_after: self.auth_login_block_after,
+                block_for: Duration::from_secs(self.auth_block_secs),
+                window: Duration::from_secs(self.auth_failure_window_secs),
+                max_tracked: self.auth_max_tracked,
+            },
         }
     }
 }
@@ -338,6 +491,20 @@ impl Config {
             return Err(invalid("node.group_id", "must be > 0"));
         }
         node.peer_addr_map()?;
+        if self.auth.token_ttl_secs == 0 {
+            return Err(invalid("auth.token_ttl_secs", "must be > 0"));
+        }
+        // Port 0 asks the OS for a free port, so two listeners may both say it.
+        if node.grpc_addr.port() != 0 && node.grpc_addr == node.admin_addr {
+            return Err(invalid("node.admin_addr", "must differ from node.grpc_addr"));
+        }
+        let tls = &self.tls;
+        if tls.ca.is_some() != tls.cert.is_some() || tls.cert.is_some() != tls.key.is_some() {
+            return Err(invalid("tls.ca", "tls.ca, tls.cert and tls.key must be set together"));
+        }
+        if tls.has_material() && tls.insecure_plaintext {
+            return Err(invalid("tls.insecure_plaintext", "cannot be combined with tls.ca/tls.cert/tls.key"));
+        }
 
         if imap.tls_cert.is_some() != imap.tls_key.is_some() {
             return Err(invalid(
@@ -349,15 +516,21 @@ impl Config {
         if imap.addr.is_some_and(|a| a.port() != 0) && imap.addr == imap.tls_addr {
             return Err(invalid("imap.tls_addr", "must differ from imap.addr"));
         }
-        let limits: [(&'static str, u64); 5] = [
+        let limits: [(&'static str, u64); 8] = [
             ("imap.max_connections", imap.max_connections as u64),
             ("imap.max_line_bytes", imap.max_line_bytes as u64),
             ("imap.max_literal_bytes", imap.max_literal_bytes),
             ("imap.preauth_timeout_secs", imap.preauth_timeout_secs),
             ("imap.max_auth_failures", u64::from(imap.max_auth_failures)),
+            ("imap.max_preauth_literal_bytes", u64::from(imap.max_preauth_literal_bytes)),
+            ("imap.max_preauth_per_ip", imap.max_preauth_per_ip as u64),
+            ("imap.write_timeout_secs", imap.write_timeout_secs),
         ];
         if let Some((field, _)) = limits.iter().find(|(_, value)| *value == 0) {
             return Err(invalid(field, "must be > 0"));
+        }
+        if imap.write_chunk_messages == 0 {
+            return Err(invalid("imap.write_chunk_messages", "must be > 0"));
         }
         // RFC 9051 §5.4: an autologout timer must be at least 30 minutes.
         if imap.idle_timeout_secs < 30 * 60 {
@@ -389,6 +562,25 @@ impl Config {
         }
         if self.storage.request_timeout_ms == 0 {
             return Err(invalid("storage.request_timeout_ms", "must be > 0"));
+        }
+
+        let lim = &self.limits;
+        let positive: [(&'static str, u64); 9] = [
+            ("limits.max_concurrent_reads", lim.max_concurrent_reads as u64),
+            ("limits.read_stream_deadline_secs", lim.read_stream_deadline_secs),
+            ("limits.auth_delay_ms", lim.auth_delay_ms),
+            ("limits.auth_source_block_after", u64::from(lim.auth_source_block_after)),
+            ("limits.auth_login_block_after", u64::from(lim.auth_login_block_after)),
+            ("limits.auth_block_secs", lim.auth_block_secs),
+            ("limits.auth_failure_window_secs", lim.auth_failure_window_secs),
+            ("limits.auth_max_tracked", lim.auth_max_tracked as u64),
+            ("limits.password_hash_wait_ms", lim.password_hash_wait_ms),
+        ];
+        if let Some((field, _)) = positive.iter().find(|(_, value)| *value == 0) {
+            return Err(invalid(field, "must be > 0"));
+        }
+        if lim.auth_max_delay_ms < lim.auth_delay_ms {
+            return Err(invalid("limits.auth_max_delay_ms", "must be >= limits.auth_delay_ms"));
         }
 
         if raft.heartbeat_ms == 0 {

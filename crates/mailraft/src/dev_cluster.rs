@@ -2,9 +2,12 @@
 //! failover by hand (like `cockroach demo --nodes 3`).
 //!
 //! Lifecycle:
-//! 1. Pick each node's gRPC address: consecutive ports from `--grpc-addr`, or, when its port is 0,
-//!    free ports chosen once and kept in `<data-dir>/dev-ports` so a restart finds the same
-//!    addresses (the Raft membership stores them).
+//! 1. Pick each node's peer and admin addresses: consecutive ports from `--grpc-addr` and
+//!    `--admin-addr`, or, when a port is 0, free ports chosen once and kept in
+//!    `<data-dir>/dev-ports` so a restart finds the same addresses (the Raft membership stores
+//!    the peer URLs). Every link is mutual TLS with the certificates `main.rs` made in
+//!    `<data-dir>/certs` (node i presents `node-i.pem`, this process `operator-admin.pem` for the
+//!    Admin calls and `frontend-dev.pem` for IMAP's storage calls).
 //! 2. Spawn `mailraft storage --node-id i` for every node; node 1 gets `--bootstrap` only when its
 //!    data directory does not exist yet, so a node whose data was wiped never founds a second
 //!    cluster. Children read their stdin: when this process dies, the pipe closes and they stop,
@@ -26,11 +29,14 @@ use std::time::Duration;
 use anyhow::{Context, Result, anyhow, bail};
 use mailraft_proto as pb;
 use mailraft_proto::admin_client::AdminClient;
+use mailraft_server::TlsBundle;
 use tokio::io::{AsyncBufReadExt, BufReader};
 use tokio::process::{Child, Command};
 use tokio::sync::watch;
 use tokio::task::JoinHandle;
-use tonic::transport::{Channel, Endpoint};
+use tonic::transport::Channel;
+
+use crate::certs::{DevCerts, Issued};
 
 /// How long a child may take to print its `grpc` line.
 const START_TIMEOUT: Duration = Duration::from_secs(60);
@@ -47,18 +53,27 @@ const PORTS_FILE: &str = "dev-ports";
 pub struct NodeProc {
     /// Node id (1-based).
     pub id: u64,
-    /// Its gRPC listener.
+    /// Its peer gRPC listener.
     pub addr: SocketAddr,
+    /// Its admin gRPC listener.
+    pub admin: SocketAddr,
     /// Its data directory.
     pub data_dir: PathBuf,
     /// Current process id (changes on restart).
     pub pid: Arc<AtomicU32>,
+    /// Its certificate.
+    cert: Issued,
 }
 
 impl NodeProc {
-    /// `http://addr`.
+    /// `https://addr`: the peer URL (membership, front-end endpoints).
     pub fn url(&self) -> String {
-        format!("http://{}", self.addr)
+        format!("https://{}", self.addr)
+    }
+
+    /// `https://admin`.
+    pub fn admin_url(&self) -> String {
+        format!("https://{}", self.admin)
     }
 }
 
@@ -66,6 +81,8 @@ impl NodeProc {
 pub struct DevCluster {
     /// The nodes, by id order.
     pub nodes: Vec<Arc<NodeProc>>,
+    /// The operator certificate for Admin calls.
+    operator: TlsBundle,
     stop: watch::Sender<bool>,
     tasks: Vec<JoinHandle<()>>,
 }
@@ -78,8 +95,12 @@ pub struct Spec {
     pub data_dir: PathBuf,
     /// gRPC address of node 1; the others use the next ports.
     pub grpc_addr: SocketAddr,
+    /// Admin address of node 1; the others use the next ports.
+    pub admin_addr: SocketAddr,
     /// Passed through to each child.
     pub config_file: Option<PathBuf>,
+    /// The certificates (one per node, the operator's).
+    pub certs: DevCerts,
 }
 
 impl DevCluster {
@@ -89,12 +110,15 @@ impl DevCluster {
             .with_context(|| format!("create data dir {}", spec.data_dir.display()))?;
         let addrs = node_addrs(spec)?;
         let (stop, stop_rx) = watch::channel(false);
-        let mut cluster = DevCluster { nodes: Vec::new(), stop, tasks: Vec::new() };
-        for (i, addr) in addrs.into_iter().enumerate() {
+        let op = &spec.certs.operator;
+        let operator = TlsBundle::load(&op.ca, &op.cert, &op.key).context("load the operator certificate")?;
+        let mut cluster = DevCluster { nodes: Vec::new(), operator, stop, tasks: Vec::new() };
+        for (i, (addr, admin)) in addrs.into_iter().enumerate() {
             let id = i as u64 + 1;
             let data_dir = spec.data_dir.join(format!("node-{id}"));
             let bootstrap = id == 1 && !data_dir.exists();
-            let node = Arc::new(NodeProc { id, addr, data_dir, pid: Arc::new(AtomicU32::new(0)) });
+            let cert = spec.certs.nodes.get(i).cloned().ok_or_else(|| anyhow!("no certificate for node {id}"))?;
+            let node = Arc::new(NodeProc { id, addr, admin, data_dir, pid: Arc::new(AtomicU32::new(0)), cert });
             let child = spawn(&node, bootstrap, spec.config_file.as_deref()).await?;
             cluster.tasks.push(tokio::spawn(supervise(node.clone(), child, spec.config_file.clone(), stop_rx.clone())));
             cluster.nodes.push(node);
@@ -103,7 +127,7 @@ impl DevCluster {
             cluster.shutdown().await;
             return Err(e);
         }
-        cluster.tasks.push(tokio::spawn(watch_leader(cluster.nodes.clone(), stop_rx)));
+        cluster.tasks.push(tokio::spawn(watch_leader(cluster.nodes.clone(), cluster.operator.clone(), stop_rx)));
         Ok(cluster)
     }
 
@@ -111,19 +135,18 @@ impl DevCluster {
     async fn form(&self, demo_login: &str, demo_password: &str) -> Result<()> {
         let deadline = tokio::time::Instant::now() + FORM_TIMEOUT;
         let first = self.nodes.first().ok_or_else(|| anyhow!("no nodes"))?;
-        let leader_url = loop {
-            if let Ok(info) = cluster_info(&first.url()).await
-                && info.leader_id != 0
-                && !info.leader_addr.is_empty()
+        let leader = loop {
+            if let Ok(info) = cluster_info(&first.admin_url(), &self.operator).await
+                && let Some(leader) = self.nodes.iter().find(|n| n.id == info.leader_id)
             {
-                break info.leader_addr;
+                break leader;
             }
             if tokio::time::Instant::now() > deadline {
                 bail!("node 1 did not see a leader within {FORM_TIMEOUT:?}");
             }
             tokio::time::sleep(Duration::from_millis(200)).await;
         };
-        let mut admin = connect(&leader_url).await?;
+        let mut admin = connect(&leader.admin_url(), &self.operator).await?;
         let domain = demo_login.split_once('@').map(|(_, d)| d).unwrap_or_default().to_owned();
         allow_exists(admin.create_tenant(pb::CreateTenantRequest { group_id: 1, domain }).await)?;
         let user = pb::CreateUserRequest { group_id: 1, login: demo_login.to_owned(), password: demo_password.to_owned() };
@@ -160,29 +183,47 @@ fn allow_exists<T>(result: Result<tonic::Response<T>, tonic::Status>) -> Result<
     }
 }
 
-/// Step 1 of the module docs.
-fn node_addrs(spec: &Spec) -> Result<Vec<SocketAddr>> {
-    let base = spec.grpc_addr;
-    if base.port() != 0 {
-        return (0..spec.nodes)
-            .map(|i| {
-                let port = u16::try_from(u64::from(base.port()) + i).context("gRPC port out of range")?;
-                Ok(SocketAddr::new(base.ip(), port))
-            })
-            .collect();
+/// Step 1 of the module docs: (peer, admin) address per node.
+fn node_addrs(spec: &Spec) -> Result<Vec<(SocketAddr, SocketAddr)>> {
+    let consecutive = |base: SocketAddr, i: u64| -> Result<SocketAddr> {
+        let port = u16::try_from(u64::from(base.port()) + i).context("gRPC port out of range")?;
+        Ok(SocketAddr::new(base.ip(), port))
+    };
+    if spec.grpc_addr.port() != 0 && spec.admin_addr.port() != 0 {
+        let pair = |i| Ok((consecutive(spec.grpc_addr, i)?, consecutive(spec.admin_addr, i)?));
+        return (0..spec.nodes).map(pair).collect();
     }
+    // Lines are "PEER ADMIN"; a line of an older version holds only the peer address.
     let path = spec.data_dir.join(PORTS_FILE);
-    let mut addrs: Vec<SocketAddr> = match std::fs::read_to_string(&path) {
-        Ok(text) => text.lines().filter_map(|l| l.trim().parse().ok()).collect(),
+    let remembered: Vec<(SocketAddr, Option<SocketAddr>)> = match std::fs::read_to_string(&path) {
+        Ok(text) => text
+            .lines()
+            .filter_map(|l| {
+                let mut words = l.split_whitespace();
+                let peer = words.next()?.parse().ok()?;
+                Some((peer, words.next().and_then(|a| a.parse().ok())))
+            })
+            .collect(),
         Err(_) => Vec::new(),
     };
-    while (addrs.len() as u64) < spec.nodes {
-        // Bind port 0 to let the kernel pick a free port, then release it for the child.
-        let listener = TcpListener::bind(SocketAddr::new(base.ip(), 0)).context("pick a free port")?;
-        addrs.push(listener.local_addr()?);
+    // Bind port 0 to let the kernel pick a free port, then release it for the child.
+    let free = |ip| -> Result<SocketAddr> {
+        Ok(TcpListener::bind(SocketAddr::new(ip, 0)).context("pick a free port")?.local_addr()?)
+    };
+    let mut addrs = Vec::new();
+    for i in 0..spec.nodes {
+        let (old_peer, old_admin) = match remembered.get(i as usize) {
+            Some((peer, admin)) => (Some(*peer), *admin),
+            None => (None, None),
+        };
+        let pick = |base: SocketAddr, old: Option<SocketAddr>| match (base.port(), old) {
+            (0, Some(old)) => Ok(old),
+            (0, None) => free(base.ip()),
+            _ => consecutive(base, i),
+        };
+        addrs.push((pick(spec.grpc_addr, old_peer)?, pick(spec.admin_addr, old_admin)?));
     }
-    addrs.truncate(spec.nodes as usize);
-    let text: String = addrs.iter().map(|a| format!("{a}\n")).collect();
+    let text: String = addrs.iter().map(|(p, a)| format!("{p} {a}\n")).collect();
     std::fs::write(&path, text).with_context(|| format!("write {}", path.display()))?;
     Ok(addrs)
 }
@@ -194,6 +235,7 @@ async fn spawn(node: &NodeProc, bootstrap: bool, config_file: Option<&Path>) -> 
     cmd.arg("storage")
         .args(["--node-id", &node.id.to_string()])
         .args(["--grpc-addr", &node.addr.to_string()])
+        .args(["--admin-addr", &node.admin.to_string()])
         .arg("--data-dir")
         .arg(&node.data_dir)
         .arg("--exit-on-stdin-eof");
@@ -205,6 +247,10 @@ async fn spawn(node: &NodeProc, bootstrap: bool, config_file: Option<&Path>) -> 
     }
     // One metrics listener per machine port: the children do not serve /metrics in dev mode.
     cmd.env("MAILRAFT_TELEMETRY__METRICS_ADDR", "");
+    cmd.env("MAILRAFT_TLS__CA", &node.cert.ca)
+        .env("MAILRAFT_TLS__CERT", &node.cert.cert)
+        .env("MAILRAFT_TLS__KEY", &node.cert.key)
+        .env("MAILRAFT_TLS__INSECURE_PLAINTEXT", "false");
     if std::env::var_os("RUST_LOG").is_none() && std::env::var_os("MAILRAFT_TELEMETRY__LOG_FILTER").is_none() {
         // A newcomer's terminal: warnings and leader changes, not every node's start-up chatter.
         cmd.env("MAILRAFT_TELEMETRY__LOG_FILTER", "warn,openraft=error,mailraft_server::raft_observer=info");
@@ -282,12 +328,12 @@ async fn supervise(node: Arc<NodeProc>, mut child: Child, config_file: Option<Pa
 }
 
 /// Prints `leader   node N (pid P)` whenever the leader changes.
-async fn watch_leader(nodes: Vec<Arc<NodeProc>>, mut stop: watch::Receiver<bool>) {
+async fn watch_leader(nodes: Vec<Arc<NodeProc>>, operator: TlsBundle, mut stop: watch::Receiver<bool>) {
     let mut last = 0u64;
     loop {
         let mut leader = 0;
         for node in &nodes {
-            if let Ok(info) = cluster_info(&node.url()).await
+            if let Ok(info) = cluster_info(&node.admin_url(), &operator).await
                 && info.leader_id != 0
             {
                 leader = info.leader_id;
@@ -306,8 +352,8 @@ async fn watch_leader(nodes: Vec<Arc<NodeProc>>, mut stop: watch::Receiver<bool>
     }
 }
 
-async fn connect(url: &str) -> Result<AdminClient<Channel>> {
-    let channel = Endpoint::from_shared(url.to_owned())?
+async fn connect(url: &str, operator: &TlsBundle) -> Result<AdminClient<Channel>> {
+    let channel = mailraft_server::tls::endpoint(url, Some(operator))?
         .connect_timeout(Duration::from_secs(2))
         .timeout(crate::dev_cluster::ADMIN_CALL_TIMEOUT)
         .connect()
@@ -319,8 +365,8 @@ async fn connect(url: &str) -> Result<AdminClient<Channel>> {
 /// Bound on one admin call; adding a node waits for it to catch up, which is quick in dev.
 const ADMIN_CALL_TIMEOUT: Duration = Duration::from_secs(120);
 
-async fn cluster_info(url: &str) -> Result<pb::ClusterInfoResponse> {
-    let mut client = connect(url).await?;
+async fn cluster_info(url: &str, operator: &TlsBundle) -> Result<pb::ClusterInfoResponse> {
+    let mut client = connect(url, operator).await?;
     let req = tonic::Request::new(pb::ClusterInfoRequest { group_id: 1 });
     Ok(tokio::time::timeout(Duration::from_secs(2), client.cluster_info(req)).await??.into_inner())
 }

@@ -16,29 +16,41 @@ use tokio::task::JoinHandle;
 use crate::config::Config;
 use crate::tls::TlsMaterial;
 
-/// Binds `addr` (port 0 allowed) and starts a storage node on it.
+/// Binds the peer and admin listeners (port 0 allowed) and starts a storage node on them, with
+/// mutual TLS from `[tls]` (or loopback plaintext, which the caller has checked is configured).
 pub async fn storage_node(cfg: &Config, bootstrap: bool) -> Result<StorageNode> {
     std::fs::create_dir_all(&cfg.node.data_dir)
         .with_context(|| format!("create data dir {}", cfg.node.data_dir.display()))?;
+    let tls = crate::tls::grpc_bundle(cfg)?;
     let listener = TcpListener::bind(cfg.node.grpc_addr)
         .await
         .with_context(|| format!("bind gRPC {}", cfg.node.grpc_addr))?;
+    let admin = TcpListener::bind(cfg.node.admin_addr)
+        .await
+        .with_context(|| format!("bind admin gRPC {}", cfg.node.admin_addr))?;
     let local = listener.local_addr()?;
     let mut node = NodeConfig::new(cfg.node.id, cfg.node.data_dir.clone(), local);
     node.group_id = cfg.node.group_id;
-    node.advertise = match &cfg.node.advertise_addr {
-        Some(a) if a.starts_with("http") => a.clone(),
-        Some(a) => format!("http://{a}"),
-        None => format!("http://{local}"),
+    let scheme = if tls.is_some() { "https" } else { "http" };
+    let url = |configured: &Option<String>, bound: SocketAddr| match configured {
+        Some(a) if a.contains("://") => a.clone(),
+        Some(a) => format!("{scheme}://{a}"),
+        None => format!("{scheme}://{bound}"),
     };
+    node.advertise = url(&cfg.node.advertise_addr, local);
+    node.admin_advertise = url(&cfg.node.admin_advertise_addr, admin.local_addr()?);
+    node.tls = tls;
     node.heartbeat_ms = cfg.raft.heartbeat_ms;
     node.election_min_ms = cfg.raft.election_min_ms;
     node.election_max_ms = cfg.raft.election_max_ms;
     node.snapshot_logs_since_last = cfg.raft.snapshot_logs_since_last;
     node.snapshot_log_bytes = cfg.raft.snapshot_log_bytes;
+    node.token_ttl = std::time::Duration::from_secs(cfg.auth.token_ttl_secs);
+    node.limits = cfg.limits.node_limits();
     node.bootstrap = bootstrap;
     node.peer_addrs = cfg.node.peer_addr_map()?;
-    StorageNode::start(node, listener).await.context("start storage node")
+    let listeners = mailraft_server::Listeners { peer: listener, admin: Some(admin) };
+    StorageNode::start_with(node, listeners).await.context("start storage node")
 }
 
 /// The front-end settings derived from the process configuration.
@@ -52,6 +64,10 @@ pub fn frontend_config(cfg: &Config, endpoints: Vec<String>) -> FrontendConfig {
         idle_timeout: Duration::from_secs(cfg.imap.idle_timeout_secs),
         preauth_timeout: Duration::from_secs(cfg.imap.preauth_timeout_secs),
         max_auth_failures: cfg.imap.max_auth_failures,
+        max_preauth_literal_bytes: cfg.imap.max_preauth_literal_bytes,
+        max_preauth_per_ip: cfg.imap.max_preauth_per_ip,
+        write_timeout: Duration::from_secs(cfg.imap.write_timeout_secs),
+        write_chunk_messages: cfg.imap.write_chunk_messages,
         allow_plaintext_auth: cfg.imap.allow_plaintext_auth,
         request_timeout: Duration::from_millis(cfg.storage.request_timeout_ms),
         storage_attempt_timeout: Duration::from_millis(cfg.storage.attempt_timeout_ms),

@@ -2,9 +2,9 @@
 
 use anyhow::{Context, Result};
 use clap::Parser;
-use mailraft::cli::{Cli, Command, CommonArgs, DevArgs, FrontendArgs, StorageArgs};
-use mailraft::config::Config;
-use mailraft::{admin, dev_cluster, launch, tls};
+use mailraft::cli::{CertsAction, CertsArgs, Cli, Command, CommonArgs, DevArgs, FrontendArgs, StorageArgs};
+use mailraft::config::{Config, TlsConfig};
+use mailraft::{admin, certs, dev_cluster, launch, tls};
 use mailraft_frontend::ImapServer;
 
 fn main() -> Result<()> {
@@ -16,6 +16,7 @@ fn main() -> Result<()> {
             Command::Storage(args) => storage(args).await,
             Command::Frontend(args) => frontend(args).await,
             Command::Admin(args) => admin::run(args).await,
+            Command::Certs(args) => certs_command(args),
         }
     })
 }
@@ -33,6 +34,7 @@ async fn dev(args: DevArgs) -> Result<()> {
     let mut cfg = load(&args.common)?;
     cfg.node.data_dir = args.data_dir;
     cfg.node.grpc_addr = args.grpc_addr;
+    cfg.node.admin_addr = args.admin_addr;
     cfg.imap.addr = Some(args.imap_addr);
     cfg.imap.tls_addr = Some(args.imaps_addr);
     cfg.dev.demo_password = args.demo_password;
@@ -45,25 +47,38 @@ async fn dev(args: DevArgs) -> Result<()> {
     cfg.validate().context("invalid configuration")?;
     let _telemetry = mailraft_telemetry::init(&cfg.telemetry)?;
     let demo_login = format!("{}@{}", cfg.dev.demo_user, cfg.dev.demo_tenant);
+    // Every gRPC link runs mutual TLS with certificates made here once (dev ignores `[tls]`).
+    let certs = certs::dev_set(&cfg.node.data_dir.join("certs"), args.nodes).context("create dev certificates")?;
+    let node1 = certs.nodes.first().context("no node certificate")?;
+    cfg.tls = TlsConfig {
+        ca: Some(node1.ca.clone()),
+        cert: Some(node1.cert.clone()),
+        key: Some(node1.key.clone()),
+        insecure_plaintext: false,
+    };
 
     // Either one storage node in this process, or N child processes.
-    let (node, cluster, endpoints) = if args.nodes == 1 {
+    let (node, cluster, endpoints, admin_url) = if args.nodes == 1 {
         let node = launch::storage_node(&cfg, true).await?;
         node.ensure_tenant_user(&cfg.dev.demo_tenant, &cfg.dev.demo_user, &cfg.dev.demo_password)
             .await
             .context("create demo tenant and user")?;
-        let url = format!("http://{}", node.local_addr());
-        (Some(node), None, vec![url])
+        let url = format!("https://{}", node.local_addr());
+        let admin_url = format!("https://{}", node.admin_addr());
+        (Some(node), None, vec![url], admin_url)
     } else {
         let spec = dev_cluster::Spec {
             nodes: args.nodes,
             data_dir: cfg.node.data_dir.clone(),
             grpc_addr: cfg.node.grpc_addr,
+            admin_addr: cfg.node.admin_addr,
             config_file: args.common.config.clone(),
+            certs: certs.clone(),
         };
         let cluster = dev_cluster::DevCluster::start(&spec, &demo_login, &cfg.dev.demo_password).await?;
         let urls = cluster.nodes.iter().map(|n| n.url()).collect();
-        (None, Some(cluster), urls)
+        let admin_url = cluster.nodes.first().map(|n| n.admin_url()).unwrap_or_default();
+        (None, Some(cluster), urls, admin_url)
     };
     let grpc = endpoints.first().cloned().unwrap_or_default();
 
@@ -71,7 +86,14 @@ async fn dev(args: DevArgs) -> Result<()> {
         (Some(c), Some(k)) => tls::load(c, k)?,
         _ => tls::dev_self_signed(&cfg.node.data_dir)?,
     };
-    let server = ImapServer::new(launch::frontend_config(&cfg, endpoints))?;
+    let mut frontend = launch::frontend_config(&cfg, endpoints);
+    let client = tls::load(&certs.frontend.cert, &certs.frontend.key)?;
+    frontend.storage_tls = Some(mailraft_frontend::storage::route::StorageTls {
+        ca_pem: std::fs::read(&certs.frontend.ca).context("read the dev CA")?,
+        cert_pem: client.cert_pem,
+        key_pem: client.key_pem,
+    });
+    let server = ImapServer::new(frontend)?;
     let (stop_tx, stop) = launch::shutdown_signal();
     let listeners = launch::imap_listeners(server, cfg.imap.addr, cfg.imap.tls_addr, Some(&tls), &stop).await?;
 
@@ -82,7 +104,7 @@ async fn dev(args: DevArgs) -> Result<()> {
             println!("Mailraft dev cluster ready ({} storage nodes, data in {})", c.nodes.len(), cfg.node.data_dir.display());
             for n in &c.nodes {
                 let pid = n.pid.load(std::sync::atomic::Ordering::Relaxed);
-                println!("node{}    {}   pid {pid}   data {}", n.id, n.addr, n.data_dir.display());
+                println!("node{}    {}   admin {}   pid {pid}   data {}", n.id, n.addr, n.admin, n.data_dir.display());
             }
         }
     }
@@ -92,7 +114,9 @@ async fn dev(args: DevArgs) -> Result<()> {
     if let Some(a) = listeners.imaps {
         println!("imaps    {a}   implicit TLS, self-signed certificate");
     }
-    println!("grpc     {}", grpc.trim_start_matches("http://"));
+    println!("grpc     {}", grpc.trim_start_matches("https://"));
+    println!("admin    {}", admin_url.trim_start_matches("https://"));
+    println!("certs    {}", certs.dir.display());
     if let Some(m) = cfg.telemetry.metrics_addr {
         println!("metrics  http://{m}/metrics");
     }
@@ -102,8 +126,8 @@ async fn dev(args: DevArgs) -> Result<()> {
     if let Some(a) = listeners.imap {
         println!("try      curl --user {demo_login}:{shown} imap://{a}/");
     }
+    println!("operator mailraft admin --endpoint {admin_url} --tls-dir {} cluster-info", certs.dir.display());
     if cluster.is_some() {
-        println!("status   mailraft admin --endpoint {grpc} cluster-info");
         println!("failover kill -9 the leader's pid: the others elect a new leader and this process restarts the node");
     }
 
@@ -134,6 +158,12 @@ async fn storage(args: StorageArgs) -> Result<()> {
     if let Some(a) = args.grpc_addr {
         cfg.node.grpc_addr = a;
     }
+    if let Some(a) = args.admin_addr {
+        cfg.node.admin_addr = a;
+    }
+    if let Some(a) = args.admin_advertise_addr {
+        cfg.node.admin_advertise_addr = Some(a);
+    }
     if let Some(id) = args.node_id {
         cfg.node.id = id;
     }
@@ -142,9 +172,11 @@ async fn storage(args: StorageArgs) -> Result<()> {
     }
     cfg.node.peer_addrs.extend(args.peer_addrs);
     cfg.validate().context("invalid configuration")?;
+    cfg.check_storage_security().context("invalid configuration")?;
     let _telemetry = mailraft_telemetry::init(&cfg.telemetry)?;
     let node = launch::storage_node(&cfg, args.bootstrap).await?;
-    tracing::info!(addr = %node.local_addr(), node_id = cfg.node.id, "storage node serving");
+    // `grpc` last: whoever waits for it (dev, tests) has seen `admin` too.
+    println!("admin    {}", node.admin_addr());
     println!("grpc     {}", node.local_addr());
     let (stop_tx, stop) = launch::shutdown_signal();
     if args.exit_on_stdin_eof {
@@ -188,7 +220,9 @@ async fn frontend(args: FrontendArgs) -> Result<()> {
         cfg.imap.tls_addr = Some(a);
     }
     cfg.validate().context("invalid configuration")?;
+    cfg.check_frontend_security().context("invalid configuration")?;
     let _telemetry = mailraft_telemetry::init(&cfg.telemetry)?;
+    let storage_tls = tls::storage_client(&cfg)?;
     let tls = match (&cfg.imap.tls_cert, &cfg.imap.tls_key) {
         (Some(c), Some(k)) => Some(tls::load(c, k)?),
         _ => None,
@@ -197,7 +231,9 @@ async fn frontend(args: FrontendArgs) -> Result<()> {
         tracing::warn!("no TLS certificate configured: the implicit-TLS listener is disabled");
         cfg.imap.tls_addr = None;
     }
-    let server = ImapServer::new(launch::frontend_config(&cfg, cfg.storage.endpoints.clone()))?;
+    let mut frontend = launch::frontend_config(&cfg, cfg.storage.endpoints.clone());
+    frontend.storage_tls = storage_tls;
+    let server = ImapServer::new(frontend)?;
     let (stop_tx, stop) = launch::shutdown_signal();
     if args.exit_on_stdin_eof {
         watch_stdin(stop_tx.clone())?;
@@ -212,5 +248,29 @@ async fn frontend(args: FrontendArgs) -> Result<()> {
     launch::stopped(stop.clone()).await;
     drop(stop_tx);
     listeners.join().await;
+    Ok(())
+}
+
+/// `mailraft certs`: see `certs.rs`.
+fn certs_command(args: CertsArgs) -> Result<()> {
+    let leaf = match args.action {
+        CertsAction::Ca => {
+            let created = certs::ensure_ca(&args.dir)?;
+            let verb = if created { "created" } else { "exists" };
+            println!("ca       {}   {verb}", args.dir.join(certs::CA_CERT).display());
+            return Ok(());
+        }
+        CertsAction::Node { id, sans } => {
+            anyhow::ensure!(id > 0, "node id must be > 0");
+            certs::Leaf::node(id, &sans)
+        }
+        CertsAction::Frontend { name } => certs::Leaf::frontend(&name),
+        CertsAction::Operator { name } => certs::Leaf::operator(&name),
+    };
+    let issued = certs::ensure_leaf(&args.dir, &leaf, args.force)?;
+    let verb = if issued.created { "issued" } else { "exists" };
+    println!("cert     {}   {verb} for {}", issued.cert.display(), leaf.role);
+    println!("key      {}", issued.key.display());
+    println!("ca       {}", issued.ca.display());
     Ok(())
 }

@@ -1,10 +1,18 @@
-//! TLS material for the IMAP listeners: load the configured PEM files, or in `dev` mode generate
-//! a self-signed certificate once and keep it in the data directory, so clients that pinned it
-//! (e.g. `curl --cacert`, mbsync `CertificateFile`) keep working across restarts.
+//! TLS material: for the IMAP listeners, the configured PEM files, or in `dev` mode a
+//! self-signed certificate generated once and kept in the data directory, so clients that pinned
+//! it (e.g. `curl --cacert`, mbsync `CertificateFile`) keep working across restarts; for gRPC
+//! (`[tls]`, mutual TLS between the tiers) the cluster CA and this process's certificate, for the
+//! storage node ([`grpc_bundle`]), the front-end's storage client ([`storage_client`]) and
+//! `mailraft admin` ([`admin_client`]).
 
 use std::path::{Path, PathBuf};
+use std::sync::Arc;
 
-use anyhow::{Context, Result};
+use anyhow::{Context, Result, bail};
+use mailraft_frontend::storage::route::StorageTls;
+use mailraft_server::TlsBundle;
+
+use crate::config::Config;
 
 /// PEM-encoded certificate chain and private key.
 pub struct TlsMaterial {
@@ -40,6 +48,55 @@ pub fn dev_self_signed(data_dir: &Path) -> Result<TlsMaterial> {
     write_private(&key, key_pem.as_bytes())?;
     std::fs::write(&cert, generated.cert.pem()).with_context(|| format!("write {}", cert.display()))?;
     load(&cert, &key)
+}
+
+/// The storage node's gRPC TLS material from `[tls]`, `None` when plaintext is configured.
+pub fn grpc_bundle(cfg: &Config) -> Result<Option<Arc<TlsBundle>>> {
+    let (Some(ca), Some(cert), Some(key)) = (&cfg.tls.ca, &cfg.tls.cert, &cfg.tls.key) else {
+        return Ok(None);
+    };
+    let bundle = TlsBundle::load(ca, cert, key).context("load gRPC TLS material (tls.ca, tls.cert, tls.key)")?;
+    Ok(Some(Arc::new(bundle)))
+}
+
+/// The front-end's TLS material for its storage connections, `None` when plaintext is configured.
+pub fn storage_client(cfg: &Config) -> Result<Option<StorageTls>> {
+    let Some(bundle) = grpc_bundle(cfg)? else {
+        return Ok(None);
+    };
+    match bundle.role() {
+        Ok(role) => tracing::info!(%role, "calling storage with mutual TLS"),
+        Err(e) => bail!("tls.cert: {e}"),
+    }
+    Ok(Some(StorageTls {
+        ca_pem: bundle.ca_pem().to_vec(),
+        cert_pem: bundle.cert_pem().to_vec(),
+        key_pem: bundle.key_pem().to_vec(),
+    }))
+}
+
+/// Where `mailraft admin` finds its certificate: explicit files, or `<dir>/ca.pem` and
+/// `<dir>/<name>.pem`, `<dir>/<name>-key.pem`.
+pub fn admin_client(
+    files: Option<(&Path, &Path, &Path)>,
+    dir: Option<&Path>,
+    name: &str,
+) -> Result<Option<TlsBundle>> {
+    if let Some((ca, cert, key)) = files {
+        return Ok(Some(TlsBundle::load(ca, cert, key)?));
+    }
+    let default_dir = Path::new("./data/certs");
+    let dir = match dir {
+        Some(d) => d,
+        // Where `mailraft dev` (default data dir) keeps them, if it has run here.
+        None if default_dir.join(format!("{name}.pem")).exists() => default_dir,
+        None => return Ok(None),
+    };
+    let ca = dir.join(crate::certs::CA_CERT);
+    let (cert, key) = crate::certs::paths(dir, name);
+    let bundle = TlsBundle::load(&ca, &cert, &key)
+        .with_context(|| format!("load the operator certificate {name} from {}", dir.display()))?;
+    Ok(Some(bundle))
 }
 
 /// Writes a file readable by its owner only (the private key).

@@ -59,6 +59,10 @@ fn example_lists_every_option() {
     let mut full = Config::default();
     // Options are omitted when serialized as None; fill them so every field shows up.
     full.node.advertise_addr = Some("node1:50051".into());
+    full.node.admin_advertise_addr = Some("node1:50061".into());
+    full.tls.ca = Some("ca.pem".into());
+    full.tls.cert = Some("node-1.pem".into());
+    full.tls.key = Some("node-1-key.pem".into());
     full.imap.tls_cert = Some("cert.pem".into());
     full.imap.tls_key = Some("key.pem".into());
     full.telemetry.otlp_endpoint = Some("http://collector:4317".into());
@@ -221,6 +225,9 @@ fn validate_rejects_broken_configs() {
             c.imap.preauth_timeout_secs = 0
         }),
         ("imap.max_auth_failures", |c| c.imap.max_auth_failures = 0),
+        ("imap.max_preauth_literal_bytes", |c| c.imap.max_preauth_literal_bytes = 0),
+        ("imap.max_preauth_per_ip", |c| c.imap.max_preauth_per_ip = 0),
+        ("imap.write_timeout_secs", |c| c.imap.write_timeout_secs = 0),
         ("imap.idle_timeout_secs", |c| {
             c.imap.idle_timeout_secs = 1799
         }),

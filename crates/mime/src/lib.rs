@@ -20,6 +20,9 @@
 mod address;
 mod codec;
 mod envelope;
+/// Entry point of the fuzz target and its corpus replay test; not an API.
+#[doc(hidden)]
+pub mod fuzzing;
 mod header;
 mod mime_header;
 mod search;

@@ -88,6 +88,25 @@ impl std::fmt::Debug for RequestId {
     }
 }
 
+/// Secret key bytes in a command (`Init`, `RotateSessionKey`). Encoded exactly like a plain
+/// byte vector, so log entries written before the type existed still decode; `Debug` hides the
+/// bytes, so a logged entry or request never shows a key.
+#[derive(Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(transparent)]
+pub struct SecretBytes(#[serde(with = "serde_bytes")] pub Vec<u8>);
+
+impl From<Vec<u8>> for SecretBytes {
+    fn from(bytes: Vec<u8>) -> Self {
+        SecretBytes(bytes)
+    }
+}
+
+impl std::fmt::Debug for SecretBytes {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "<{} secret bytes>", self.0.len())
+    }
+}
+
 /// Which account a mailbox command acts for; checked against the session token before proposing.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
 pub struct Principal {
@@ -126,14 +145,15 @@ pub struct NewMessage {
     pub structure: Vec<u8>,
 }
 
-/// Every replicated write the mail store knows.
+/// Every replicated write the mail store knows. New variants go at the end: the variant index
+/// is what log entries and dedup records store.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub enum Command {
     /// First entry of a new cluster: installs the key that signs session tokens. Ignored when a
     /// key already exists.
     Init {
         /// Random bytes from the proposer.
-        session_key: Vec<u8>,
+        session_key: SecretBytes,
     },
     /// Creates a tenant for a domain (lowercased by the proposer).
     CreateTenant {
@@ -244,6 +264,24 @@ pub enum Command {
         /// Expunge the sources in the same entry.
         is_move: bool,
     },
+    /// Makes `session_key` the key that signs session tokens. The replaced key keeps verifying
+    /// tokens until `now_ms + grace_ms` (a key replaced earlier is dropped at once), so sessions
+    /// survive while their front-ends refresh their tokens.
+    RotateSessionKey {
+        /// Random bytes from the proposer.
+        session_key: SecretBytes,
+        /// How long the replaced key still verifies, milliseconds (0: not at all).
+        grace_ms: i64,
+    },
+    /// Disables an account (it cannot log in, and its sessions end) or enables it again.
+    SetAccountDisabled {
+        /// Tenant domain.
+        domain: String,
+        /// Local part.
+        login: String,
+        /// Disable (true) or enable.
+        disabled: bool,
+    },
 }
 
 impl Command {
@@ -262,6 +300,8 @@ impl Command {
             Command::Store { .. } => "store",
             Command::Expunge { .. } => "expunge",
             Command::Copy { .. } => "copy",
+            Command::RotateSessionKey { .. } => "rotate_session_key",
+            Command::SetAccountDisabled { .. } => "set_account_disabled",
         }
     }
 
@@ -271,7 +311,9 @@ impl Command {
             Command::Init { .. }
             | Command::CreateTenant { .. }
             | Command::CreateAccount { .. }
-            | Command::SetPassword { .. } => None,
+            | Command::SetPassword { .. }
+            | Command::RotateSessionKey { .. }
+            | Command::SetAccountDisabled { .. } => None,
             Command::CreateMailbox { who, .. }
             | Command::DeleteMailbox { who, .. }
             | Command::RenameMailbox { who, .. }
@@ -313,6 +355,10 @@ pub enum ModelError {
     /// Stored data did not decode: a bug or corruption, never silently ignored.
     #[error("corrupt state: {0}")]
     Corrupt(String),
+    /// A bound of [`crate::limits`] would be exceeded (IMAP `NO [LIMIT]`, RFC 5530 §3). Last
+    /// variant: recorded replies (dedup table) keep their encoding.
+    #[error("limit exceeded: {0}")]
+    Limit(String),
 }
 
 /// What a mailbox change reports to the proposer.
@@ -326,7 +372,8 @@ pub struct FlagsUpdate {
     pub modseq: u64,
 }
 
-/// The successful result of a command.
+/// The successful result of a command. New variants go at the end (dedup records store the
+/// variant index).
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub enum Outcome {
     /// Nothing to report.
@@ -392,12 +439,25 @@ pub enum Outcome {
         /// Source highest modseq after a move's expunge.
         highest_modseq: u64,
     },
+    /// RotateSessionKey.
+    SessionKeyRotated {
+        /// Id of the new signing key.
+        key_id: u32,
+        /// When the replaced key stops verifying (unix milliseconds).
+        previous_valid_until_ms: i64,
+    },
 }
 
 /// Result of applying one [`Request`].
 pub type Reply = Result<Outcome, ModelError>;
 
-/// A committed change to one mailbox, published to watchers (IDLE) after the batch is durable.
+/// The `mailbox` of a [`MailboxEvent`] about the account itself rather than one of its
+/// mailboxes: its credentials changed (new password, disabled), so its sessions must check
+/// their tokens. No mailbox has this id (ids start at 1).
+pub const ACCOUNT_EVENT: MailboxId = 0;
+
+/// A committed change to one mailbox (or, with [`ACCOUNT_EVENT`], to the account's
+/// credentials), published to watchers (IDLE, sessions) after the batch is durable.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 pub struct MailboxEvent {
     /// Owner.
@@ -446,5 +506,20 @@ mod byte_string_tests {
             assert_eq!(bytes, postcard::to_allocvec(&old).unwrap(), "length {len}");
             assert_eq!(postcard::from_bytes::<NewMessage>(&bytes).unwrap(), m);
         }
+    }
+
+    /// `Init` as entries were encoded while its key was a plain `Vec<u8>`.
+    #[derive(serde::Serialize)]
+    enum OldCommand {
+        Init { session_key: Vec<u8> },
+    }
+
+    #[test]
+    fn secret_bytes_encode_like_a_plain_vector_and_hide_in_debug() {
+        let new = super::Command::Init { session_key: vec![9u8; 32].into() };
+        let bytes = postcard::to_allocvec(&new).unwrap();
+        assert_eq!(bytes, postcard::to_allocvec(&OldCommand::Init { session_key: vec![9u8; 32] }).unwrap());
+        assert_eq!(postcard::from_bytes::<super::Command>(&bytes).unwrap(), new);
+        assert!(!format!("{new:?}").contains('9'), "{new:?}");
     }
 }

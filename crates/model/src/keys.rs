@@ -12,7 +12,7 @@
 //!
 //! | table | key | value |
 //! |---|---|---|
-//! | Meta | [`META_NEXT_ID`], [`META_LAST_UIDVALIDITY`], [`META_SESSION_KEY`] | u64 BE, u32 BE, raw |
+//! | Meta | [`META_NEXT_ID`], [`META_LAST_UIDVALIDITY`], [`META_SESSION_KEYS`] | u64 BE, u32 BE, `SessionKeysRecord` |
 //! | Tenants | tenant | `TenantRecord` |
 //! | TenantByDomain | domain | tenant (u64 BE) |
 //! | Accounts | tenant, account | `AccountRecord` |
@@ -38,8 +38,12 @@ pub const META_NEXT_ID: &[u8] = b"next_id";
 /// Meta key: the last UIDVALIDITY handed out, so a recreated mailbox always gets a larger one
 /// even if the clock went backwards (RFC 3501 §2.3.1.1).
 pub const META_LAST_UIDVALIDITY: &[u8] = b"last_uidvalidity";
-/// Meta key: the key that signs session tokens, installed once by `Init`.
+/// Meta key of states written before key rotation existed: the raw bytes of the one session
+/// key, read as key id 0. `Init` no longer writes it and the first rotation deletes it.
 pub const META_SESSION_KEY: &[u8] = b"session_key";
+/// Meta key: the session keys (`SessionKeysRecord`): the one that signs tokens and the one the
+/// last rotation replaced.
+pub const META_SESSION_KEYS: &[u8] = b"session_keys";
 /// Meta key: every `DedupByTime` row has a time at or after this one ([`dedup_time`] encoding),
 /// so the purge starts its scan here instead of stepping over the deleted rows before it.
 pub const META_DEDUP_FLOOR: &[u8] = b"dedup_floor";

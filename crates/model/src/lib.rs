@@ -22,6 +22,7 @@ pub mod command;
 pub mod flags;
 pub mod keys;
 pub mod kv;
+pub mod limits;
 pub mod names;
 pub mod query;
 pub mod records;
@@ -32,5 +33,7 @@ pub use apply::{Applied, apply, apply_detailed};
 pub use command::*;
 pub use kv::{KvRead, MemKv, Overlay, Table, WriteSet};
 pub use query::ChangesView;
-pub use records::{Account, BlobMeta, Change, DedupEntry, Mailbox, MessageMeta, Record, Tenant};
+pub use records::{
+    Account, BlobMeta, Change, DedupEntry, Mailbox, MessageMeta, Record, RetiredKey, SessionKey, SessionKeys, Tenant,
+};
 pub use types::*;

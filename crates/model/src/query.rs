@@ -11,12 +11,23 @@ use crate::command::{FlagsUpdate, ModelError, Principal};
 use crate::keys;
 use crate::kv::{KvRead, Table};
 use crate::names;
-use crate::records::{Account, BlobMeta, Change, Mailbox, MessageMeta, Record, Tenant};
+use crate::records::{Account, BlobMeta, Change, Mailbox, MessageMeta, Record, SessionKey, SessionKeys, Tenant};
 use crate::types::{Flag, MailboxId, TenantId, Uid, UidSet};
 
-/// The key that signs session tokens, once `Init` has been applied.
+/// The session keys, once `Init` has been applied. A state from before key rotation existed
+/// holds one raw key: it is key 0, with no previous key.
+pub fn session_keys(kv: &dyn KvRead) -> Result<Option<SessionKeys>, ModelError> {
+    if let Some(keys) = get::<SessionKeys>(kv, Table::Meta, keys::META_SESSION_KEYS)? {
+        return Ok(Some(keys));
+    }
+    Ok(kv
+        .get(Table::Meta, keys::META_SESSION_KEY)
+        .map(|secret| SessionKeys { current: SessionKey { id: 0, secret }, previous: None }))
+}
+
+/// The bytes of the key that signs new session tokens, once `Init` has been applied.
 pub fn session_key(kv: &dyn KvRead) -> Option<Vec<u8>> {
-    kv.get(Table::Meta, keys::META_SESSION_KEY)
+    session_keys(kv).ok().flatten().map(|k| k.current.secret)
 }
 
 /// Folds a domain or login the way `CreateTenant` / `CreateAccount` store it.

@@ -42,6 +42,84 @@ pub struct Account {
     pub quota_bytes: Option<u64>,
     /// Sum of message sizes over the account's mailboxes, per message.
     pub used_bytes: u64,
+    /// Credential generation: raised by every change that must end the account's sessions (a new
+    /// password, disabling). A session token carries the generation it was issued at and is
+    /// refused once it differs, so a revocation needs no list of issued tokens.
+    pub generation: u64,
+    /// A disabled account cannot log in and its sessions are refused; its mail is kept.
+    pub disabled: bool,
+}
+
+/// [`Account`] as record version 1 stored it, before credential generations: it decodes as
+/// generation 0, enabled.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct AccountV1 {
+    /// Account id.
+    pub id: AccountId,
+    /// Owning tenant.
+    pub tenant: TenantId,
+    /// Lowercase local part.
+    pub login: String,
+    /// argon2 PHC string.
+    pub password_hash: String,
+    /// Limit on `used_bytes`.
+    pub quota_bytes: Option<u64>,
+    /// Sum of message sizes.
+    pub used_bytes: u64,
+}
+
+impl From<AccountV1> for Account {
+    fn from(v: AccountV1) -> Self {
+        let AccountV1 { id, tenant, login, password_hash, quota_bytes, used_bytes } = v;
+        Account { id, tenant, login, password_hash, quota_bytes, used_bytes, generation: 0, disabled: false }
+    }
+}
+
+/// Key material that signs session tokens. Never logged: `Debug` shows only the id.
+#[derive(Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct SessionKey {
+    /// Carried in every token signed with this key, so a verifier picks the right one.
+    pub id: u32,
+    /// HMAC-SHA256 key bytes.
+    #[serde(with = "serde_bytes")]
+    pub secret: Vec<u8>,
+}
+
+impl std::fmt::Debug for SessionKey {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "SessionKey({}, <redacted>)", self.id)
+    }
+}
+
+/// A key replaced by a rotation: it still verifies (never signs) until `valid_until_ms`, so
+/// sessions signed with it live on until their front-ends have refreshed their tokens.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct RetiredKey {
+    /// The old key.
+    pub key: SessionKey,
+    /// Unix milliseconds (the rotating request's `now_ms` plus the grace period) from which
+    /// tokens signed with it are refused.
+    pub valid_until_ms: i64,
+}
+
+/// The session keys of the cluster: the one that signs, and the one a rotation replaced.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct SessionKeys {
+    /// Signs every new token.
+    pub current: SessionKey,
+    /// Verifies the tokens signed before the last rotation, until its grace period ends.
+    pub previous: Option<RetiredKey>,
+}
+
+impl SessionKeys {
+    /// The key with `id` that may verify a token at `now_ms`: the current one, or the previous
+    /// one within its grace period.
+    pub fn verifying(&self, id: u32, now_ms: i64) -> Option<&SessionKey> {
+        if self.current.id == id {
+            return Some(&self.current);
+        }
+        self.previous.as_ref().filter(|p| p.key.id == id && now_ms < p.valid_until_ms).map(|p| &p.key)
+    }
 }
 
 /// A mailbox header: everything SELECT and STATUS report without reading messages.
@@ -176,11 +254,42 @@ macro_rules! versioned {
 }
 
 versioned!(Tenant, TenantRecord, TenantRecordRef);
-versioned!(Account, AccountRecord, AccountRecordRef);
 versioned!(Mailbox, MailboxRecord, MailboxRecordRef);
 versioned!(MessageMeta, MessageRecord, MessageRecordRef);
 versioned!(BlobMeta, BlobMetaRecord, BlobMetaRecordRef);
 versioned!(DedupEntry, DedupRecord, DedupRecordRef);
+versioned!(SessionKeys, SessionKeysRecord, SessionKeysRecordRef);
+
+/// On-disk versions of [`Account`]; the variant index is the version tag. V2 added the
+/// credential generation and the disabled flag; V1 rows (written before) still decode.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub enum AccountRecord {
+    /// Before credential generations.
+    V1(AccountV1),
+    /// Current.
+    V2(Account),
+}
+
+#[derive(Serialize)]
+enum AccountRecordRef<'a> {
+    #[allow(dead_code)] // Never written again: only its variant index matters here.
+    V1(&'a AccountV1),
+    V2(&'a Account),
+}
+
+impl Record for Account {
+    fn encode(&self) -> Vec<u8> {
+        postcard::to_stdvec(&AccountRecordRef::V2(self)).unwrap_or_default()
+    }
+
+    fn decode(bytes: &[u8]) -> Result<Self, ModelError> {
+        match postcard::from_bytes::<AccountRecord>(bytes) {
+            Ok(AccountRecord::V1(v)) => Ok(v.into()),
+            Ok(AccountRecord::V2(v)) => Ok(v),
+            Err(e) => Err(ModelError::Corrupt(format!("Account: {e}"))),
+        }
+    }
+}
 
 impl Record for Change {
     fn encode(&self) -> Vec<u8> {
@@ -214,5 +323,36 @@ mod tests {
         assert_eq!(postcard::to_stdvec(&MessageRecord::V1(m)).ok(), Some(bytes));
         assert!(matches!(MessageMeta::decode(&[7, 1]), Err(ModelError::Corrupt(_))));
         assert_eq!(Change::decode(&Change::Expunged.encode()), Ok(Change::Expunged));
+    }
+
+    #[test]
+    fn version_1_accounts_decode_as_generation_0() {
+        let old = AccountV1 {
+            id: 3,
+            tenant: 1,
+            login: "bob".into(),
+            password_hash: "$argon2id$h".into(),
+            quota_bytes: Some(5),
+            used_bytes: 2,
+        };
+        let bytes = postcard::to_stdvec(&AccountRecord::V1(old.clone())).unwrap_or_default();
+        assert_eq!(bytes[0], 0, "V1 tag");
+        let account = Account::decode(&bytes).expect("decodes");
+        assert_eq!((account.generation, account.disabled), (0, false));
+        assert_eq!(account, Account::from(old));
+        let again = account.encode();
+        assert_eq!(again[0], 1, "written back as V2");
+        assert_eq!(Account::decode(&again), Ok(account));
+    }
+
+    #[test]
+    fn only_the_current_key_or_a_previous_one_in_grace_verifies() {
+        let key = |id| SessionKey { id, secret: vec![id as u8; 4] };
+        let keys = SessionKeys { current: key(2), previous: Some(RetiredKey { key: key(1), valid_until_ms: 100 }) };
+        assert_eq!(keys.verifying(2, i64::MAX).map(|k| k.id), Some(2));
+        assert_eq!(keys.verifying(1, 99).map(|k| k.id), Some(1));
+        assert_eq!(keys.verifying(1, 100), None, "grace over");
+        assert_eq!(keys.verifying(3, 0), None);
+        assert!(!format!("{keys:?}").contains("[2, 2"), "secrets are not in Debug output");
     }
 }

@@ -9,10 +9,12 @@ use mailraft_model::*;
 fn init_stores_the_session_key_once() {
     let mut s = Sys::new();
     assert_eq!(query::session_key(&s.kv), None);
-    assert_eq!(s.ok(Command::Init { session_key: vec![1] }), Outcome::Done);
-    assert_eq!(s.ok(Command::Init { session_key: vec![2] }), Outcome::Done);
+    assert_eq!(s.ok(Command::Init { session_key: vec![1].into() }), Outcome::Done);
+    assert_eq!(s.ok(Command::Init { session_key: vec![2].into() }), Outcome::Done);
     assert_eq!(query::session_key(&s.kv), Some(vec![1]));
-    assert!(matches!(s.err(Command::Init { session_key: vec![] }), ModelError::Invalid(_)));
+    let keys = query::session_keys(&s.kv).unwrap().unwrap();
+    assert_eq!((keys.current.id, keys.previous), (1, None));
+    assert!(matches!(s.err(Command::Init { session_key: vec![].into() }), ModelError::Invalid(_)));
 }
 
 #[test]

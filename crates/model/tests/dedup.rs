@@ -209,12 +209,12 @@ fn request_ids_are_validated_on_construction_and_decoding() {
     assert_eq!(RequestId::from_wire(vec![7]).unwrap(), Some(rid("\x07")));
     assert!(RequestId::from_wire(vec![0; 65]).unwrap_err().to_string().contains("1 to 64 bytes"));
 
-    let req = Request { now_ms: T0, request_id: Some(rid("abc")), command: Command::Init { session_key: vec![] } };
+    let req = Request { now_ms: T0, request_id: Some(rid("abc")), command: Command::Init { session_key: vec![].into() } };
     let bytes = postcard::to_stdvec(&req).unwrap();
     assert_eq!(postcard::from_bytes::<Request>(&bytes).unwrap(), req);
     // The same encoding with an id one byte too long does not decode.
-    let long = postcard::to_stdvec(&(T0, Some(vec![1u8; 65]), Command::Init { session_key: vec![] })).unwrap();
+    let long = postcard::to_stdvec(&(T0, Some(vec![1u8; 65]), Command::Init { session_key: vec![].into() })).unwrap();
     assert!(postcard::from_bytes::<Request>(&long).is_err());
-    let ok = postcard::to_stdvec(&(T0, Some(vec![1u8; 64]), Command::Init { session_key: vec![] })).unwrap();
+    let ok = postcard::to_stdvec(&(T0, Some(vec![1u8; 64]), Command::Init { session_key: vec![].into() })).unwrap();
     assert!(postcard::from_bytes::<Request>(&ok).is_ok());
 }

@@ -1,43 +1,54 @@
-//! `mailraft.v1.Admin`: operator calls (tenants, users, passwords, cluster state and membership,
-//! the latter in `membership.rs`).
+//! `mailraft.v1.Admin`: operator calls (tenants, users, passwords, disabling users, rotating the
+//! session key, cluster state and membership, the latter in `membership.rs`).
 //!
 //! Like data writes, tenant and user changes are Raft entries proposed on the leader; password
 //! hashes are computed here (argon2id, random salt, on the blocking pool) so that no plaintext
-//! password ever enters the log. The Admin service has no authentication of its own: it must
-//! only be reachable from the operator network (see the deployment notes).
+//! password ever enters the log. Only operator certificates reach this service, on the node's
+//! admin listener (`authz.rs`, `node.rs`).
 
+use std::net::IpAddr;
 use std::sync::Arc;
+use std::time::{Duration, Instant, UNIX_EPOCH};
 
 use mailraft_model::{Command, Outcome};
 use mailraft_proto as pb;
 use mailraft_proto::admin_server::Admin;
+use rand::RngCore;
 use tonic::{Request, Response, Status};
 use tracing::Instrument;
 
+use crate::auth_budget::Key;
 use crate::error::ServerError;
 use crate::mailboxes::unexpected;
 use crate::membership;
 use crate::metrics::{observe, rpc_span};
+use crate::network::Network;
 use crate::password::{self, Login};
 use crate::shared::Shared;
+
+/// Bytes of a session key (HMAC-SHA256 key: its block size would be more than enough).
+pub const SESSION_KEY_LEN: usize = 32;
 
 /// Serves `mailraft.v1.Admin` for one group.
 #[derive(Clone)]
 pub struct AdminService {
     /// Raft and state view.
     shared: Arc<Shared>,
+    /// Calls to other nodes during membership changes, and their admin URLs.
+    network: Network,
 }
 
 impl AdminService {
-    /// Serves the node described by `shared`.
-    pub fn new(shared: Arc<Shared>) -> Self {
-        AdminService { shared }
+    /// Serves the node described by `shared`, reaching other nodes through `network`.
+    pub fn new(shared: Arc<Shared>, network: Network) -> Self {
+        AdminService { shared, network }
     }
 }
 
-/// Hashes on the blocking pool: argon2 takes tens of milliseconds of CPU.
-pub(crate) async fn hash_password(password: String) -> Result<String, ServerError> {
-    tokio::task::spawn_blocking(move || password::hash(&password)).await?
+/// Hashes on a hashing thread (argon2 takes tens of milliseconds of CPU and 19 MiB), or answers
+/// UNAVAILABLE when none is free in time (`Pools::hash`).
+pub(crate) async fn hash_password(shared: &Shared, password: String) -> Result<String, ServerError> {
+    shared.pools.hash(move || password::hash(&password)).await?
 }
 
 /// Creates a tenant; `AlreadyExists` when the domain has one.
@@ -54,7 +65,7 @@ pub(crate) async fn create_tenant(shared: &Shared, domain: &str) -> Result<u64, 
 
 /// Creates an account `local@domain` with an INBOX; returns (tenant, account).
 pub(crate) async fn create_user(shared: &Shared, login: &Login, password: String) -> Result<(u64, u64), ServerError> {
-    let password_hash = hash_password(password).await?;
+    let password_hash = hash_password(shared, password).await?;
     let command = Command::CreateAccount { domain: login.domain.clone(), login: login.local.clone(), password_hash };
     match shared.write(command).await? {
         Outcome::AccountCreated { tenant, account } => Ok((tenant, account)),
@@ -62,8 +73,97 @@ pub(crate) async fn create_user(shared: &Shared, login: &Login, password: String
     }
 }
 
+/// Longest grace period a rotation accepts: a replaced key should not verify for long.
+pub const MAX_ROTATION_GRACE: Duration = Duration::from_secs(7 * 24 * 60 * 60);
+
+/// Installs a fresh random session key; the replaced one verifies for `grace_secs` more seconds
+/// (default: the token TTL, after which every token it signed has expired anyway). Returns the
+/// new key id and when the old key stops verifying.
+pub(crate) async fn rotate_session_key(shared: &Shared, grace_secs: Option<u64>) -> Result<(u32, i64), ServerError> {
+    let grace = grace_secs.map(Duration::from_secs).unwrap_or_else(|| shared.token_ttl());
+    if grace > MAX_ROTATION_GRACE {
+        return Err(ServerError::Invalid(format!("grace period over {} seconds", MAX_ROTATION_GRACE.as_secs())));
+    }
+    let mut session_key = vec![0u8; SESSION_KEY_LEN];
+    rand::rngs::OsRng.fill_bytes(&mut session_key);
+    let grace_ms = i64::try_from(grace.as_millis()).unwrap_or(i64::MAX);
+    match shared.write(Command::RotateSessionKey { session_key: session_key.into(), grace_ms }).await? {
+        Outcome::SessionKeyRotated { key_id, previous_valid_until_ms } => {
+            tracing::info!(key_id, grace_secs = grace.as_secs(), "session key rotated");
+            Ok((key_id, previous_valid_until_ms))
+        }
+        other => Err(unexpected(other)),
+    }
+}
+
+/// The failure-budget key an operator names: `user@domain`, an address, or an IPv6 `/64`.
+pub(crate) fn auth_key(text: &str) -> Result<Key, ServerError> {
+    let text = text.trim();
+    if text.contains('@') {
+        return Ok(Key::Login(Login::parse(text)?.canonical()));
+    }
+    let addr = text.strip_suffix("/64").unwrap_or(text);
+    let ip: IpAddr = addr.parse().map_err(|_| ServerError::Invalid(format!("{text:?} is neither user@domain nor an address")))?;
+    Ok(Key::source(ip))
+}
+
+/// The blocks of the leader's guessing budget (`auth_budget.rs`), for `mailraft admin auth-blocks`.
+async fn auth_blocks(shared: &Shared) -> Result<pb::AuthBlocksResponse, ServerError> {
+    // Only the leader's table counts; a follower answers NOT_LEADER with the leader's address.
+    shared.linearize().await?;
+    let blocks = shared
+        .pools
+        .auth
+        .blocked(Instant::now())
+        .into_iter()
+        .map(|b| pb::AuthBlock {
+            kind: b.key.kind().to_owned(),
+            key: b.key.value(),
+            failures: b.failures,
+            until_ms: b.until.duration_since(UNIX_EPOCH).map_or(0, |d| i64::try_from(d.as_millis()).unwrap_or(i64::MAX)),
+        })
+        .collect();
+    Ok(pb::AuthBlocksResponse { blocks })
+}
+
+/// Lifts one block (or all) on the leader.
+async fn auth_unblock(shared: &Shared, key: &str, all: bool) -> Result<pb::AuthUnblockResponse, ServerError> {
+    shared.linearize().await?;
+    let budget = &shared.pools.auth;
+    let lifted = if all {
+        budget.lift_all()
+    } else {
+        usize::from(budget.lift(&auth_key(key)?))
+    };
+    Ok(pb::AuthUnblockResponse { lifted: u32::try_from(lifted).unwrap_or(u32::MAX) })
+}
+
 #[tonic::async_trait]
 impl Admin for AdminService {
+    async fn auth_blocks(
+        &self,
+        request: Request<pb::AuthBlocksRequest>,
+    ) -> Result<Response<pb::AuthBlocksResponse>, Status> {
+        let req = request.into_inner();
+        let work = async {
+            self.shared.check_group(req.group_id)?;
+            auth_blocks(&self.shared).await
+        };
+        observe("AuthBlocks", work).instrument(rpc_span("AuthBlocks", "")).await.map(Response::new)
+    }
+
+    async fn auth_unblock(
+        &self,
+        request: Request<pb::AuthUnblockRequest>,
+    ) -> Result<Response<pb::AuthUnblockResponse>, Status> {
+        let req = request.into_inner();
+        let work = async {
+            self.shared.check_group(req.group_id)?;
+            auth_unblock(&self.shared, &req.key, req.all).await
+        };
+        observe("AuthUnblock", work).instrument(rpc_span("AuthUnblock", "")).await.map(Response::new)
+    }
+
     async fn create_tenant(
         &self,
         request: Request<pb::CreateTenantRequest>,
@@ -101,12 +201,43 @@ impl Admin for AdminService {
         let work = async {
             self.shared.check_group(req.group_id)?;
             let login = Login::parse(&req.login)?;
-            let password_hash = hash_password(req.password).await?;
+            let password_hash = hash_password(&self.shared, req.password).await?;
             let command = Command::SetPassword { domain: login.domain, login: login.local, password_hash };
             self.shared.write(command).await?;
             Ok(pb::SetPasswordResponse {})
         };
         observe("SetPassword", work).instrument(rpc_span("SetPassword", "")).await.map(Response::new)
+    }
+
+    async fn set_user_disabled(
+        &self,
+        request: Request<pb::SetUserDisabledRequest>,
+    ) -> Result<Response<pb::SetUserDisabledResponse>, Status> {
+        let req = request.into_inner();
+        let work = async {
+            self.shared.check_group(req.group_id)?;
+            let login = Login::parse(&req.login)?;
+            let disabled = req.disabled;
+            let command = Command::SetAccountDisabled { domain: login.domain, login: login.local, disabled };
+            self.shared.write(command).await?;
+            tracing::info!(disabled = req.disabled, "user disabled flag set");
+            Ok(pb::SetUserDisabledResponse {})
+        };
+        observe("SetUserDisabled", work).instrument(rpc_span("SetUserDisabled", "")).await.map(Response::new)
+    }
+
+    async fn rotate_session_key(
+        &self,
+        request: Request<pb::RotateSessionKeyRequest>,
+    ) -> Result<Response<pb::RotateSessionKeyResponse>, Status> {
+        let req = request.into_inner();
+        let work = async {
+            self.shared.check_group(req.group_id)?;
+            let grace_secs = req.has_grace.then_some(req.grace_secs);
+            let (key_id, previous_valid_until_ms) = rotate_session_key(&self.shared, grace_secs).await?;
+            Ok(pb::RotateSessionKeyResponse { key_id, previous_valid_until_ms })
+        };
+        observe("RotateSessionKey", work).instrument(rpc_span("RotateSessionKey", "")).await.map(Response::new)
     }
 
     async fn cluster_info(
@@ -116,7 +247,7 @@ impl Admin for AdminService {
         let req = request.into_inner();
         let work = async {
             self.shared.check_group(req.group_id)?;
-            membership::cluster_info(&self.shared)
+            membership::cluster_info(&self.shared, &self.network)
         };
         observe("ClusterInfo", work).instrument(rpc_span("ClusterInfo", "")).await.map(Response::new)
     }
@@ -125,7 +256,7 @@ impl Admin for AdminService {
         let req = request.into_inner();
         let work = async {
             self.shared.check_group(req.group_id)?;
-            membership::add_node(&self.shared, req.node_id, req.addr.trim(), req.learner_only).await
+            membership::add_node(&self.shared, &self.network, req.node_id, req.addr.trim(), req.learner_only).await
         };
         observe("AddNode", work).instrument(rpc_span("AddNode", "")).await.map(Response::new)
     }
@@ -150,7 +281,7 @@ impl Admin for AdminService {
         let req = request.into_inner();
         let work = async {
             self.shared.check_group(req.group_id)?;
-            membership::remove(&self.shared, req.node_id, req.force).await?;
+            membership::remove(&self.shared, &self.network, req.node_id, req.force).await?;
             Ok(pb::RemoveNodeResponse {})
         };
         observe("RemoveNode", work).instrument(rpc_span("RemoveNode", "")).await.map(Response::new)
@@ -163,7 +294,7 @@ impl Admin for AdminService {
         let req = request.into_inner();
         let work = async {
             self.shared.check_group(req.group_id)?;
-            let leader_id = membership::transfer_leader(&self.shared, req.node_id).await?;
+            let leader_id = membership::transfer_leader(&self.shared, &self.network, req.node_id).await?;
             Ok(pb::TransferLeaderResponse { leader_id })
         };
         observe("TransferLeader", work).instrument(rpc_span("TransferLeader", "")).await.map(Response::new)
@@ -176,12 +307,7 @@ impl Admin for AdminService {
         let req = request.into_inner();
         let work = async {
             self.shared.check_group(req.group_id)?;
-            let m = self.shared.raft.metrics().borrow().clone();
-            if !m.membership_config.membership().voter_ids().any(|id| id == self.shared.node_id) {
-                return Err(ServerError::Membership(format!("node {} is not a voter", self.shared.node_id)));
-            }
-            tracing::info!("election requested by the leader (leadership transfer)");
-            self.shared.raft.trigger().elect().await?;
+            membership::elect_self(&self.shared.raft).await?;
             Ok(pb::TriggerElectionResponse {})
         };
         observe("TriggerElection", work).instrument(rpc_span("TriggerElection", "")).await.map(Response::new)

@@ -45,6 +45,14 @@ pub enum ServerError {
     /// The node cannot serve right now (no quorum, shutting down, not initialized).
     #[error("unavailable: {0}")]
     Unavailable(String),
+    /// Refused to protect the node or an account (hashing slots full, too many failed logins):
+    /// an answer, not a fault of this node, so front-ends do not retry it elsewhere.
+    #[error("unavailable: {0}")]
+    Throttled(String),
+    /// A read stream outlived its deadline (`limits.read_stream_deadline_secs`) and was ended so
+    /// that it stops pinning a snapshot.
+    #[error("deadline exceeded: {0}")]
+    DeadlineExceeded(String),
     /// A Raft message from a node of another cluster, or a vote from a node that is not a voter.
     #[error("refused: {0}")]
     PeerRefused(String),
@@ -81,12 +89,15 @@ impl ServerError {
                 ModelError::OverQuota => (Code::ResourceExhausted, "OVERQUOTA"),
                 ModelError::UidsExhausted => (Code::ResourceExhausted, "CANNOT"),
                 ModelError::Corrupt(_) => (Code::Internal, "INTERNAL"),
+                ModelError::Limit(_) => (Code::ResourceExhausted, "LIMIT"),
             },
             ServerError::NotLeader { .. } => (Code::Unavailable, "NOT_LEADER"),
             ServerError::AuthFailed | ServerError::BadToken => (Code::Unauthenticated, "AUTHFAILED"),
             ServerError::Invalid(_) => (Code::InvalidArgument, "INVALID"),
             ServerError::NotFound(_) => (Code::NotFound, "NONEXISTENT"),
             ServerError::Unavailable(_) => (Code::Unavailable, "UNAVAILABLE"),
+            ServerError::Throttled(_) => (Code::Unavailable, "THROTTLED"),
+            ServerError::DeadlineExceeded(_) => (Code::DeadlineExceeded, "DEADLINE_EXCEEDED"),
             ServerError::PeerRefused(_) => (Code::PermissionDenied, "PEER_REFUSED"),
             ServerError::Membership(_) => (Code::FailedPrecondition, "CANNOT"),
             ServerError::Internal(_) | ServerError::Io(_) | ServerError::Transport(_) => (Code::Internal, "INTERNAL"),
@@ -130,6 +141,15 @@ impl From<Fatal<NodeId>> for ServerError {
 impl From<StoreError> for ServerError {
     fn from(e: StoreError) -> Self {
         ServerError::internal(e)
+    }
+}
+
+impl From<mailraft_store::LimitError> for ServerError {
+    fn from(e: mailraft_store::LimitError) -> Self {
+        match e {
+            mailraft_store::LimitError::Busy(pool) => ServerError::Throttled(format!("{pool} slots are all busy")),
+            mailraft_store::LimitError::Task(e) => ServerError::internal(e),
+        }
     }
 }
 
@@ -177,5 +197,7 @@ mod tests {
         assert_eq!(s.message(), "mailbox x does not exist");
         let s: Status = ServerError::BadToken.into();
         assert_eq!(s.code(), Code::Unauthenticated);
+        let s: Status = ServerError::from(ModelError::Limit("too many keywords".into())).into();
+        assert_eq!(s.metadata().get(CODE_KEY).and_then(|v| v.to_str().ok()), Some("LIMIT"));
     }
 }

@@ -16,21 +16,27 @@
 //! [`StorageNode::start`] / [`StorageNode::shutdown`].
 //!
 //! Module map: `node` (lifecycle), `shared` (what services share: authorize / write / read),
-//! `storage_service` (dispatch) with `session`, `mailboxes`, `messages`, `fetch`, `search`,
+//! `storage_service` (dispatch) with `session`, `refresh` (token renewal), `mailboxes`, `messages`, `fetch`, `search`,
 //! `changes`; `admin_service` with `membership` (add/promote/remove/transfer); `raft_service`,
 //! `network`, `cluster_id` (which cluster a node belongs to, checked on every Raft message);
 //! `raft_observer` (Raft gauges and leader-change log lines); `token`, `password`, `convert`,
-//! `error`, `metrics`.
+//! `error`, `metrics`. Who may call what: `tls` (mutual TLS on both listeners and every client),
+//! `authz` (the caller's role from its certificate, checked per service), `directory` (the
+//! members' admin URLs, for `NOT_LEADER` hints on the admin listener).
 
 #![deny(missing_docs)]
 
 pub mod admin_service;
+pub mod auth_budget;
+pub mod authz;
 mod changes;
 pub mod cluster_id;
 pub mod convert;
+pub mod directory;
 pub mod error;
 mod fetch;
 mod mailboxes;
+pub mod limits;
 pub mod membership;
 mod messages;
 pub mod metrics;
@@ -38,12 +44,15 @@ pub mod network;
 pub mod node;
 pub mod password;
 mod raft_observer;
+mod refresh;
 pub mod raft_service;
 mod search;
 mod session;
 pub mod shared;
 pub mod storage_service;
+pub mod tls;
 pub mod token;
 
 pub use error::ServerError;
-pub use node::{NodeConfig, StorageNode};
+pub use node::{Listeners, NodeConfig, StorageNode};
+pub use tls::TlsBundle;

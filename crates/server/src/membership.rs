@@ -1,7 +1,7 @@
 //! Changing who is in the Raft group, run on the leader for `mailraft admin`.
 //!
 //! - **add-node**: the new node must answer at its address with the expected node id and must not
-//!   belong to another cluster (it is asked with `Admin.ClusterInfo`). It is added as a learner;
+//!   belong to another cluster (it is asked with `Raft.Identify`, over mTLS as node to node). It is added as a learner;
 //!   openraft replicates the log (or a snapshot) until the leader believes it is up to date, and
 //!   only then is it promoted to voter. A node that is a voter while still empty would count
 //!   toward the quorum without having the data, so the order matters.
@@ -20,28 +20,28 @@
 //!
 //! Every change is a joint-consensus membership change committed through the log
 //! (`Raft::change_membership`), so it survives failover like any other entry.
+//!
+//! The calls to other nodes (identify, trigger an election) go through [`Network`] to their peer
+//! URLs with this node's certificate, and are Raft-service RPCs: Admin is for operators only.
 
 use std::collections::BTreeSet;
 use std::sync::Arc;
 use std::time::Duration;
 
 use mailraft_proto as pb;
-use mailraft_proto::admin_client::AdminClient;
-use mailraft_store::Node;
+use mailraft_store::{Node, Raft};
 use openraft::{ChangeMembers, RaftMetrics, ServerState};
 use tokio::time::Instant;
-use tonic::transport::Endpoint;
 
 use crate::cluster_id::format_id;
 use crate::error::ServerError;
+use crate::network::Network;
 use crate::shared::Shared;
 
 /// A learner is promoted only when at most this many entries behind the leader.
 pub const PROMOTE_MAX_LAG: u64 = 100;
 /// How long add-node waits for the new node to catch up before it answers (it keeps catching up).
 pub const CATCH_UP_TIMEOUT: Duration = Duration::from_secs(600);
-/// How long one call to another node (probe, trigger election) may take.
-const PEER_CALL_TIMEOUT: Duration = Duration::from_secs(3);
 /// Overall bound on a leadership transfer.
 const TRANSFER_TIMEOUT: Duration = Duration::from_secs(20);
 
@@ -71,25 +71,14 @@ fn lag(m: &Metrics, id: u64) -> Option<u64> {
     Some(m.last_log_index.unwrap_or(0).saturating_sub(matched))
 }
 
-/// Asks the node at `addr` who it is.
-async fn probe(addr: &str, group_id: u64) -> Result<pb::ClusterInfoResponse, String> {
-    let endpoint = Endpoint::from_shared(addr.to_string())
-        .map_err(|e| format!("invalid address {addr}: {e}"))?
-        .connect_timeout(PEER_CALL_TIMEOUT)
-        .timeout(PEER_CALL_TIMEOUT);
-    let channel = tokio::time::timeout(PEER_CALL_TIMEOUT, endpoint.connect())
-        .await
-        .map_err(|_| format!("no answer from {addr} within {PEER_CALL_TIMEOUT:?}"))?
-        .map_err(|e| format!("cannot connect to {addr}: {e}"))?;
-    AdminClient::new(channel)
-        .cluster_info(pb::ClusterInfoRequest { group_id })
-        .await
-        .map(tonic::Response::into_inner)
-        .map_err(|s| format!("{addr} answered {}: {}", s.code(), s.message()))
-}
-
 /// `mailraft admin add-node`: see the module docs.
-pub async fn add_node(shared: &Shared, id: u64, addr: &str, learner_only: bool) -> Result<pb::AddNodeResponse, ServerError> {
+pub async fn add_node(
+    shared: &Shared,
+    network: &Network,
+    id: u64,
+    addr: &str,
+    learner_only: bool,
+) -> Result<pb::AddNodeResponse, ServerError> {
     let m = require_leader(shared)?;
     if id == 0 {
         return Err(ServerError::Invalid("node id 0 is reserved".into()));
@@ -109,7 +98,8 @@ pub async fn add_node(shared: &Shared, id: u64, addr: &str, learner_only: bool) 
             existing.addr
         )));
     }
-    let info = probe(addr, shared.group_id)
+    let info = network
+        .identify(addr)
         .await
         .map_err(|e| ServerError::Membership(format!("cannot reach node {id}: {e}")))?;
     if info.node_id != id {
@@ -168,7 +158,7 @@ pub async fn promote(shared: &Shared, id: u64) -> Result<(), ServerError> {
 }
 
 /// `mailraft admin remove-node`: see the module docs for what is refused.
-pub async fn remove(shared: &Shared, id: u64, force: bool) -> Result<(), ServerError> {
+pub async fn remove(shared: &Shared, network: &Network, id: u64, force: bool) -> Result<(), ServerError> {
     let m = require_leader(shared)?;
     let voters = voters(&m);
     if learners(&m).contains(&id) {
@@ -197,7 +187,7 @@ pub async fn remove(shared: &Shared, id: u64, force: bool) -> Result<(), ServerE
         }
         let addr = m.membership_config.membership().get_node(voter).map(|n| n.addr.clone()).unwrap_or_default();
         // Answering is not enough: a wiped or foreign process at that address is no voter.
-        match probe(&addr, shared.group_id).await {
+        match network.identify(&addr).await {
             Ok(info) if info.node_id == *voter && info.cluster_id == shared.cluster.get() => healthy += 1,
             Ok(info) => down.push(format!(
                 "node {voter}: the process at {addr} is node {} of cluster {}",
@@ -238,7 +228,7 @@ impl Drop for HeartbeatsOff<'_> {
 }
 
 /// `mailraft admin transfer-leader`: see the module docs.
-pub async fn transfer_leader(shared: &Arc<Shared>, target: u64) -> Result<u64, ServerError> {
+pub async fn transfer_leader(shared: &Arc<Shared>, network: &Network, target: u64) -> Result<u64, ServerError> {
     let m = require_leader(shared)?;
     if target == shared.node_id {
         return Ok(target);
@@ -268,20 +258,8 @@ pub async fn transfer_leader(shared: &Arc<Shared>, target: u64) -> Result<u64, S
         let mut rx = shared.raft.metrics();
         while Instant::now() < deadline {
             tokio::time::sleep(lease).await;
-            let endpoint = Endpoint::from_shared(addr.clone())
-                .map_err(|e| ServerError::Invalid(format!("node {target} has an invalid address: {e}")))?
-                .connect_timeout(PEER_CALL_TIMEOUT)
-                .timeout(PEER_CALL_TIMEOUT);
-            match endpoint.connect().await {
-                Ok(channel) => {
-                    if let Err(status) = AdminClient::new(channel)
-                        .trigger_election(pb::TriggerElectionRequest { group_id: shared.group_id })
-                        .await
-                    {
-                        tracing::warn!(node_id = target, error = %status.message(), "trigger election failed");
-                    }
-                }
-                Err(e) => tracing::warn!(node_id = target, error = %e, "cannot reach transfer target"),
+            if let Err(e) = network.trigger_election(&addr).await {
+                tracing::warn!(node_id = target, error = %e, "trigger election failed");
             }
             let settle = Instant::now() + Duration::from_millis(config.election_timeout_max * 2);
             let result = tokio::time::timeout_at(
@@ -307,8 +285,21 @@ pub async fn transfer_leader(shared: &Arc<Shared>, target: u64) -> Result<u64, S
     outcome
 }
 
+/// Starts an election on this node (the target of a leadership transfer); refused unless it is a
+/// voter.
+pub async fn elect_self(raft: &Raft) -> Result<(), ServerError> {
+    let m = raft.metrics().borrow().clone();
+    if !m.membership_config.membership().voter_ids().any(|id| id == m.id) {
+        return Err(ServerError::Membership(format!("node {} is not a voter", m.id)));
+    }
+    tracing::info!("election requested by the leader (leadership transfer)");
+    raft.trigger().elect().await?;
+    Ok(())
+}
+
 /// `Admin.ClusterInfo`: this node's view of the group.
-pub fn cluster_info(shared: &Shared) -> Result<pb::ClusterInfoResponse, ServerError> {
+pub fn cluster_info(shared: &Shared, network: &Network) -> Result<pb::ClusterInfoResponse, ServerError> {
+    let directory = network.directory();
     let m = shared.raft.metrics().borrow().clone();
     let membership = m.membership_config.membership();
     let leader_id = m.current_leader.unwrap_or(0);
@@ -325,6 +316,7 @@ pub fn cluster_info(shared: &Shared) -> Result<pb::ClusterInfoResponse, ServerEr
                 has_matched: matched.is_some(),
                 matched_index: matched.unwrap_or(0),
                 lag: lag(&m, *id).unwrap_or(0),
+                admin_addr: directory.admin_addr(*id).unwrap_or_default(),
             }
         })
         .collect();
@@ -347,6 +339,7 @@ pub fn cluster_info(shared: &Shared) -> Result<pb::ClusterInfoResponse, ServerEr
         state: state.into(),
         members,
         snapshot_index: m.snapshot.map(|l| l.index).unwrap_or(0),
+        leader_admin_addr: m.current_leader.and_then(|id| directory.admin_addr(id)).unwrap_or_default(),
     })
 }
 

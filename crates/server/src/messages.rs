@@ -4,6 +4,8 @@
 //! (ENVELOPE, BODYSTRUCTURE, part offsets) runs once here, on the blocking pool, and its
 //! encoding travels in the entry, so replicas never parse messages and FETCH never re-parses.
 
+// Refused here before the MIME analysis, and again by the model so no log entry carries more.
+use mailraft_model::limits::MAX_APPEND_MESSAGES;
 use mailraft_model::{Command, NewMessage, Outcome};
 use mailraft_proto as pb;
 
@@ -12,9 +14,6 @@ use crate::error::ServerError;
 use crate::mailboxes::unexpected;
 use crate::shared::request_id;
 use crate::storage_service::StorageService;
-
-/// Most messages one APPEND (RFC 3502 MULTIAPPEND) may carry.
-const MAX_APPEND_MESSAGES: usize = 1000;
 
 /// Prepares one message for the model: flags checked (RFC 3501 §2.3.2), structure computed.
 fn prepare(m: pb::AppendMessage) -> Result<NewMessage, ServerError> {

@@ -120,3 +120,89 @@ pub fn raft_staged_entry() {
 pub fn raft_batch_split() {
     metrics::counter!(RAFT_BATCHES_SPLIT).increment(1);
 }
+
+/// Session tokens refused by reason (`invalid`, `key_retired`, `expired`, `revoked`, `ahead`).
+pub const TOKENS_REFUSED: &str = "mailraft_session_tokens_refused_total";
+/// Session tokens issued, by kind (`login`, `refresh`).
+pub const TOKENS_ISSUED: &str = "mailraft_session_tokens_issued_total";
+
+/// Counts a refused session token.
+pub fn token_refused(reason: &'static str) {
+    metrics::counter!(TOKENS_REFUSED, "reason" => reason).increment(1);
+}
+
+/// Counts an issued session token.
+pub fn token_issued(kind: &'static str) {
+    metrics::counter!(TOKENS_ISSUED, "kind" => kind).increment(1);
+}
+
+/// gRPC calls refused by authorization (`authz.rs`), by service and reason (`no_certificate`,
+/// `bad_certificate`, `no_role`, `wrong_role`, `wrong_sender`).
+pub const AUTHZ_DENIED_TOTAL: &str = "mailraft_grpc_authz_denied_total";
+/// TLS handshakes a gRPC listener refused or that failed, by listener (`peer`, `admin`) and
+/// reason (`no_client_certificate`, `unknown_issuer`, `bad_certificate`, `timeout`, `handshake`).
+pub const TLS_HANDSHAKE_FAILURES_TOTAL: &str = "mailraft_grpc_tls_handshake_failures_total";
+
+/// Counts a call refused by authorization.
+pub fn authz_denied(service: &'static str, reason: &'static str) {
+    metrics::counter!(AUTHZ_DENIED_TOTAL, "service" => service, "reason" => reason).increment(1);
+}
+
+/// Counts a failed TLS handshake on a gRPC listener.
+pub fn tls_handshake_failed(listener: &'static str, reason: &'static str) {
+    metrics::counter!(TLS_HANDSHAKE_FAILURES_TOTAL, "listener" => listener, "reason" => reason).increment(1);
+}
+
+/// Authenticate attempts answered without checking the password, by key kind (`source`,
+/// `login`, `any`) and reason (`blocked`, `queue`).
+pub const AUTH_REFUSED_TOTAL: &str = "mailraft_auth_refused_total";
+/// Authenticate attempts that waited for their slot because their source or login had failed
+/// before (the wait, in seconds).
+pub const AUTH_DELAY_SECONDS: &str = "mailraft_auth_delay_seconds";
+/// Keys (`source`, `login`) that reached their failure budget and were blocked.
+pub const AUTH_BLOCKS_TOTAL: &str = "mailraft_auth_blocks_total";
+/// Failures not recorded because the budget table was full.
+pub const AUTH_UNTRACKED_TOTAL: &str = "mailraft_auth_untracked_total";
+/// argon2 computations, by operation (`verify`, `verify_unknown`, `hash`).
+pub const PASSWORD_HASHES_TOTAL: &str = "mailraft_password_hashes_total";
+/// Storage-side read streams (FETCH) by how they ended: `complete`, `client_gone`, `deadline`,
+/// `error`.
+pub const READ_STREAMS_TOTAL: &str = "mailraft_read_streams_total";
+
+/// Counts an attempt refused without hashing.
+pub fn auth_refused(kind: &'static str, reason: &'static str) {
+    metrics::counter!(AUTH_REFUSED_TOTAL, "kind" => kind, "reason" => reason).increment(1);
+}
+
+/// Records an attempt's wait for its slot.
+pub fn auth_delayed(wait: std::time::Duration) {
+    metrics::histogram!(AUTH_DELAY_SECONDS).record(wait.as_secs_f64());
+}
+
+/// Counts a new block.
+pub fn auth_blocked(kind: &'static str) {
+    metrics::counter!(AUTH_BLOCKS_TOTAL, "kind" => kind).increment(1);
+}
+
+/// Counts a failure the full table could not record.
+pub fn auth_untracked() {
+    metrics::counter!(AUTH_UNTRACKED_TOTAL).increment(1);
+}
+
+/// Counts one argon2 computation.
+pub fn password_hashed(op: &'static str) {
+    metrics::counter!(PASSWORD_HASHES_TOTAL, "op" => op).increment(1);
+}
+
+/// Counts a finished read stream.
+pub fn read_stream_ended(how: &'static str) {
+    metrics::counter!(READ_STREAMS_TOTAL, "end" => how).increment(1);
+}
+
+/// Read streams (FETCH) producing right now, each holding a snapshot.
+pub const READ_STREAMS_ACTIVE: &str = "mailraft_read_streams_active";
+
+/// Moves the open-streams gauge by `delta`.
+pub fn read_streams_active(delta: f64) {
+    metrics::gauge!(READ_STREAMS_ACTIVE).increment(delta);
+}

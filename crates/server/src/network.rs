@@ -11,6 +11,15 @@
 //! `postcard((vote, meta))`, then the snapshot file in 1 MiB chunks read as the transport pulls
 //! them, so a transfer holds a few chunks in memory whatever the snapshot's size.
 //!
+//! Every connection uses the node's TLS material when it has some (`tls.rs`): the peer's
+//! certificate is verified against the cluster CA and the host in its URL, and this node presents
+//! its own node certificate, which the peer's `authz.rs` checks against `from_node`. Each request
+//! and reply also carries its sender's admin URL for the [`Directory`].
+//!
+//! Besides openraft's traffic, the leader asks other nodes who they are ([`Network::identify`])
+//! and tells a node to start an election ([`Network::trigger_election`]) during membership changes
+//! (`membership.rs`); both are Raft-service RPCs, so a node never needs operator rights.
+//!
 //! Errors: a peer that cannot be reached (connection refused, DNS, unavailable) is
 //! `Unreachable`, so openraft backs off; a call that outlives openraft's deadline is `Timeout`;
 //! anything else on the wire is `NetworkError` (openraft retries at once). An error the remote
@@ -53,11 +62,13 @@ use std::time::{Duration, Instant};
 
 use futures::Stream;
 use mailraft_proto::raft_client::RaftClient;
-use mailraft_proto::{RaftRequest, SnapshotChunk};
+use mailraft_proto::{IdentifyReply, IdentifyRequest, RaftReply, RaftRequest, SnapshotChunk, TriggerElectionRequest};
 use mailraft_store::{Node, NodeId, Snapshot, SnapshotData, SnapshotMeta, TypeConfig, Vote};
 use tokio::sync::watch;
 
 use crate::cluster_id::ClusterIdentity;
+use crate::directory::Directory;
+use crate::tls::TlsBundle;
 use large::Outgoing;
 
 mod large;
@@ -68,10 +79,13 @@ use openraft::network::{RPCOption, RPCTypes, RaftNetwork, RaftNetworkFactory};
 use openraft::raft::{AppendEntriesRequest, AppendEntriesResponse, SnapshotResponse, VoteRequest, VoteResponse};
 use serde::Serialize;
 use serde::de::DeserializeOwned;
-use tonic::transport::{Channel, Endpoint};
+use tonic::transport::Channel;
 
-/// How long establishing a TCP connection to a peer may take before it counts as unreachable.
+/// How long establishing a connection (TCP and TLS) to a peer may take before it counts as
+/// unreachable.
 const CONNECT_TIMEOUT: Duration = Duration::from_secs(2);
+/// How long one membership call to another node (identify, trigger an election) may take.
+const PEER_CALL_TIMEOUT: Duration = Duration::from_secs(3);
 /// HTTP/2 keepalive: detects a dead peer connection even when no call is in flight.
 const KEEPALIVE: Duration = Duration::from_secs(10);
 /// Lower bound for a whole-snapshot transfer, whatever openraft's per-RPC deadline says: after
@@ -89,7 +103,7 @@ const SNAPSHOT_MIN_RATE: u64 = 1 << 20;
 /// Why a Raft RPC failed on the client side, before it is sorted into openraft's error kinds.
 #[derive(Debug, thiserror::Error)]
 enum TransportError {
-    #[error("invalid peer address {0}")]
+    #[error("invalid peer address: {0}")]
     BadAddress(String),
     #[error("peer unreachable: {0}")]
     Unreachable(tonic::Status),
@@ -123,16 +137,23 @@ pub struct Network {
     /// Per peer, the large entry being staged on it (see the module docs): openraft creates a new
     /// client per replication session, the encoded entry and the progress must outlive them.
     outgoing: Arc<Mutex<HashMap<NodeId, Arc<Outgoing>>>>,
+    /// TLS material for every connection; `None` only for a loopback plaintext node.
+    tls: Option<Arc<TlsBundle>>,
+    /// This node's admin URL (sent along) and the peers' (learned from their replies).
+    directory: Arc<Directory>,
 }
 
 impl Network {
     /// A network for node `node_id` of Raft group `group_id` in `cluster`, reaching the peers
     /// named in `overrides` at those addresses instead of their membership addresses.
+    /// Connects with `tls` when given, and announces and learns admin URLs in `directory`.
     pub fn new(
         group_id: u64,
         node_id: NodeId,
         cluster: Arc<ClusterIdentity>,
         overrides: HashMap<NodeId, String>,
+        tls: Option<Arc<TlsBundle>>,
+        directory: Arc<Directory>,
     ) -> Self {
         Network {
             group_id,
@@ -141,12 +162,67 @@ impl Network {
             overrides: Arc::new(overrides),
             channels: Arc::default(),
             outgoing: Arc::default(),
+            tls,
+            directory,
         }
     }
 
     /// The identity fields every Raft message carries.
     fn header(&self, payload: Vec<u8>) -> RaftRequest {
-        RaftRequest { group_id: self.group_id, payload, cluster_id: self.cluster.get(), from_node: self.node_id }
+        RaftRequest {
+            group_id: self.group_id,
+            payload,
+            cluster_id: self.cluster.get(),
+            from_node: self.node_id,
+            admin_addr: self.directory.own().to_owned(),
+        }
+    }
+
+    /// The admin URLs this node knows.
+    pub fn directory(&self) -> &Arc<Directory> {
+        &self.directory
+    }
+
+    /// A connected one-off client for a membership call to the node at `addr`.
+    async fn connect(&self, addr: &str) -> Result<RaftClient<Channel>, String> {
+        let endpoint = crate::tls::endpoint(addr, self.tls.as_deref())
+            .map_err(|e| e.to_string())?
+            .connect_timeout(PEER_CALL_TIMEOUT)
+            .timeout(PEER_CALL_TIMEOUT);
+        let channel = tokio::time::timeout(PEER_CALL_TIMEOUT, endpoint.connect())
+            .await
+            .map_err(|_| format!("no answer from {addr} within {PEER_CALL_TIMEOUT:?}"))?
+            .map_err(|e| format!("cannot connect to {addr}: {}", error_chain(&e)))?;
+        Ok(RaftClient::new(channel))
+    }
+
+    /// Asks the node at `addr` who it is (`Raft.Identify`).
+    pub async fn identify(&self, addr: &str) -> Result<IdentifyReply, String> {
+        let reply = self
+            .connect(addr)
+            .await?
+            .identify(IdentifyRequest { group_id: self.group_id })
+            .await
+            .map(tonic::Response::into_inner)
+            .map_err(|s| format!("{addr} answered {}: {}", s.code(), s.message()))?;
+        self.directory.learn(reply.node_id, &reply.admin_addr);
+        Ok(reply)
+    }
+
+    /// Asks the node at `addr` to start an election now (`Raft.TriggerElection`).
+    pub async fn trigger_election(&self, addr: &str) -> Result<(), String> {
+        self.connect(addr)
+            .await?
+            .trigger_election(TriggerElectionRequest { group_id: self.group_id })
+            .await
+            .map(drop)
+            .map_err(|s| format!("{addr} answered {}: {}", s.code(), s.message()))
+    }
+
+    /// Takes the reply's payload, noting the peer's admin URL.
+    fn unwrap_reply(&self, target: NodeId, reply: RaftReply) -> Vec<u8> {
+        self.directory.learn(target, &reply.admin_addr);
+        reply.payload
     }
 
     /// The cached channel to `target` at `addr`, creating it (lazily connected) if needed.
@@ -157,8 +233,8 @@ impl Network {
         {
             return Ok(ch.clone());
         }
-        let endpoint = Endpoint::from_shared(addr.to_string())
-            .map_err(|_| TransportError::BadAddress(addr.to_string()))?
+        let endpoint = crate::tls::endpoint(addr, self.tls.as_deref())
+            .map_err(|e| TransportError::BadAddress(e.to_string()))?
             .connect_timeout(CONNECT_TIMEOUT)
             .tcp_nodelay(true)
             .http2_keep_alive_interval(KEEPALIVE)
@@ -232,7 +308,7 @@ impl PeerClient {
         // grpc-timeout header alone cannot.
         match tokio::time::timeout(timeout, fut).await {
             Err(_) => Err(TransportError::Timeout(timeout)),
-            Ok(Ok(resp)) => Ok(resp.into_inner().payload),
+            Ok(Ok(resp)) => Ok(self.network.unwrap_reply(self.target, resp.into_inner())),
             Ok(Err(status)) => Err(classify(status, timeout)),
         }
     }
@@ -283,6 +359,18 @@ impl PeerClient {
             | TransportError::Encode(_) => RPCError::Network(NetworkError::new(&e)),
         }
     }
+}
+
+/// An error with its sources, which for a TLS failure say what was wrong with the certificate.
+fn error_chain(e: &dyn std::error::Error) -> String {
+    let mut text = e.to_string();
+    let mut source = e.source();
+    while let Some(s) = source {
+        text.push_str(": ");
+        text.push_str(&s.to_string());
+        source = s.source();
+    }
+    text
 }
 
 /// Sorts a failed call's status: connection-level failures mean the peer is down.
@@ -337,7 +425,7 @@ impl RaftNetwork<TypeConfig> for PeerClient {
             e = watch_chunks(progress_rx) => Err(e),
             r = tokio::time::timeout(timeout, client.install_snapshot(req)) => match r {
                 Err(_) => Err(TransportError::Timeout(timeout)),
-                Ok(Ok(resp)) => Ok(resp.into_inner().payload),
+                Ok(Ok(resp)) => Ok(self.network.unwrap_reply(self.target, resp.into_inner())),
                 Ok(Err(status)) => Err(classify(status, timeout)),
             },
         };

@@ -1,9 +1,14 @@
 //! A storage node: one Raft group member with its gRPC server.
 //!
 //! Lifecycle:
-//! 1. [`StorageNode::start`] opens the RocksDB store under `data_dir`, builds the openraft
-//!    instance with the tonic [`Network`], and serves Storage, Admin, Raft and gRPC health on
-//!    the given listener (bound by the caller, so tests can use port 0).
+//! 1. [`StorageNode::start_with`] opens the RocksDB store under `data_dir`, builds the openraft
+//!    instance with the tonic [`Network`], and serves two listeners (bound by the caller, so
+//!    tests can use port 0): the *peer* listener (Raft for nodes, Storage and Watch for front-ends
+//!    and nodes, gRPC health) and the *admin* listener (Admin for operators, health). With TLS
+//!    material both require client certificates of the cluster CA and every service checks the
+//!    caller's role (`tls.rs`, `authz.rs`); without it the node refuses to serve anything but
+//!    loopback addresses. [`StorageNode::start`] serves everything on one plaintext loopback
+//!    listener, for in-process tests.
 //! 2. With `bootstrap`, a pristine node initializes a single-member cluster, waits until it
 //!    leads, and proposes `Command::Init` with a fresh random session key (the key that signs
 //!    session tokens). Restarting a bootstrapped node changes nothing: Raft state and the key
@@ -27,19 +32,24 @@ use mailraft_store::{Node, Raft};
 use openraft::error::{InitializeError, RaftError};
 use openraft::{Config, SnapshotPolicy};
 use rand::RngCore;
+use tokio::net::TcpListener;
 use tokio::sync::watch;
 use tokio::task::JoinHandle;
+use tonic::service::interceptor::InterceptedService;
 use tonic::transport::Server;
-use tonic::transport::server::TcpIncoming;
+use tonic::transport::server::{Router, TcpIncoming};
 
 use crate::admin_service::{self, AdminService};
+use crate::authz::{Authz, Role, Service};
 use crate::cluster_id::ClusterIdentity;
+use crate::directory::{AdminHints, Directory};
 use crate::error::ServerError;
 use crate::network::Network;
 use crate::password::Login;
 use crate::raft_service::RaftService;
 use crate::shared::Shared;
 use crate::storage_service::StorageService;
+use crate::tls::{TlsBundle, tls_incoming};
 
 /// How long shutdown waits for in-flight calls before cutting connections.
 pub const DRAIN_TIMEOUT: Duration = Duration::from_secs(10);
@@ -62,11 +72,17 @@ pub struct NodeConfig {
     pub group_id: u64,
     /// Directory for RocksDB and snapshots; created if missing.
     pub data_dir: PathBuf,
-    /// Address the listener is bound to (informational; the caller binds it).
+    /// Address the peer listener is bound to (informational; the caller binds it).
     pub listen: SocketAddr,
-    /// `http://host:port` other nodes and front-ends use to reach this node; stored in the
-    /// Raft membership and returned in NOT_LEADER hints.
+    /// `https://host:port` other nodes and front-ends use to reach this node's peer listener;
+    /// stored in the Raft membership and returned in NOT_LEADER hints.
     pub advertise: String,
+    /// The URL operators use to reach this node's admin listener; other nodes hand it out in
+    /// NOT_LEADER hints on their admin listeners (`directory.rs`).
+    pub admin_advertise: String,
+    /// The cluster CA and this node's certificate (which must name `spiffe://mailraft/node/<id>`).
+    /// `None` serves plaintext, which is refused on any address but loopback.
+    pub tls: Option<Arc<TlsBundle>>,
     /// Raft heartbeat interval, milliseconds.
     pub heartbeat_ms: u64,
     /// Lower bound of the randomized election timeout, milliseconds.
@@ -82,11 +98,16 @@ pub struct NodeConfig {
     pub bootstrap: bool,
     /// Addresses to use for these peers' Raft traffic instead of their membership addresses.
     pub peer_addrs: HashMap<u64, String>,
+    /// How long the session tokens this node issues are valid (front-ends refresh them at half
+    /// of it); see `token.rs`.
+    pub token_ttl: Duration,
+    /// Read and hashing concurrency, read-stream deadline, guessing budgets (`limits.rs`).
+    pub limits: crate::limits::Limits,
 }
 
 impl NodeConfig {
-    /// A config with the usual timings for node `node_id` of group 1, serving `listen` and
-    /// advertising `http://{listen}`.
+    /// A plaintext config with the usual timings for node `node_id` of group 1, serving `listen`
+    /// and advertising `http://{listen}` for peers and admin calls alike.
     pub fn new(node_id: u64, data_dir: PathBuf, listen: SocketAddr) -> Self {
         NodeConfig {
             node_id,
@@ -94,6 +115,8 @@ impl NodeConfig {
             data_dir,
             listen,
             advertise: format!("http://{listen}"),
+            admin_advertise: format!("http://{listen}"),
+            tls: None,
             heartbeat_ms: 100,
             election_min_ms: 300,
             election_max_ms: 600,
@@ -101,6 +124,8 @@ impl NodeConfig {
             snapshot_log_bytes: 256 << 20,
             bootstrap: false,
             peer_addrs: HashMap::new(),
+            token_ttl: crate::token::DEFAULT_TOKEN_TTL,
+            limits: crate::limits::Limits::default(),
         }
     }
 
@@ -117,63 +142,113 @@ impl NodeConfig {
     }
 }
 
+/// The listeners a node serves, bound by the caller.
+#[derive(Debug)]
+pub struct Listeners {
+    /// Raft, Storage (with Watch) and health.
+    pub peer: TcpListener,
+    /// Admin and health; `None` serves Admin on the peer listener, which only a plaintext
+    /// (loopback, test) node may do.
+    pub admin: Option<TcpListener>,
+}
+
+/// A gRPC server task.
+type ServerTask = JoinHandle<Result<(), tonic::transport::Error>>;
+
 /// A running storage node.
 pub struct StorageNode {
     /// Raft, state view and ids, shared with the services.
     shared: Arc<Shared>,
     /// The advertised address (bootstrap membership).
     advertise: String,
-    /// Where the server actually listens.
+    /// Where the peer listener actually listens.
     local_addr: SocketAddr,
+    /// Where the admin listener listens (the peer listener's address when combined).
+    admin_addr: SocketAddr,
     /// Set to `true` to stop serving and end streams.
     stop: watch::Sender<bool>,
-    /// The gRPC server task.
-    server: JoinHandle<Result<(), tonic::transport::Error>>,
+    /// The gRPC server tasks: peer listener, then admin listener if separate.
+    servers: Vec<ServerTask>,
 }
 
 impl StorageNode {
-    /// Opens the store, starts Raft and serves on `listener` (see the module docs).
-    pub async fn start(cfg: NodeConfig, listener: tokio::net::TcpListener) -> Result<StorageNode, ServerError> {
+    /// Opens the store, starts Raft and serves every service on one plaintext loopback `listener`
+    /// (in-process tests; see the module docs).
+    pub async fn start(cfg: NodeConfig, listener: TcpListener) -> Result<StorageNode, ServerError> {
+        StorageNode::start_with(cfg, Listeners { peer: listener, admin: None }).await
+    }
+
+    /// Opens the store, starts Raft and serves `listeners` (see the module docs).
+    pub async fn start_with(cfg: NodeConfig, listeners: Listeners) -> Result<StorageNode, ServerError> {
         let raft_config = Arc::new(cfg.raft_config()?);
-        let local_addr = listener.local_addr()?;
+        let local_addr = listeners.peer.local_addr()?;
+        let admin_addr = match &listeners.admin {
+            Some(l) => l.local_addr()?,
+            None => local_addr,
+        };
+        let server_tls = check_security(&cfg, &listeners, admin_addr)?;
         let data_dir = cfg.data_dir.clone();
         let (log, sm) = tokio::task::spawn_blocking(move || mailraft_store::open(&data_dir)).await??;
         let view = sm.reader();
         let log_bytes = log.log_bytes();
         let cluster = Arc::new(ClusterIdentity::load(&cfg.data_dir)?);
-        let network = Network::new(cfg.group_id, cfg.node_id, cluster.clone(), cfg.peer_addrs.clone());
-        let raft = Raft::new(cfg.node_id, raft_config, network, log, sm).await?;
-        let shared = Arc::new(Shared::new(cfg.node_id, cfg.group_id, raft.clone(), view, cluster.clone()));
+        let directory = Arc::new(Directory::new(cfg.node_id, cfg.admin_advertise.clone()));
+        let network = Network::new(
+            cfg.group_id,
+            cfg.node_id,
+            cluster.clone(),
+            cfg.peer_addrs.clone(),
+            cfg.tls.clone(),
+            directory.clone(),
+        );
+        let raft = Raft::new(cfg.node_id, raft_config, network.clone(), log, sm).await?;
+        let pools = crate::limits::Pools::new(cfg.limits.clone())?;
+        let shared = Arc::new(
+            Shared::new(cfg.node_id, cfg.group_id, raft.clone(), view, cluster.clone(), pools)
+                .with_token_ttl(cfg.token_ttl),
+        );
 
         let (stop, stop_rx) = watch::channel(false);
         let (health, health_service) = tonic_health::server::health_reporter();
         health.set_serving::<StorageServer<StorageService>>().await;
+        let enforce = cfg.tls.is_some();
+        let health = InterceptedService::new(health_service, Authz::new(Service::Health, enforce));
         let storage = StorageServer::new(StorageService::new(shared.clone(), stop_rx.clone()))
             .max_decoding_message_size(MAX_REQUEST_BYTES)
             .max_encoding_message_size(usize::MAX);
-        let admin = AdminServer::new(AdminService::new(shared.clone()));
-        let raft_rpc = RaftServer::new(RaftService::new(raft.clone(), cfg.group_id, cluster))
+        let storage = InterceptedService::new(storage, Authz::new(Service::Storage, enforce));
+        let admin = AdminServer::new(AdminService::new(shared.clone(), network));
+        let admin = InterceptedService::new(admin, Authz::new(Service::Admin, enforce));
+        let raft_rpc = RaftServer::new(RaftService::new(raft.clone(), cfg.group_id, cluster, directory.clone()))
             .max_decoding_message_size(MAX_RAFT_MESSAGE_BYTES)
             .max_encoding_message_size(usize::MAX);
-        let incoming = TcpIncoming::from(listener).with_nodelay(Some(true));
-        let mut stop_signal = stop_rx;
-        let server = tokio::spawn(
-            Server::builder()
-                .add_service(health_service)
-                .add_service(storage)
-                .add_service(admin)
-                .add_service(raft_rpc)
-                .serve_with_incoming_shutdown(incoming, async move {
-                    // An error means the sender is gone, which also means stop.
-                    let _ = stop_signal.wait_for(|s| *s).await;
-                }),
+        let raft_rpc = InterceptedService::new(raft_rpc, Authz::new(Service::Raft, enforce));
+        let peer = Server::builder().add_service(health.clone()).add_service(storage).add_service(raft_rpc);
+        let servers = match listeners.admin {
+            None => vec![spawn_server(peer.add_service(admin), listeners.peer, server_tls, "peer", &stop_rx)],
+            Some(admin_listener) => {
+                // On its own listener, a follower's NOT_LEADER names the leader's admin URL.
+                let admin = AdminHints::new(admin, raft.clone(), directory);
+                let admin_router = Server::builder().add_service(health).add_service(admin);
+                vec![
+                    spawn_server(peer, listeners.peer, server_tls.clone(), "peer", &stop_rx),
+                    spawn_server(admin_router, admin_listener, server_tls, "admin", &stop_rx),
+                ]
+            }
+        };
+        tracing::info!(
+            node_id = cfg.node_id,
+            group_id = cfg.group_id,
+            addr = %local_addr,
+            %admin_addr,
+            tls = enforce,
+            "storage node serving"
         );
-        tracing::info!(node_id = cfg.node_id, group_id = cfg.group_id, addr = %local_addr, "storage node serving");
         tokio::spawn(report_sizes(shared.view.clone(), stop.subscribe()));
         tokio::spawn(crate::raft_observer::run(raft.clone(), stop.subscribe()));
         tokio::spawn(compact_by_size(raft.clone(), log_bytes, cfg.snapshot_log_bytes, stop.subscribe()));
 
-        let node = StorageNode { shared, advertise: cfg.advertise.clone(), local_addr, stop, server };
+        let node = StorageNode { shared, advertise: cfg.advertise.clone(), local_addr, admin_addr, stop, servers };
         if cfg.bootstrap
             && let Err(e) = node.bootstrap().await
         {
@@ -209,7 +284,7 @@ impl StorageNode {
         if metrics.current_leader == Some(me) && query::session_key(&self.shared.view).is_none() {
             let mut session_key = vec![0u8; 32];
             rand::rngs::OsRng.fill_bytes(&mut session_key);
-            self.shared.write(Command::Init { session_key }).await?;
+            self.shared.write(Command::Init { session_key: session_key.into() }).await?;
             tracing::info!("session key installed");
         }
         Ok(())
@@ -252,9 +327,14 @@ impl StorageNode {
             .await
     }
 
-    /// The address the gRPC server listens on.
+    /// The address the peer listener listens on.
     pub fn local_addr(&self) -> SocketAddr {
         self.local_addr
+    }
+
+    /// The address the admin listener listens on (the peer listener's when combined).
+    pub fn admin_addr(&self) -> SocketAddr {
+        self.admin_addr
     }
 
     /// The local Raft handle (metrics, membership changes).
@@ -264,18 +344,21 @@ impl StorageNode {
 
     /// Stops serving (in-flight calls may finish within [`DRAIN_TIMEOUT`]), then stops Raft.
     pub async fn shutdown(self) {
-        let StorageNode { shared, stop, mut server, .. } = self;
-        // No receiver left only if the server already ended; nothing to signal then.
+        let StorageNode { shared, stop, servers, .. } = self;
+        // No receiver left only if the servers already ended; nothing to signal then.
         let _ = stop.send(true);
-        match tokio::time::timeout(DRAIN_TIMEOUT, &mut server).await {
-            Ok(Ok(Ok(()))) => {}
-            Ok(Ok(Err(e))) => tracing::warn!(error = %e, "grpc server ended with an error"),
-            Ok(Err(e)) => tracing::warn!(error = %e, "grpc server task failed"),
-            Err(_) => {
-                tracing::warn!("in-flight calls did not finish in time; closing connections");
-                server.abort();
-                // Wait for the abort so the services (and their store handles) are dropped.
-                let _ = server.await;
+        let deadline = tokio::time::Instant::now() + DRAIN_TIMEOUT;
+        for mut server in servers {
+            match tokio::time::timeout_at(deadline, &mut server).await {
+                Ok(Ok(Ok(()))) => {}
+                Ok(Ok(Err(e))) => tracing::warn!(error = %e, "grpc server ended with an error"),
+                Ok(Err(e)) => tracing::warn!(error = %e, "grpc server task failed"),
+                Err(_) => {
+                    tracing::warn!("in-flight calls did not finish in time; closing connections");
+                    server.abort();
+                    // Wait for the abort so the services (and their store handles) are dropped.
+                    let _ = server.await;
+                }
             }
         }
         if let Err(e) = shared.raft.shutdown().await {
@@ -296,6 +379,65 @@ impl StorageNode {
             tracing::warn!("storage still in use after shutdown");
         }
         tracing::info!(node_id, "storage node stopped");
+    }
+}
+
+/// Checks that the node may serve the way it is configured and returns the listeners' TLS
+/// configuration: with TLS, the certificate must name this node and the admin listener must be
+/// separate; without, every listener must be on loopback (plaintext is for development only).
+fn check_security(
+    cfg: &NodeConfig,
+    listeners: &Listeners,
+    admin_addr: SocketAddr,
+) -> Result<Option<Arc<rustls::ServerConfig>>, ServerError> {
+    let Some(tls) = &cfg.tls else {
+        let peer = listeners.peer.local_addr()?;
+        if let Some(open) = [peer, admin_addr].into_iter().find(|a| !a.ip().is_loopback()) {
+            return Err(ServerError::Invalid(format!(
+                "refusing to serve plaintext gRPC on {open}: plaintext is only allowed on loopback addresses; \
+                 configure TLS (tls.ca, tls.cert, tls.key)"
+            )));
+        }
+        tracing::warn!(%peer, %admin_addr, "serving gRPC WITHOUT TLS (loopback only): no caller is authenticated");
+        return Ok(None);
+    };
+    if listeners.admin.is_none() {
+        return Err(ServerError::Invalid("a node with TLS needs a separate admin listener".into()));
+    }
+    let role = tls.role().map_err(|e| ServerError::Invalid(format!("tls.cert: {e}")))?;
+    if role != Role::Node(cfg.node_id) {
+        return Err(ServerError::Invalid(format!(
+            "tls.cert names {role}, but this is node {} (it needs {})",
+            cfg.node_id,
+            Role::Node(cfg.node_id)
+        )));
+    }
+    let config = tls.server_config().map_err(|e| ServerError::Invalid(format!("tls: {e}")))?;
+    Ok(Some(config))
+}
+
+/// Serves `router` on `listener` (TLS when `tls` is given) until `stop` turns true.
+fn spawn_server(
+    router: Router,
+    listener: TcpListener,
+    tls: Option<Arc<rustls::ServerConfig>>,
+    name: &'static str,
+    stop: &watch::Receiver<bool>,
+) -> ServerTask {
+    let mut signal = stop.clone();
+    // An error means the sender is gone, which also means stop.
+    let shutdown = async move {
+        let _ = signal.wait_for(|s| *s).await;
+    };
+    match tls {
+        Some(config) => {
+            let incoming = tls_incoming(listener, config, name, stop.clone());
+            tokio::spawn(router.serve_with_incoming_shutdown(incoming, shutdown))
+        }
+        None => {
+            let incoming = TcpIncoming::from(listener).with_nodelay(Some(true));
+            tokio::spawn(router.serve_with_incoming_shutdown(incoming, shutdown))
+        }
     }
 }
 

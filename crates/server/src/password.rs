@@ -3,8 +3,9 @@
 //! Hashes are argon2id PHC strings with a random salt, computed by the proposer (hashing is
 //! slow and random, so it never runs inside the replicated `apply`). Verification of an unknown
 //! login runs against a dummy hash with the same parameters, so the response time does not
-//! tell an attacker which logins exist. Both are CPU-heavy: callers run them on the blocking
-//! pool.
+//! tell an attacker which logins exist. Both are CPU-heavy (and take 19 MiB each): callers run
+//! them through `Pools::hash`, which bounds how many run at once. Both refuse passwords over
+//! [`MAX_PASSWORD_LEN`] before any work, so a huge password costs nothing.
 
 use std::sync::OnceLock;
 
@@ -15,7 +16,7 @@ use argon2::Argon2;
 use crate::error::ServerError;
 
 /// Longest accepted password; argon2 takes any length, this only bounds the work per request.
-const MAX_PASSWORD_LEN: usize = 1024;
+pub const MAX_PASSWORD_LEN: usize = 1024;
 
 /// Hashes `password` with a fresh random salt.
 pub fn hash(password: &str) -> Result<String, ServerError> {
@@ -23,16 +24,31 @@ pub fn hash(password: &str) -> Result<String, ServerError> {
         return Err(ServerError::Invalid(format!("password must be 1 to {MAX_PASSWORD_LEN} bytes")));
     }
     let salt = SaltString::generate(&mut OsRng);
+    crate::metrics::password_hashed("hash");
     Argon2::default()
         .hash_password(password.as_bytes(), &salt)
         .map(|h| h.to_string())
         .map_err(|e| ServerError::internal(format!("password hashing: {e}")))
 }
 
-/// Whether `password` matches the PHC string `hash`. A malformed stored hash never matches.
+/// Whether `password` matches the PHC string `hash`. A malformed stored hash never matches,
+/// and neither does a password that [`hash`] would have refused (no argon2 work for those:
+/// the answer does not depend on the account, so it reveals nothing about it).
 pub fn verify(hash: &str, password: &str) -> bool {
+    verify_as(hash, password, "verify")
+}
+
+fn verify_as(hash: &str, password: &str, op: &'static str) -> bool {
+    if password.is_empty() || password.len() > MAX_PASSWORD_LEN {
+        return false;
+    }
     match PasswordHash::new(hash) {
-        Ok(parsed) => Argon2::default().verify_password(password.as_bytes(), &parsed).is_ok(),
+        Ok(parsed) => {
+            crate::metrics::password_hashed(op);
+            #[cfg(test)]
+            tests::WORK.with(|w| w.set(w.get() + 1));
+            Argon2::default().verify_password(password.as_bytes(), &parsed).is_ok()
+        }
         Err(_) => false,
     }
 }
@@ -41,7 +57,7 @@ pub fn verify(hash: &str, password: &str) -> bool {
 pub fn verify_dummy(password: &str) {
     static DUMMY: OnceLock<Option<String>> = OnceLock::new();
     if let Some(h) = DUMMY.get_or_init(|| hash("mailraft-dummy-password").ok()) {
-        let _ = verify(h, password);
+        let _ = verify_as(h, password, "verify_unknown");
     }
 }
 
@@ -77,6 +93,11 @@ impl Login {
 mod tests {
     use super::*;
 
+    thread_local! {
+        /// argon2 verifications run on this thread (tests only).
+        pub(super) static WORK: std::cell::Cell<u64> = const { std::cell::Cell::new(0) };
+    }
+
     #[test]
     fn hash_and_verify() {
         let h = hash("s3cret").unwrap();
@@ -85,6 +106,19 @@ mod tests {
         assert!(!verify(&h, "S3cret"));
         assert!(!verify("garbage", "s3cret"));
         assert!(hash("").is_err());
+    }
+
+    #[test]
+    fn verify_refuses_over_long_passwords_without_hashing() {
+        let long = "x".repeat(MAX_PASSWORD_LEN + 1);
+        // A hash of exactly this password cannot exist (hash refuses it), so build one from the
+        // longest accepted prefix: verify must not even try the long one.
+        let h = hash(&long[..MAX_PASSWORD_LEN]).unwrap();
+        assert!(verify(&h, &long[..MAX_PASSWORD_LEN]));
+        let before = WORK.with(|w| w.get());
+        assert!(!verify(&h, &long));
+        assert!(!verify(&h, ""));
+        assert_eq!(WORK.with(|w| w.get()), before, "no argon2 work for refused passwords");
     }
 
     #[test]

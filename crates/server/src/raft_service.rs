@@ -11,9 +11,17 @@
 //! byte arrived the entry is decoded on a blocking thread, and `AppendStaged` hands it to
 //! openraft as the one entry of an AppendEntries. Every chunk passes the same cluster check as an
 //! AppendEntries.
+//!
+//! Only node certificates reach this service (`authz.rs`); [`RaftService::admit`] also makes sure
+//! a message's `from_node` is the node its certificate names, and notes the sender's admin URL
+//! (`directory.rs`). `Identify` and `TriggerElection` serve the leader's membership changes
+//! (`membership.rs`): they are here, not in Admin, so nodes never hold operator rights.
 
 use mailraft_proto::raft_server::Raft as RaftRpc;
-use mailraft_proto::{RaftReply, RaftRequest, SnapshotChunk, StageChunk, StageReply};
+use mailraft_proto::{
+    IdentifyReply, IdentifyRequest, RaftReply, RaftRequest, SnapshotChunk, StageChunk, StageReply,
+    TriggerElectionRequest, TriggerElectionResponse,
+};
 use mailraft_store::{Entry, LogId, NodeId, Raft, Snapshot, TypeConfig, Vote};
 use openraft::error::{Fatal, RaftError};
 use openraft::raft::{AppendEntriesRequest, SnapshotResponse, VoteRequest};
@@ -24,7 +32,9 @@ use tonic::{Request, Response, Status, Streaming};
 use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
 use std::time::{Duration, Instant};
 
+use crate::authz::{self, Caller};
 use crate::cluster_id::{ClusterIdentity, RaftMessage};
+use crate::directory::Directory;
 use crate::error::ServerError;
 use crate::network::decode_snapshot;
 use crate::node::MAX_REQUEST_BYTES;
@@ -54,20 +64,25 @@ pub struct RaftService {
     cluster: Arc<ClusterIdentity>,
     /// Large entries being staged by senders.
     staging: Arc<Mutex<Staging>>,
+    /// This node's admin URL (in every reply) and the senders' (learned).
+    directory: Arc<Directory>,
 }
 
 impl RaftService {
-    /// Serves `raft`, a member of group `group_id` in `cluster`.
-    pub fn new(raft: Raft, group_id: u64, cluster: Arc<ClusterIdentity>) -> Self {
-        RaftService { raft, group_id, cluster, staging: Arc::new(Mutex::new(Staging::new(STAGE_CAP, STAGE_IDLE))) }
+    /// Serves `raft`, a member of group `group_id` in `cluster`, noting admin URLs in `directory`.
+    pub fn new(raft: Raft, group_id: u64, cluster: Arc<ClusterIdentity>, directory: Arc<Directory>) -> Self {
+        let staging = Arc::new(Mutex::new(Staging::new(STAGE_CAP, STAGE_IDLE)));
+        RaftService { raft, group_id, cluster, staging, directory }
     }
 
     fn staging(&self) -> MutexGuard<'_, Staging> {
         self.staging.lock().unwrap_or_else(PoisonError::into_inner)
     }
 
-    /// Checks the group and the sender (see `cluster_id.rs`) and returns the payload.
-    fn admit(&self, kind: RaftMessage, req: RaftRequest) -> Result<Vec<u8>, Status> {
+    /// Checks the sender's certificate against `from_node` (`authz.rs`), the group and the
+    /// sender's cluster (`cluster_id.rs`), and returns the payload.
+    fn admit(&self, kind: RaftMessage, caller: Option<&Caller>, req: RaftRequest) -> Result<Vec<u8>, Status> {
+        authz::check_sender(caller, req.from_node)?;
         if req.group_id != self.group_id {
             return Err(ServerError::Invalid(format!("this node does not serve raft group {}", req.group_id)).into());
         }
@@ -75,12 +90,21 @@ impl RaftService {
             tracing::debug!(from = req.from_node, ?kind, error = %e, "raft message refused");
             return Err(e.into());
         }
+        self.directory.learn(req.from_node, &req.admin_addr);
         Ok(req.payload)
     }
 
-    /// Admits a snapshot transfer by its head and returns the head's payload.
-    fn payload(&self, req: Request<RaftRequest>) -> Result<Vec<u8>, Status> {
-        self.admit(RaftMessage::InstallSnapshot, req.into_inner())
+    /// [`RaftService::admit`] for a unary request.
+    fn admit_request(&self, kind: RaftMessage, req: Request<RaftRequest>) -> Result<(u64, Vec<u8>), Status> {
+        let caller = req.extensions().get::<Caller>().cloned();
+        let req = req.into_inner();
+        let from = req.from_node;
+        Ok((from, self.admit(kind, caller.as_ref(), req)?))
+    }
+
+    fn reply<T: Serialize>(&self, value: &T) -> Result<Response<RaftReply>, Status> {
+        let payload = postcard::to_allocvec(value).map_err(|e| Status::from(ServerError::internal(e)))?;
+        Ok(Response::new(RaftReply { payload, admin_addr: self.directory.own().to_owned() }))
     }
 }
 
@@ -88,17 +112,10 @@ fn decode<T: serde::de::DeserializeOwned>(payload: &[u8]) -> Result<T, Status> {
     postcard::from_bytes(payload).map_err(|e| ServerError::Invalid(format!("raft payload: {e}")).into())
 }
 
-fn reply<T: Serialize>(value: &T) -> Result<Response<RaftReply>, Status> {
-    let payload = postcard::to_allocvec(value).map_err(|e| Status::from(ServerError::internal(e)))?;
-    Ok(Response::new(RaftReply { payload }))
-}
-
 #[tonic::async_trait]
 impl RaftRpc for RaftService {
     async fn append_entries(&self, req: Request<RaftRequest>) -> Result<Response<RaftReply>, Status> {
-        let req = req.into_inner();
-        let from = req.from_node;
-        let payload = self.admit(RaftMessage::AppendEntries, req)?;
+        let (from, payload) = self.admit_request(RaftMessage::AppendEntries, req)?;
         let rpc: AppendEntriesRequest<TypeConfig> = if payload.len() > DECODE_INLINE_MAX {
             tokio::task::spawn_blocking(move || decode(&payload))
                 .await
@@ -108,16 +125,17 @@ impl RaftRpc for RaftService {
         };
         self.staging().release(from, rpc.prev_log_id.as_ref(), Instant::now());
         let result: Result<_, RaftError<NodeId>> = self.raft.append_entries(rpc).await;
-        reply(&result)
+        self.reply(&result)
     }
 
     /// Adds a chunk to the sender's staged entry; once it is complete, waits (bounded) for its
     /// decoding and says whether it is ready for `AppendStaged`.
     async fn stage_entry(&self, req: Request<StageChunk>) -> Result<Response<StageReply>, Status> {
+        let caller = req.extensions().get::<Caller>().cloned();
         let chunk = req.into_inner();
         let head = chunk.head.ok_or_else(|| invalid("stage chunk without a head".into()))?;
         let from = head.from_node;
-        let (vote, log_id): (Vote, LogId) = decode(&self.admit(RaftMessage::AppendEntries, head)?)?;
+        let (vote, log_id): (Vote, LogId) = decode(&self.admit(RaftMessage::AppendEntries, caller.as_ref(), head)?)?;
         let key = StageKey { vote, log_id, total: chunk.total };
         let stage = self.staging().stage(from, key, chunk.offset, chunk.data, Instant::now());
         let decoded = match stage.map_err(stage_status)? {
@@ -145,9 +163,8 @@ impl RaftRpc for RaftService {
 
     /// An AppendEntries whose one entry is the sender's staged entry.
     async fn append_staged(&self, req: Request<RaftRequest>) -> Result<Response<RaftReply>, Status> {
-        let req = req.into_inner();
-        let from = req.from_node;
-        let mut rpc: AppendEntriesRequest<TypeConfig> = decode(&self.admit(RaftMessage::AppendEntries, req)?)?;
+        let (from, payload) = self.admit_request(RaftMessage::AppendEntries, req)?;
+        let mut rpc: AppendEntriesRequest<TypeConfig> = decode(&payload)?;
         if !rpc.entries.is_empty() {
             return Err(invalid("AppendStaged carries its entry in the staging buffer, not inline".into()));
         }
@@ -169,30 +186,31 @@ impl RaftRpc for RaftService {
         // retried without sending the bytes again.
         rpc.entries.push(Entry::clone(&entry));
         let result: Result<_, RaftError<NodeId>> = self.raft.append_entries(rpc).await;
-        reply(&result)
+        self.reply(&result)
     }
 
     async fn vote(&self, req: Request<RaftRequest>) -> Result<Response<RaftReply>, Status> {
-        let rpc: VoteRequest<NodeId> = decode(&self.admit(RaftMessage::Vote, req.into_inner())?)?;
+        let rpc: VoteRequest<NodeId> = decode(&self.admit_request(RaftMessage::Vote, req)?.1)?;
         let result: Result<_, RaftError<NodeId>> = self.raft.vote(rpc).await;
-        reply(&result)
+        self.reply(&result)
     }
 
     /// Receives a snapshot stream (see `network.rs`) into a file the store provides, then has
     /// openraft install it. Memory is one chunk; a stream that stalls for [`SNAPSHOT_IDLE`] or
     /// exceeds [`MAX_SNAPSHOT_BYTES`] is dropped, and with it the partial file.
     async fn install_snapshot(&self, req: Request<Streaming<SnapshotChunk>>) -> Result<Response<RaftReply>, Status> {
+        let caller = req.extensions().get::<Caller>().cloned();
         let mut chunks = req.into_inner();
         let first = next_chunk(&mut chunks).await?.ok_or_else(|| invalid("empty snapshot stream".into()))?;
         let head = first.head.ok_or_else(|| invalid("snapshot stream without a head".into()))?;
-        let payload = self.payload(Request::new(head))?;
+        let payload = self.admit(RaftMessage::InstallSnapshot, caller.as_ref(), head)?;
         let (vote, meta) = decode_snapshot(&payload).map_err(|e| invalid(format!("snapshot payload: {e}")))?;
         // A sender whose vote is already behind ours gets the answer openraft would give, without
         // shipping the file first.
         let my_vote = self.raft.metrics().borrow().vote;
         if vote < my_vote {
             tracing::info!(%vote, %my_vote, "refusing a snapshot from a stale leader");
-            return reply(&Ok::<_, Fatal<NodeId>>(SnapshotResponse { vote: my_vote }));
+            return self.reply(&Ok::<_, Fatal<NodeId>>(SnapshotResponse { vote: my_vote }));
         }
 
         let started = Instant::now();
@@ -223,7 +241,41 @@ impl RaftRpc for RaftService {
             "received snapshot"
         );
         let result = self.raft.install_full_snapshot(vote, Snapshot { meta, snapshot: data }).await;
-        reply(&result)
+        self.reply(&result)
+    }
+
+    async fn identify(&self, req: Request<IdentifyRequest>) -> Result<Response<IdentifyReply>, Status> {
+        let req = req.into_inner();
+        if req.group_id != self.group_id {
+            return Err(ServerError::Invalid(format!("this node does not serve raft group {}", req.group_id)).into());
+        }
+        let node_id = self.raft.metrics().borrow().id;
+        Ok(Response::new(IdentifyReply {
+            node_id,
+            cluster_id: self.cluster.get(),
+            admin_addr: self.directory.own().to_owned(),
+        }))
+    }
+
+    /// Only the current leader may ask (it is handing leadership over); any other node could
+    /// otherwise disturb the group with elections.
+    async fn trigger_election(
+        &self,
+        req: Request<TriggerElectionRequest>,
+    ) -> Result<Response<TriggerElectionResponse>, Status> {
+        let caller = authz::caller_node(req.extensions().get::<Caller>());
+        let req = req.into_inner();
+        if req.group_id != self.group_id {
+            return Err(ServerError::Invalid(format!("this node does not serve raft group {}", req.group_id)).into());
+        }
+        let leader = self.raft.metrics().borrow().current_leader;
+        if let Some(caller) = caller
+            && leader != Some(caller)
+        {
+            return Err(ServerError::PeerRefused(format!("node {caller} is not the leader this node follows")).into());
+        }
+        crate::membership::elect_self(&self.raft).await?;
+        Ok(Response::new(TriggerElectionResponse {}))
     }
 }
 

@@ -1,7 +1,10 @@
 //! SEARCH (RFC 3501 §6.4.4, RFC 7162 §3.1.5 MODSEQ) evaluated next to the data.
 //!
 //! The proto `SearchKey` tree is evaluated per message on one point-in-time view, on the
-//! blocking pool. Keys on metadata (UIDs, flags, dates, sizes, modseq) read only the message
+//! blocking pool under a read slot (`Pools::read`). The evaluation stops between messages once
+//! the caller is gone (its RPC future was dropped) or the read is older than
+//! `limits.read_stream_deadline_secs` (then DEADLINE_EXCEEDED), so a SEARCH over a huge
+//! mailbox holds neither a thread nor a snapshot for longer. Keys on metadata (UIDs, flags, dates, sizes, modseq) read only the message
 //! record; keys on text (HEADER, BODY, TEXT, SENT*) load the message bytes, at most once per
 //! message and only when such a key is actually reached: AND evaluates metadata keys first, so
 //! `UNSEEN BODY x` reads the bytes of unseen messages only. Text matching is a case-insensitive
@@ -9,6 +12,9 @@
 //! by `mailraft_mime`).
 
 use std::cell::OnceCell;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::time::Instant;
 
 use mailraft_model::records::MessageMeta;
 use mailraft_model::{Flag, KvRead, ModelError, TenantId, Uid, UidSet, query};
@@ -31,13 +37,25 @@ impl StorageService {
         let key = req.key.ok_or_else(|| ServerError::Invalid("search key missing".into()))?;
         self.shared.linearize().await?;
         let (mailbox_id, uidvalidity) = (req.mailbox_id, req.uidvalidity);
-        self.shared
-            .read(move |kv| {
+        let limit = self.shared.pools.limits.read_stream_deadline;
+        let deadline = Instant::now() + limit;
+        let gone = Arc::new(AtomicBool::new(false));
+        let _leave = Leave(gone.clone());
+        let view = self.shared.view.clone();
+        let searched = self.shared.pools.read(move || {
+            view.read(|kv| -> Result<pb::SearchResponse, ServerError> {
                 let mb = query::mailbox_by_id(kv, who, mailbox_id, uidvalidity)?;
                 let all = UidSet::range(1, Uid::MAX);
                 let mut uids = Vec::new();
                 let mut highest_modseq = 0;
                 for meta in query::messages(kv, who, &mb, &all, 0)? {
+                    if gone.load(Ordering::Relaxed) {
+                        return Err(ServerError::Unavailable("search abandoned by its caller".into()));
+                    }
+                    if Instant::now() >= deadline {
+                        let secs = limit.as_secs();
+                        return Err(ServerError::DeadlineExceeded(format!("search outlived its {secs} s deadline")));
+                    }
                     let msg = Candidate::new(kv, who.tenant, meta);
                     if eval(&key, &msg)? {
                         uids.push(msg.meta.uid);
@@ -46,7 +64,17 @@ impl StorageService {
                 }
                 Ok(pb::SearchResponse { uids, highest_modseq })
             })
-            .await
+        });
+        searched.await??
+    }
+}
+
+/// Tells a running search that its caller is gone (the RPC future was dropped).
+struct Leave(Arc<AtomicBool>);
+
+impl Drop for Leave {
+    fn drop(&mut self) {
+        self.0.store(true, Ordering::Relaxed);
     }
 }
 

@@ -1,7 +1,8 @@
 //! What every service of a node shares: the Raft handle, the read view of the applied state,
 //! and the three operations all RPCs are built from.
 //!
-//! - [`Shared::authorize`]: token in the request context → [`Claims`] (or `UNAUTHENTICATED`).
+//! - [`Shared::authorize`]: token in the request context → [`Claims`] (or `UNAUTHENTICATED`),
+//!   including the revocation check against the account's credential generation.
 //! - [`Shared::write_with_id`]: a [`Command`] stamped with the clock and the caller's request id
 //!   ([`request_id`], from `Context.request_id`) becomes one Raft entry; the reply is the model's
 //!   result after the entry is committed and applied on this node. A retry with the same id gets
@@ -9,16 +10,17 @@
 //!   [`Shared::write`] is the same without an id (admin calls).
 //! - [`Shared::linearize`] then [`Shared::read`]: a read-index round (the leader confirms with a
 //!   quorum that it still leads and waits until it has applied that index), then a query on a
-//!   point-in-time view on the blocking pool (RocksDB reads block).
+//!   point-in-time view on the blocking pool (RocksDB reads block), at most
+//!   `limits.max_concurrent_reads` at once ([`Pools`]), so reads can never take every thread.
 
-use std::sync::OnceLock;
-use std::time::{SystemTime, UNIX_EPOCH};
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
-use mailraft_model::{Command, KvRead, ModelError, Outcome, Request, RequestId, query};
+use mailraft_model::{Account, Command, KvRead, ModelError, Outcome, Principal, Request, RequestId, SessionKeys, query};
 use mailraft_proto::Context;
 use mailraft_store::{Raft, StateView};
 
 use crate::error::ServerError;
+use crate::limits::Pools;
 use crate::metrics::record_tenant;
 use crate::token::{self, Claims};
 
@@ -34,8 +36,10 @@ pub struct Shared {
     pub view: StateView,
     /// Which cluster this node belongs to (checked on every Raft message).
     pub cluster: std::sync::Arc<crate::cluster_id::ClusterIdentity>,
-    /// The token signing key, cached once seen: `Init` never replaces it.
-    session_key: OnceLock<Vec<u8>>,
+    /// How long an issued session token is valid (`auth.token_ttl_secs`).
+    token_ttl: Duration,
+    /// Where blocking reads and password hashing run, and the guessing budgets.
+    pub pools: Pools,
 }
 
 /// The idempotency key of a mutating call: `Context.request_id`, empty (or no context) = none.
@@ -51,15 +55,27 @@ pub fn now_ms() -> i64 {
 }
 
 impl Shared {
-    /// Shares `raft` and `view` of node `node_id` in group `group_id`.
+    /// Shares `raft` and `view` of node `node_id` in group `group_id`, with its `pools`.
     pub fn new(
         node_id: u64,
         group_id: u64,
         raft: Raft,
         view: StateView,
         cluster: std::sync::Arc<crate::cluster_id::ClusterIdentity>,
+        pools: Pools,
     ) -> Self {
-        Shared { node_id, group_id, raft, view, cluster, session_key: OnceLock::new() }
+        Shared { node_id, group_id, raft, view, cluster, token_ttl: crate::token::DEFAULT_TOKEN_TTL, pools }
+    }
+
+    /// Issues tokens valid for `ttl` (at least [`crate::token::MIN_TOKEN_TTL`]).
+    pub fn with_token_ttl(mut self, ttl: Duration) -> Self {
+        self.token_ttl = ttl.max(crate::token::MIN_TOKEN_TTL);
+        self
+    }
+
+    /// How long the tokens this node issues are valid.
+    pub fn token_ttl(&self) -> Duration {
+        self.token_ttl
     }
 
     /// Refuses requests for another group. 0 is accepted as "the node's group" so single-group
@@ -72,26 +88,52 @@ impl Shared {
         }
     }
 
-    /// The replicated session key; `UNAVAILABLE` until `Init` has been applied here.
-    pub fn session_key(&self) -> Result<&[u8], ServerError> {
-        if let Some(k) = self.session_key.get() {
-            return Ok(k);
-        }
-        // A point read of one small key: cheap enough to do inline, and done once per node.
-        let key = query::session_key(&self.view).ok_or_else(|| ServerError::Unavailable("cluster not initialized".into()))?;
-        Ok(self.session_key.get_or_init(|| key))
+    /// The replicated session keys; `UNAVAILABLE` until `Init` has been applied here. Read on
+    /// every use (one small point read) because a rotation replaces them.
+    pub fn session_keys(&self) -> Result<SessionKeys, ServerError> {
+        query::session_keys(&self.view)?.ok_or_else(|| ServerError::Unavailable("cluster not initialized".into()))
     }
 
-    /// Verifies the context's group and session token; records the tenant on the RPC span.
+    /// Verifies the context's group and session token, and that the token's account still has
+    /// the credential generation it was issued at (a point read of this node's copy of the
+    /// account); records the tenant on the RPC span.
     pub fn authorize(&self, ctx: Option<&Context>) -> Result<Claims, ServerError> {
         let ctx = ctx.ok_or(ServerError::BadToken)?;
         self.check_group(ctx.group_id)?;
         if ctx.token.is_empty() {
             return Err(ServerError::BadToken);
         }
-        let claims = token::verify(self.session_key()?, &ctx.token, now_ms())?;
+        let claims = token::verify(&self.session_keys()?, &ctx.token, now_ms())?;
+        let account = match query::account(&self.view, claims.principal()) {
+            Ok(account) => Some(account),
+            Err(ModelError::NotFound(_)) => None,
+            Err(e) => return Err(e.into()),
+        };
+        token::check_account(&claims, account.as_ref())?;
         record_tenant(claims.tenant);
         Ok(claims)
+    }
+
+    /// A token for `account` (whose principal is `who`), valid for the configured TTL, signed
+    /// with the current session key. Returns it with its lifetime in milliseconds.
+    pub fn issue_token(
+        &self,
+        who: Principal,
+        account: &Account,
+        login: String,
+        kind: &'static str,
+    ) -> Result<(Vec<u8>, Claims, u64), ServerError> {
+        let ttl_ms = u64::try_from(self.token_ttl.as_millis()).unwrap_or(u64::MAX);
+        let claims = Claims {
+            tenant: who.tenant,
+            account: who.account,
+            login,
+            generation: account.generation,
+            expires_ms: now_ms().saturating_add(i64::try_from(ttl_ms).unwrap_or(i64::MAX)),
+        };
+        let token = token::issue(&self.session_keys()?.current, &claims)?;
+        crate::metrics::token_issued(kind);
+        Ok((token, claims, ttl_ms))
     }
 
     /// Proposes `command` without a request id; see [`Shared::write_with_id`].
@@ -114,14 +156,15 @@ impl Shared {
         Ok(())
     }
 
-    /// Runs a query on one point-in-time view of the applied state, on the blocking pool.
+    /// Runs a query on one point-in-time view of the applied state, on the blocking pool once
+    /// a read slot is free.
     pub async fn read<T, F>(&self, f: F) -> Result<T, ServerError>
     where
         T: Send + 'static,
         F: FnOnce(&dyn KvRead) -> Result<T, ModelError> + Send + 'static,
     {
         let view = self.view.clone();
-        let result = tokio::task::spawn_blocking(move || view.read(|kv| f(kv))).await??;
+        let result = self.pools.read(move || view.read(|kv| f(kv))).await??;
         Ok(result?)
     }
 }

@@ -2,9 +2,10 @@
 //!
 //! This file is only the dispatch: each RPC gets a tracing span (`session_id`, later `tenant`)
 //! and goes through [`observe`] (metrics, error → `Status`). The work is in one file per group
-//! of operations, as `impl StorageService` blocks: `session.rs` (Authenticate), `mailboxes.rs`
-//! (LIST, CREATE, DELETE, RENAME, SUBSCRIBE, STATUS, SELECT), `messages.rs` (APPEND, STORE,
-//! EXPUNGE, COPY/MOVE), `fetch.rs`, `search.rs`, and `changes.rs` (Changes, Watch).
+//! of operations, as `impl StorageService` blocks: `session.rs` (Authenticate), `refresh.rs`
+//! (RefreshToken), `mailboxes.rs` (LIST, CREATE, DELETE, RENAME, SUBSCRIBE, STATUS, SELECT),
+//! `messages.rs` (APPEND, STORE, EXPUNGE, COPY/MOVE), `fetch.rs`, `search.rs`, and
+//! `changes.rs` (Changes, Watch).
 //!
 //! Every operation except Authenticate and Watch starts with `Shared::authorize`: the token
 //! decides which (tenant, account) the call acts for, never a field of the request.
@@ -132,6 +133,13 @@ impl Storage for StorageService {
 
     async fn changes(&self, request: Request<pb::ChangesRequest>) -> Result<Response<pb::ChangesResponse>, Status> {
         unary!(self, "Changes", changes_op, request)
+    }
+
+    async fn refresh_token(
+        &self,
+        request: Request<pb::RefreshTokenRequest>,
+    ) -> Result<Response<pb::RefreshTokenResponse>, Status> {
+        unary!(self, "RefreshToken", refresh_token_op, request)
     }
 
     async fn watch(&self, request: Request<pb::WatchRequest>) -> Result<Response<Self::WatchStream>, Status> {

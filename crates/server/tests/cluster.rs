@@ -31,7 +31,7 @@ async fn storage(addr: SocketAddr) -> StorageClient<Channel> {
 }
 
 fn auth_req() -> pb::AuthenticateRequest {
-    pb::AuthenticateRequest { ctx: ctx(b""), login: "alice@example.test".into(), password: "pw".into() }
+    pb::AuthenticateRequest { ctx: ctx(b""), login: "alice@example.test".into(), password: "pw".into(), ..Default::default() }
 }
 
 fn message(n: u32) -> Vec<u8> {

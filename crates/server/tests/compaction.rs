@@ -31,10 +31,10 @@ async fn log_over_its_byte_limit_is_snapshotted() {
     let ch = Channel::from_shared(format!("http://{addr}")).unwrap().connect().await.unwrap();
     let mut admin = AdminClient::new(ch.clone());
     admin.create_tenant(pb::CreateTenantRequest { group_id: 1, domain: "example.test".into() }).await.unwrap();
-    let user = pb::CreateUserRequest { group_id: 1, login: "a@example.test".into(), password: "pw".into() };
+    let user = pb::CreateUserRequest { group_id: 1, login: "a@example.test".into(), password: "pw".into(), ..Default::default() };
     admin.create_user(user).await.unwrap();
     let mut s = StorageClient::new(ch);
-    let auth = pb::AuthenticateRequest { ctx: ctx(b""), login: "a@example.test".into(), password: "pw".into() };
+    let auth = pb::AuthenticateRequest { ctx: ctx(b""), login: "a@example.test".into(), password: "pw".into(), ..Default::default() };
     let token = s.authenticate(auth).await.unwrap().into_inner().token;
 
     assert!(node.raft().metrics().borrow().snapshot.is_none(), "no snapshot before the log grows");

@@ -59,7 +59,7 @@ async fn node_with_alice(dir: &Path) -> (StorageNode, StorageClient<Channel>, Ve
         .await
         .unwrap();
     let auth =
-        pb::AuthenticateRequest { ctx: ctx(b"", b""), login: "alice@example.test".into(), password: "pw".into() };
+        pb::AuthenticateRequest { ctx: ctx(b"", b""), login: "alice@example.test".into(), password: "pw".into(), ..Default::default() };
     let token = s.authenticate(auth).await.unwrap().into_inner().token;
     (node, s, token)
 }

@@ -103,11 +103,11 @@ async fn grow_shrink_transfer_and_refuse() {
 
     // A removed node's votes are refused by its former peers.
     let ch = Channel::from_shared(format!("http://{a1}")).unwrap().connect().await.unwrap();
-    let vote = pb::RaftRequest { group_id: 1, payload: vec![], cluster_id: i1.cluster_id, from_node: 4 };
+    let vote = pb::RaftRequest { group_id: 1, cluster_id: i1.cluster_id, from_node: 4, ..Default::default() };
     let err = RaftClient::new(ch.clone()).vote(vote).await.unwrap_err();
     assert_eq!(err.code(), tonic::Code::PermissionDenied, "{err:?}");
     // And any message of another cluster is refused.
-    let append = pb::RaftRequest { group_id: 1, payload: vec![], cluster_id: i1.cluster_id ^ 1, from_node: 2 };
+    let append = pb::RaftRequest { group_id: 1, cluster_id: i1.cluster_id ^ 1, from_node: 2, ..Default::default() };
     let err = RaftClient::new(ch).append_entries(append).await.unwrap_err();
     assert_eq!(err.code(), tonic::Code::PermissionDenied, "{err:?}");
     n4.shutdown().await;

@@ -44,7 +44,7 @@ fn uids(set: &pb::UidSet) -> Vec<u32> {
 }
 
 async fn authenticate(s: &mut StorageClient<Channel>, password: &str) -> Result<pb::AuthenticateResponse, Status> {
-    let req = pb::AuthenticateRequest { ctx: ctx(b""), login: "Alice@Example.TEST".into(), password: password.into() };
+    let req = pb::AuthenticateRequest { ctx: ctx(b""), login: "Alice@Example.TEST".into(), password: password.into(), ..Default::default() };
     s.authenticate(req).await.map(|r| r.into_inner())
 }
 
@@ -117,7 +117,7 @@ async fn storage_node_end_to_end() {
     assert_eq!(wrong.code(), Code::Unauthenticated);
     assert_eq!(code_of(&wrong), "AUTHFAILED");
     let unknown = s
-        .authenticate(pb::AuthenticateRequest { ctx: ctx(b""), login: "bob@example.test".into(), password: "pw1".into() })
+        .authenticate(pb::AuthenticateRequest { ctx: ctx(b""), login: "bob@example.test".into(), password: "pw1".into(), ..Default::default() })
         .await
         .unwrap_err();
     assert_eq!(unknown.code(), Code::Unauthenticated);

@@ -52,6 +52,7 @@ async fn leader_sends_heartbeats_and_events() {
         ctx: Some(pb::Context { group_id: 1, ..Default::default() }),
         login: "alice@example.test".into(),
         password: "pw".into(),
+        ..Default::default()
     };
     let token = s.authenticate(auth).await.unwrap().into_inner().token;
     let mut watch = s.watch(watch_request()).await.unwrap().into_inner();

@@ -30,8 +30,14 @@ use crate::error::{Result, StoreError};
 ///
 /// History: 1 = first pre-release format; 2 = Raft entries carry a request id
 /// (`mailraft_model::Request::request_id`) and the state machine has the `dedup` and
-/// `dedup_by_time` tables.
-pub const FORMAT_VERSION: u32 = 2;
+/// `dedup_by_time` tables; 3 = account records V2 (credential generation, disabled flag), the
+/// session key ring (`session_keys`, key rotation) and the commands `RotateSessionKey` and
+/// `SetAccountDisabled`. Format 2 data reads unchanged under format 3 (account records V1 decode
+/// as generation 0, the single session key as key 0), so the upgrade only records the version;
+/// the bump exists so that an older build refuses a directory it could no longer read.
+pub const FORMAT_VERSION: u32 = 3;
+/// Oldest format whose data (and snapshot files) this build reads as they are.
+pub const OLDEST_READABLE_FORMAT: u32 = 2;
 
 /// Raft log entries.
 pub(crate) const CF_RAFT_LOG: &str = "raft_log";
@@ -156,9 +162,16 @@ pub(crate) fn check_supported(found: u32) -> Result<()> {
 /// One arm per released format will go here, e.g. `2 => { upgrade_v2_to_v3(db)?; Ok(3) }`.
 /// Format 1 was never released: its log entries do not decode as format 2's (no request id),
 /// so it is refused rather than upgraded. Anything older is not Mailraft's.
-fn upgrade_step(_db: &DB, from: u32) -> Result<u32> {
+fn upgrade_step(db: &DB, from: u32) -> Result<u32> {
     match from {
         1 => Err(StoreError::PreReleaseFormat { found: from }),
+        2 => {
+            let mut batch = WriteBatch::default();
+            batch.put_cf(&cf(db, CF_SM_STATE)?, KEY_FORMAT_VERSION, 3u32.to_be_bytes());
+            write_sync(db, batch)?;
+            tracing::info!(from, to = 3, "upgraded the on-disk format");
+            Ok(3)
+        }
         _ => Err(StoreError::Corrupt(format!(
             "no upgrade path from on-disk format version {from}"
         ))),

@@ -18,7 +18,10 @@
 //!    one streams the file back in bounded write batches, resumably after a crash ([`open`]
 //!    finishes an interrupted install before anything reads the state). Memory stays bounded
 //!    by [`SNAPSHOT_IO_BUFFER`] plus one write batch, not by the size of the state.
-//! 5. [`LogStore::log_bytes`] tells how many bytes of log entries follow an index, so the node
+//! 5. Blocking work of the write path runs on dedicated threads ([`pool`]): the log's synced
+//!    writes on `mailraft-raft_log`, apply and snapshot installs on `mailraft-raft_apply`, so
+//!    no read or password hash queued on tokio's blocking pool can delay a commit.
+//! 6. [`LogStore::log_bytes`] tells how many bytes of log entries follow an index, so the node
 //!    can trigger a snapshot (and with it log compaction) by size as well as by entry count.
 
 #![deny(missing_docs)]
@@ -26,7 +29,9 @@
 mod db;
 mod error;
 mod log_store;
+pub mod private_fs;
 pub mod metrics;
+pub mod pool;
 mod reader;
 mod snapshot;
 mod state_machine;
@@ -38,7 +43,8 @@ use std::sync::Arc;
 pub use db::{FORMAT_VERSION, KEY_FORMAT_VERSION};
 pub use error::StoreError;
 pub use log_store::{LogBytes, LogStore};
-pub use reader::{StateRead, StateView};
+pub use pool::{Executor, LimitError, Limiter};
+pub use reader::{PinnedView, StateRead, StateView};
 pub use snapshot::{IO_BUFFER as SNAPSHOT_IO_BUFFER, SnapshotBuilder};
 pub use state_machine::{EVENT_CHANNEL_CAPACITY, StateMachineStore};
 pub use types::{
@@ -58,13 +64,18 @@ pub const SNAPSHOT_DIR: &str = "snapshots";
 /// that a crash interrupted is finished here, from its staged file; if that file is gone this
 /// fails with [`StoreError::Corrupt`] instead of serving a partial state machine.
 pub fn open(data_dir: &Path) -> Result<(LogStore, StateMachineStore), StoreError> {
-    std::fs::create_dir_all(data_dir)?;
+    // 0700 before anything is written: mail and session keys live here (`private_fs.rs`).
+    private_fs::create_dir(data_dir)?;
+    private_fs::create_dir(&data_dir.join(DB_DIR))?;
     let db = db::open_db(&data_dir.join(DB_DIR))?;
     let snapshots = Arc::new(snapshot::SnapshotFiles::open(&data_dir.join(SNAPSHOT_DIR))?);
     snapshot::recover(&db, &snapshots)?;
+    // One thread each: openraft never runs two log writes, or two applies, at once.
+    let log_io = Executor::new("raft_log", 1)?;
+    let apply = Executor::new("raft_apply", 1)?;
     tracing::info!(path = %data_dir.display(), "opened raft storage");
     Ok((
-        LogStore::new(db.clone())?,
-        StateMachineStore::new(db, snapshots),
+        LogStore::new(db.clone(), log_io)?,
+        StateMachineStore::new(db, snapshots, apply),
     ))
 }

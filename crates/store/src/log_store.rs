@@ -2,9 +2,10 @@
 //!
 //! Durability contract with openraft: `append` acknowledges (calls the `LogFlushed` callback)
 //! only after the entries' `WriteBatch` was written with the WAL fsynced; `save_vote` returns
-//! only after the vote is fsynced. Writes that block on an fsync run on tokio's blocking pool so
-//! they never stall a runtime worker. openraft serializes the calls (`&mut self`), so no two log
-//! writes overlap.
+//! only after the vote is fsynced. Writes that block on an fsync run on the log's own thread
+//! ([`Executor`] `raft_log`), never on tokio's shared blocking pool: however many reads or
+//! password hashes are queued there, a log write never waits behind them. openraft serializes
+//! the calls (`&mut self`), so no two log writes overlap and one thread is enough.
 //!
 //! Log size: [`LogBytes`] keeps, per append batch, the index range and encoded size of the
 //! entries still in the log (seeded from the log at open, trimmed by `truncate` and `purge`), so
@@ -24,6 +25,7 @@ use rocksdb::{DB, Direction, IteratorMode, WriteBatch, WriteOptions};
 use crate::db::{self, CF_RAFT_LOG, CF_RAFT_META, KEY_COMMITTED, KEY_LAST_PURGED, KEY_VOTE};
 use crate::error::{IntoStorage, Result, StoreError};
 use crate::metrics;
+use crate::pool::Executor;
 use crate::types::{Entry, LogId, TypeConfig, Vote};
 
 /// The Raft log store of one node. Cloning is cheap and yields a reader over the same log.
@@ -33,6 +35,8 @@ pub struct LogStore {
     db: Arc<DB>,
     /// Sizes of the entries in the log.
     bytes: LogBytes,
+    /// The thread that runs synced log writes.
+    io: Executor,
 }
 
 /// How many bytes of Raft log entries the store holds, by index: for compacting the log by
@@ -118,8 +122,9 @@ impl Debug for LogStore {
 }
 
 impl LogStore {
-    /// Wraps the shared database; reads the sizes of the entries already in the log.
-    pub(crate) fn new(db: Arc<DB>) -> Result<Self> {
+    /// Wraps the shared database; reads the sizes of the entries already in the log. Synced
+    /// writes run on `io`.
+    pub(crate) fn new(db: Arc<DB>, io: Executor) -> Result<Self> {
         let bytes = LogBytes::default();
         {
             let cf = db::cf(&db, CF_RAFT_LOG)?;
@@ -137,7 +142,7 @@ impl LogStore {
             }
             it.status()?;
         }
-        Ok(LogStore { db, bytes })
+        Ok(LogStore { db, bytes, io })
     }
 
     /// A handle on the sizes of the entries in this log (see [`LogBytes`]).
@@ -184,10 +189,10 @@ impl LogStore {
         }
     }
 
-    /// Runs a synced batch on the blocking pool.
+    /// Runs a synced batch on the log's thread.
     async fn write_sync(&self, batch: WriteBatch) -> Result<()> {
         let db = self.db.clone();
-        tokio::task::spawn_blocking(move || db::write_sync(&db, batch)).await?
+        self.io.run(move || db::write_sync(&db, batch)).await?
     }
 }
 

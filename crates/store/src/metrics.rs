@@ -30,8 +30,21 @@ pub const SNAPSHOT_SECONDS: &str = "mailraft_raft_snapshot_seconds";
 /// on every replica, as each applies the log).
 pub const DEDUP_HITS_TOTAL: &str = "mailraft_dedup_hits_total";
 
+/// Work waiting to start on a pool (`pool`: `raft_log`, `raft_apply`, `read`, `password`).
+pub const POOL_QUEUED: &str = "mailraft_pool_queued";
+/// Work running on a pool, label `pool`.
+pub const POOL_ACTIVE: &str = "mailraft_pool_active";
+/// Time from submitting work to a pool until it starts, label `pool`.
+pub const POOL_WAIT_SECONDS: &str = "mailraft_pool_wait_seconds";
+/// Work refused because a pool had no free slot within its bounded wait, label `pool`.
+pub const POOL_BUSY_TOTAL: &str = "mailraft_pool_busy_total";
+
 /// Registers descriptions and units with the installed recorder; call once at start-up.
 pub fn describe() {
+    metrics::describe_gauge!(POOL_QUEUED, Unit::Count, "work waiting to start on a pool");
+    metrics::describe_gauge!(POOL_ACTIVE, Unit::Count, "work running on a pool");
+    metrics::describe_histogram!(POOL_WAIT_SECONDS, Unit::Seconds, "time from submission to start on a pool");
+    metrics::describe_counter!(POOL_BUSY_TOTAL, Unit::Count, "work refused because a pool stayed full");
     metrics::describe_histogram!(
         APPLY_SECONDS,
         Unit::Seconds,
@@ -88,6 +101,22 @@ pub(crate) fn dedup_hits(hits: u64) {
 pub(crate) fn appended(entries: usize, took: Duration) {
     metrics::histogram!(LOG_APPEND_SECONDS).record(took.as_secs_f64());
     metrics::counter!(LOG_APPEND_ENTRIES_TOTAL).increment(entries as u64);
+}
+
+/// Moves a pool's queue and activity gauges by the given amounts.
+pub(crate) fn pool_gauges(pool: &'static str, queued: f64, active: f64) {
+    metrics::gauge!(POOL_QUEUED, "pool" => pool).increment(queued);
+    metrics::gauge!(POOL_ACTIVE, "pool" => pool).increment(active);
+}
+
+/// Records how long work waited for a pool.
+pub(crate) fn pool_wait(pool: &'static str, waited: Duration) {
+    metrics::histogram!(POOL_WAIT_SECONDS, "pool" => pool).record(waited.as_secs_f64());
+}
+
+/// Counts work refused by a full pool.
+pub(crate) fn pool_busy(pool: &'static str) {
+    metrics::counter!(POOL_BUSY_TOTAL, "pool" => pool).increment(1);
 }
 
 /// Records a failed read.

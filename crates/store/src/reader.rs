@@ -10,6 +10,7 @@
 //! the whole batch with it, [`StateView::read`] returns it to the caller.
 
 use std::sync::{Arc, OnceLock};
+use std::time::Instant;
 
 use mailraft_model::{KvRead, MailboxEvent, Table};
 use rocksdb::{DB, Direction, IteratorMode, ReadOptions, SnapshotWithThreadMode};
@@ -143,6 +144,53 @@ impl KvRead for StateRead<'_> {
     }
 }
 
+/// The dependent half of [`PinnedView`]: a pinned reader borrowing the database it owns.
+type PinnedRead<'a> = StateRead<'a>;
+
+self_cell::self_cell!(
+    /// A RocksDB snapshot together with the database handle it borrows.
+    struct PinnedCell {
+        owner: Arc<DB>,
+        #[covariant]
+        dependent: PinnedRead,
+    }
+);
+
+/// An owned point-in-time view of the applied state, for reads that span several steps (a
+/// FETCH stream reads its messages chunk by chunk, with waits for the client in between).
+///
+/// It can move between threads and outlive the call that took it, so a reader need not hold
+/// a thread while it waits. It pins a RocksDB snapshot, which keeps every version it can see
+/// (and the files holding them) alive: drop it as soon as the read is over, and bound how long
+/// a reader may keep it ([`PinnedView::age`]).
+pub struct PinnedView {
+    cell: PinnedCell,
+    taken: Instant,
+}
+
+impl std::fmt::Debug for PinnedView {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("PinnedView").field("age", &self.taken.elapsed()).finish_non_exhaustive()
+    }
+}
+
+impl PinnedView {
+    /// Runs `f` on the pinned state; fails if a read inside failed (then `f`'s result may be
+    /// built on missing data and is dropped). Blocks on RocksDB: call it off the async runtime.
+    pub fn read<T>(&mut self, f: impl FnOnce(&StateRead<'_>) -> T) -> Result<T> {
+        let out = f(self.cell.borrow_dependent());
+        match self.cell.with_dependent_mut(|_, kv| kv.error.take()) {
+            Some(e) => Err(e),
+            None => Ok(out),
+        }
+    }
+
+    /// How long ago the snapshot was taken.
+    pub fn age(&self) -> std::time::Duration {
+        self.taken.elapsed()
+    }
+}
+
 /// A cheap, cloneable handle on a node's applied state for queries and watchers. It stays valid
 /// after the [`crate::StateMachineStore`] has been moved into the Raft instance.
 #[derive(Clone)]
@@ -174,6 +222,12 @@ impl StateView {
         let out = f(&kv);
         kv.finish()?;
         Ok(out)
+    }
+
+    /// Pins the state as of now in an owned view (see [`PinnedView`]). Taking a RocksDB
+    /// snapshot does no I/O, so this may run on the async runtime.
+    pub fn pin(&self) -> PinnedView {
+        PinnedView { cell: PinnedCell::new(self.db.clone(), |db| StateRead::pinned(db)), taken: Instant::now() }
     }
 
     /// Events of every batch applied from now on (see [`crate::StateMachineStore::subscribe`]).
@@ -277,6 +331,25 @@ mod tests {
             pinned.finish().expect("no read error");
             latest.finish().expect("no read error");
         }
+    }
+
+    #[test]
+    fn owned_pinned_view_ignores_later_writes_across_threads() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let rocks = db::open_db(dir.path()).expect("open");
+        let cf = db::table_cf(&rocks, Table::Meta).expect("cf");
+        rocks.put_cf(&cf, b"k", b"old").expect("put");
+        let (events, _) = tokio::sync::broadcast::channel(1);
+        let mut view = super::StateView::new(rocks.clone(), events).pin();
+        rocks.put_cf(&cf, b"k", b"new").expect("put");
+        drop(cf);
+        // The view moves to another thread, as a FETCH stream's chunks run on the blocking pool.
+        let (got, view) = std::thread::spawn(move || (view.read(|kv| kv.get(Table::Meta, b"k")), view))
+            .join()
+            .expect("thread");
+        assert_eq!(got.expect("read"), Some(b"old".to_vec()));
+        drop(view);
+        drop(rocks);
     }
 
     #[test]

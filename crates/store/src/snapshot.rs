@@ -52,7 +52,6 @@ mod crc32c;
 mod files;
 mod format;
 
-use std::fs::File;
 use std::io::BufWriter;
 use std::path::Path;
 use std::sync::Arc;
@@ -134,7 +133,7 @@ pub(crate) fn build(db: &DB, files: &SnapshotFiles) -> Result<(Snapshot, u64)> {
 
     let tmp = files.tmp_path("build");
     let written = (|| -> Result<u64> {
-        let file = File::create(&tmp)?;
+        let file = crate::private_fs::create_file(&tmp)?;
         let mut w = FormatWriter::new(BufWriter::with_capacity(IO_BUFFER, file), &meta)?;
         for name in db::state_machine_cfs() {
             w.cf(name)?;

@@ -27,6 +27,7 @@ use tokio::sync::broadcast;
 use crate::db::{self, CF_SM_STATE, KEY_LAST_APPLIED, KEY_LAST_MEMBERSHIP};
 use crate::error::{IntoStorage, Result, StoreError};
 use crate::metrics;
+use crate::pool::Executor;
 use crate::reader::{StateRead, StateView};
 use crate::snapshot::{self, SnapshotBuilder, SnapshotFiles};
 use crate::types::{
@@ -45,6 +46,9 @@ pub struct StateMachineStore {
     snapshots: Arc<SnapshotFiles>,
     /// Publishes each applied batch's mailbox changes, after they are durable.
     events: broadcast::Sender<MailboxEvent>,
+    /// The thread that applies batches and installs snapshots: the write path never waits
+    /// for a thread of tokio's shared blocking pool.
+    worker: Executor,
 }
 
 impl std::fmt::Debug for StateMachineStore {
@@ -64,12 +68,13 @@ struct Applied {
 }
 
 impl StateMachineStore {
-    pub(crate) fn new(db: Arc<DB>, snapshots: Arc<SnapshotFiles>) -> Self {
+    pub(crate) fn new(db: Arc<DB>, snapshots: Arc<SnapshotFiles>, worker: Executor) -> Self {
         let (events, _) = broadcast::channel(EVENT_CHANNEL_CAPACITY);
         StateMachineStore {
             db,
             snapshots,
             events,
+            worker,
         }
     }
 
@@ -189,9 +194,10 @@ impl RaftStateMachine<TypeConfig> for StateMachineStore {
         let count = entries.len();
         let started = Instant::now();
         let db = self.db.clone();
-        let applied = tokio::task::spawn_blocking(move || apply_batch(&db, entries))
+        let applied = self
+            .worker
+            .run(move || apply_batch(&db, entries))
             .await
-            .map_err(StoreError::from)
             .and_then(|r| r)
             .storage(ErrorSubject::Apply(last), ErrorVerb::Write)?;
         metrics::applied(count, started.elapsed());
@@ -250,7 +256,7 @@ impl StateMachineStore {
         let db = self.db.clone();
         let files = self.snapshots.clone();
         let meta = meta.clone();
-        tokio::task::spawn_blocking(move || -> Result<snapshot::Applied> {
+        self.worker.run(move || -> Result<snapshot::Applied> {
             let started = Instant::now();
             let (applied, bytes) = snapshot::install(&db, &files, &meta, *data, limits)?;
             tracing::info!(
@@ -263,7 +269,6 @@ impl StateMachineStore {
             Ok(applied)
         })
         .await
-        .map_err(StoreError::from)
         .and_then(|r| r)
     }
 

@@ -72,18 +72,18 @@ pub fn parse_plain(message: &[u8]) -> Result<(String, String, String), FrontendE
 /// failures; past `max_auth_failures` the connection is closed with BYE.
 pub async fn login(ctx: &mut Ctx<'_>, login: &str, password: &str) -> Result<Reply, FrontendError> {
     let storage = &ctx.shared.storage;
-    match storage.authenticate(&ctx.session.id, login, password).await {
+    // The client's address lets the storage tier's failure budgets hold per source across
+    // front-ends (a guesser's connections are counted together wherever they land).
+    match storage.authenticate(&ctx.session.id, login, password, ctx.session.peer).await {
         Ok(response) => {
             let span = tracing::Span::current();
             span.record("tenant", response.tenant_id);
             tracing::info!(tenant = response.tenant_id, account = response.account_id, "logged in");
-            let ctx_proto = storage.context(response.token, &ctx.session.id);
-            ctx.session.login(User {
-                login: response.login,
-                tenant_id: response.tenant_id,
-                account_id: response.account_id,
-                ctx: ctx_proto,
-            });
+            let ctx_proto = storage.context(response.token.clone(), &ctx.session.id);
+            let user = User::authenticated(ctx_proto, &response);
+            // Before the session acts, so a revocation from now on cannot be missed.
+            ctx.session.revocations = Some(ctx.shared.watch.subscribe_account(user.tenant_id, user.account_id));
+            ctx.session.login(user);
             Ok(Reply::ok_code(Some(capability::code(ctx.session)), "authentication successful"))
         }
         Err(error @ FrontendError::AuthFailed(_)) => {

@@ -1,6 +1,7 @@
 //! CAPABILITY (RFC 3501 §6.1.1) and the capability list shared by the greeting and LOGIN.
 //!
-//! Only what is implemented is advertised. Before login the list depends on the connection:
+//! Only what is implemented is advertised. Before login LITERAL- replaces LITERAL+, and the
+//! list depends on the connection:
 //! STARTTLS while cleartext and configured, and LOGINDISABLED instead of AUTH=PLAIN when
 //! cleartext authentication is off (RFC 3501 §6.2.3, §7.2.1).
 
@@ -14,9 +15,12 @@ use crate::session::Session;
 
 /// The capabilities to advertise in the session's current state.
 pub fn capabilities(session: &Session) -> Vec1<Capability<'static>> {
+    // RFC 7888 §4, §5: LITERAL+ would let a client that never logs in push literals of any size
+    // without waiting for us; before login we offer LITERAL- (at most 4096 bytes) instead.
+    let literal = if session.user().is_some() { Capability::LiteralPlus } else { Capability::LiteralMinus };
     let mut caps = vec![
         Capability::Imap4Rev1,
-        Capability::LiteralPlus,
+        literal,
         Capability::SaslIr,
         Capability::Idle,
         Capability::UidPlus,

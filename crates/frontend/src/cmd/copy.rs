@@ -38,6 +38,8 @@ pub async fn transfer(
     if uids.is_empty() {
         return Ok(None);
     }
+    // One all-or-nothing storage call (RFC 3501 §6.4.7), so a bounded one.
+    crate::limits::check_copy(uids.len())?;
     let request = proto::CopyRequest {
         ctx: Some(user.ctx.clone()),
         mailbox_id: selected.mailbox_id,

@@ -1,6 +1,12 @@
 //! STORE and UID STORE (RFC 3501 §6.4.6, §6.4.8). Without `.SILENT` every matched message's
 //! new flags are returned as `* n FETCH (UID u FLAGS (...))`; the changes are remembered so the
 //! next change poll does not report them again.
+//!
+//! A set of more than `write_chunk_messages` messages is stored in several storage calls of at
+//! most that many, so no single replicated apply gets expensive for the other tenants. RFC 3501
+//! does not make STORE atomic: each message's flags change on their own (and each call gets its
+//! own MODSEQ, RFC 7162 only asks that they grow). If a call fails, the messages of the calls
+//! before it keep their new flags and are reported before the `NO`.
 
 use imap_codec::imap_types::flag::{Flag, StoreResponse, StoreType};
 use imap_codec::imap_types::sequence::SequenceSet;
@@ -34,25 +40,40 @@ pub async fn run(
         StoreType::Add => proto::StoreOp::StoreAdd,
         StoreType::Remove => proto::StoreOp::StoreRemove,
     };
-    let request = proto::StoreRequest {
-        ctx: Some(user.ctx.clone()),
-        mailbox_id: selected.mailbox_id,
-        uidvalidity: selected.uidvalidity,
-        uids: Some(to_uid_set(&uids)),
-        op: op as i32,
-        flags,
-        unchanged_since: 0,
-    };
-    let result = ctx.shared.storage.store(request).await?;
-    selected.note_own_changes(&result.updated);
+    let mut messages: Vec<proto::MessageFlags> = Vec::new();
+    let mut failure = None;
+    for part in uids.chunks(ctx.shared.config.write_chunk_messages.max(1)) {
+        let request = proto::StoreRequest {
+            ctx: Some(user.ctx.clone()),
+            mailbox_id: selected.mailbox_id,
+            uidvalidity: selected.uidvalidity,
+            uids: Some(to_uid_set(part)),
+            op: op as i32,
+            flags: flags.clone(),
+            unchanged_since: 0,
+        };
+        match ctx.shared.storage.store(request).await {
+            Ok(result) => {
+                selected.note_own_changes(&result.updated);
+                messages.extend(result.updated);
+                messages.extend(result.unchanged);
+            }
+            Err(error) => {
+                failure = Some(error);
+                break;
+            }
+        }
+    }
     if response == StoreResponse::Answer {
-        let mut messages: Vec<&proto::MessageFlags> = result.updated.iter().chain(&result.unchanged).collect();
         messages.sort_by_key(|m| m.uid);
-        for message in messages {
+        for message in &messages {
             if let Some(data) = selected.map.seq_of(message.uid).and_then(|seq| flags_fetch(seq, message.uid, &message.flags)) {
                 ctx.out.data(data);
             }
         }
     }
-    Ok(Reply::ok("STORE completed"))
+    match failure {
+        Some(error) => Err(error),
+        None => Ok(Reply::ok("STORE completed")),
+    }
 }

@@ -10,16 +10,18 @@
 //! `Authenticated` on, the [`Selected`] mailbox view only in `Selected`, so handlers receive
 //! what they need instead of unwrapping optional fields.
 
+pub mod lifetime;
 pub mod selected;
 pub mod updates;
 
 use imap_codec::imap_types::command::CommandBody;
 use mailraft_proto as proto;
 
+pub use lifetime::TokenLifetime;
 pub use selected::{Selected, Update};
 
 /// The account a session acts as.
-#[derive(Debug, Clone)]
+#[derive(Clone)]
 pub struct User {
     /// Canonical login (`user@domain`).
     pub login: String,
@@ -29,6 +31,38 @@ pub struct User {
     pub account_id: u64,
     /// Context sent with every storage call (carries the session token).
     pub ctx: proto::Context,
+    /// When the token must be renewed (see [`lifetime`]).
+    pub lifetime: TokenLifetime,
+}
+
+/// Hand-written so the session token, a bearer credential, never reaches a log line.
+impl std::fmt::Debug for User {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        let ctx = &self.ctx;
+        let token = if ctx.token.is_empty() { "<none>" } else { "<redacted>" };
+        f.debug_struct("User")
+            .field("login", &self.login)
+            .field("tenant_id", &self.tenant_id)
+            .field("account_id", &self.account_id)
+            .field("group_id", &ctx.group_id)
+            .field("session_id", &ctx.session_id)
+            .field("token", &token)
+            .field("lifetime", &self.lifetime)
+            .finish()
+    }
+}
+
+impl User {
+    /// The user a successful `Authenticate` describes; `ctx` carries its token.
+    pub fn authenticated(ctx: proto::Context, response: &proto::AuthenticateResponse) -> Self {
+        Self {
+            login: response.login.clone(),
+            tenant_id: response.tenant_id,
+            account_id: response.account_id,
+            ctx,
+            lifetime: TokenLifetime::new(response.ttl_ms),
+        }
+    }
 }
 
 /// RFC 3501 §3 connection states.
@@ -70,6 +104,11 @@ pub struct Session {
     pub starttls_available: bool,
     /// Whether LOGIN/AUTHENTICATE may run over cleartext.
     pub allow_plaintext_auth: bool,
+    /// Wakes the session when its account's credentials change (from login on).
+    pub revocations: Option<crate::watch::Subscription>,
+    /// The client's address, sent with LOGIN/AUTHENTICATE for the storage tier's per-source
+    /// failure budget; `None` when unknown (tests).
+    pub peer: Option<std::net::IpAddr>,
 }
 
 impl Session {
@@ -82,6 +121,8 @@ impl Session {
             tls,
             starttls_available: starttls_available && !tls,
             allow_plaintext_auth,
+            revocations: None,
+            peer: None,
         }
     }
 
@@ -93,6 +134,14 @@ impl Session {
     /// The logged-in user, if any.
     pub fn user(&self) -> Option<&User> {
         match &self.state {
+            State::Authenticated(user) | State::Selected(user, _) => Some(user),
+            State::NotAuthenticated | State::Logout => None,
+        }
+    }
+
+    /// The logged-in user, mutably (token refresh).
+    pub fn user_mut(&mut self) -> Option<&mut User> {
+        match &mut self.state {
             State::Authenticated(user) | State::Selected(user, _) => Some(user),
             State::NotAuthenticated | State::Logout => None,
         }
@@ -217,7 +266,13 @@ mod tests {
     use super::*;
 
     fn user() -> User {
-        User { login: "a@b".into(), tenant_id: 1, account_id: 2, ctx: proto::Context::default() }
+        User {
+            login: "a@b".into(),
+            tenant_id: 1,
+            account_id: 2,
+            ctx: proto::Context::default(),
+            lifetime: TokenLifetime::new(0),
+        }
     }
 
     #[test]
@@ -248,5 +303,14 @@ mod tests {
     fn cleartext_without_permission_disables_login() {
         let session = Session::new("s".into(), false, true, false);
         assert!(session.login_disabled());
+    }
+
+    #[test]
+    fn debug_redacts_the_session_token() {
+        let ctx = proto::Context { token: b"secret-token-bytes".to_vec(), ..Default::default() };
+        let user = User::authenticated(ctx, &proto::AuthenticateResponse::default());
+        let shown = format!("{user:?}");
+        assert!(!shown.contains("secret") && !shown.contains("115, 101, 99"), "{shown}");
+        assert!(shown.contains("<redacted>"), "{shown}");
     }
 }

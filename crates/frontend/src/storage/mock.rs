@@ -37,6 +37,8 @@ pub(crate) struct Call {
     pub op: &'static str,
     pub request_id: Vec<u8>,
     pub heartbeat_ms: u32,
+    /// The session token the call carried.
+    pub token: Vec<u8>,
 }
 
 /// The server's behaviour and what it saw.
@@ -55,6 +57,10 @@ pub(crate) struct Mock {
     pub broken_fetches: AtomicUsize,
     /// Watch streams send this many heartbeats and then go silent; `None`: heartbeats forever.
     pub watch_silent_after: Mutex<Option<usize>>,
+    /// Token lifetime announced by Authenticate and RefreshToken (0: none).
+    pub ttl_ms: std::sync::atomic::AtomicU64,
+    /// RefreshToken (and Changes) refuse the token with AUTHFAILED, as for a revoked session.
+    pub revoked: AtomicBool,
 }
 
 fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
@@ -74,7 +80,8 @@ impl Mock {
 
     async fn step(&self, op: &'static str, ctx: Option<&proto::Context>, heartbeat_ms: u32) -> Result<(), Status> {
         let request_id = ctx.map(|c| c.request_id.clone()).unwrap_or_default();
-        lock(&self.calls).push(Call { op, request_id, heartbeat_ms });
+        let token = ctx.map(|c| c.token.clone()).unwrap_or_default();
+        lock(&self.calls).push(Call { op, request_id, heartbeat_ms, token });
         let step = lock(&self.script).pop_front().unwrap_or(Step::Answer);
         match step {
             Step::Answer => Ok(()),
@@ -151,6 +158,22 @@ impl Storage for Mock {
             tenant_id: 1,
             account_id: 2,
             login: request.login,
+            ttl_ms: self.ttl_ms.load(Ordering::SeqCst),
+        }))
+    }
+
+    async fn refresh_token(
+        &self,
+        request: Request<proto::RefreshTokenRequest>,
+    ) -> Result<Response<proto::RefreshTokenResponse>, Status> {
+        self.step("refresh_token", request.get_ref().ctx.as_ref(), 0).await?;
+        if self.revoked.load(Ordering::SeqCst) {
+            return Err(coded("AUTHFAILED", None));
+        }
+        let n = self.calls("refresh_token").len();
+        Ok(Response::new(proto::RefreshTokenResponse {
+            token: format!("token-{n}").into_bytes(),
+            ttl_ms: self.ttl_ms.load(Ordering::SeqCst),
         }))
     }
 
@@ -256,6 +279,9 @@ impl Storage for Mock {
     ) -> Result<Response<proto::ChangesResponse>, Status> {
         let request = request.into_inner();
         self.step("changes", request.ctx.as_ref(), 0).await?;
+        if self.revoked.load(Ordering::SeqCst) {
+            return Err(coded("AUTHFAILED", None));
+        }
         if take_one(&self.changes_failures) {
             return Err(coded("INTERNAL", None));
         }

@@ -30,7 +30,7 @@ use mailraft_proto as proto;
 use tonic::Streaming;
 
 use crate::error::FrontendError;
-use route::{RetryPolicy, Router};
+use route::{RetryPolicy, Router, StorageTls};
 
 /// Length of the random part of a request id.
 const REQUEST_ID_PREFIX: usize = 16;
@@ -85,9 +85,15 @@ impl FetchStream {
 }
 
 impl Storage {
-    /// A client for the storage group `group_id` reachable at `endpoints`.
+    /// A plaintext client for the storage group `group_id` reachable at `endpoints`.
     pub fn new(endpoints: &[String], group_id: u64, policy: RetryPolicy) -> Self {
-        Self { router: Arc::new(Router::new(endpoints, policy)), group_id, ids: Arc::new(RequestIds::new()) }
+        Self::with_tls(endpoints, group_id, policy, None)
+    }
+
+    /// A client for the storage group `group_id` at `endpoints`, over mutual TLS with `tls`.
+    pub fn with_tls(endpoints: &[String], group_id: u64, policy: RetryPolicy, tls: Option<StorageTls>) -> Self {
+        let router = Arc::new(Router::with_tls(endpoints, policy, tls));
+        Self { router, group_id, ids: Arc::new(RequestIds::new()) }
     }
 
     /// The router (the watch hub shares its channels).
@@ -118,22 +124,37 @@ impl Storage {
         }
     }
 
-    /// Checks a login and password; the response carries the session token.
+    /// Checks a login and password; the response carries the session token. `client` is the
+    /// IMAP client's address, for the storage tier's per-source failure budget.
     pub async fn authenticate(
         &self,
         session_id: &str,
         login: &str,
         password: &str,
+        client: Option<std::net::IpAddr>,
     ) -> Result<proto::AuthenticateResponse, FrontendError> {
         let request = proto::AuthenticateRequest {
             ctx: Some(self.context(Vec::new(), session_id)),
             login: login.to_owned(),
             password: password.to_owned(),
+            client_ip: client.map(|ip| ip.to_string()).unwrap_or_default(),
         };
         self.router
             .call("authenticate", |mut c| {
                 let request = request.clone();
                 async move { c.authenticate(request).await }
+            })
+            .await
+    }
+
+    /// Exchanges the context's token for a fresh one (see `session/lifetime.rs`). Not a write:
+    /// a retry only signs another token, so it needs no request id.
+    pub async fn refresh_token(&self, ctx: &proto::Context) -> Result<proto::RefreshTokenResponse, FrontendError> {
+        let request = proto::RefreshTokenRequest { ctx: Some(ctx.clone()) };
+        self.router
+            .call("refresh_token", |mut c| {
+                let request = request.clone();
+                async move { c.refresh_token(request).await }
             })
             .await
     }

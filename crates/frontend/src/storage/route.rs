@@ -21,6 +21,12 @@
 //!
 //! Streaming calls (FETCH, Watch) go through here only to open the stream; a stream that breaks
 //! later is the caller's business.
+//!
+//! With [`StorageTls`] every channel is mutual TLS: the node's certificate is verified against the
+//! cluster CA and the host of its URL, and the front-end presents its own certificate
+//! (`spiffe://mailraft/frontend/<name>`, which storage nodes admit to Storage and Watch only). An
+//! `http://` URL (a configured endpoint, or a hint from a membership recorded before TLS was
+//! enabled) is then upgraded to `https://`; without material an `https://` URL is refused.
 
 use std::collections::HashMap;
 use std::future::Future;
@@ -30,7 +36,7 @@ use std::time::Duration;
 
 use mailraft_proto::storage_client::StorageClient;
 use tokio::time::Instant;
-use tonic::transport::{Channel, Endpoint};
+use tonic::transport::{Certificate, Channel, ClientTlsConfig, Endpoint, Identity};
 
 use super::status::is_answer;
 use crate::error::FrontendError;
@@ -70,6 +76,56 @@ impl RetryPolicy {
     }
 }
 
+/// The cluster CA and this front-end's certificate and key (PEM) for mutual TLS to storage.
+#[derive(Clone, PartialEq, Eq)]
+pub struct StorageTls {
+    /// CA certificate(s) that storage nodes' certificates must chain to.
+    pub ca_pem: Vec<u8>,
+    /// This front-end's certificate chain.
+    pub cert_pem: Vec<u8>,
+    /// Its private key.
+    pub key_pem: Vec<u8>,
+}
+
+impl std::fmt::Debug for StorageTls {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        // Never the key.
+        f.write_str("StorageTls { .. }")
+    }
+}
+
+impl StorageTls {
+    fn client_config(&self) -> ClientTlsConfig {
+        ClientTlsConfig::new()
+            .ca_certificate(Certificate::from_pem(&self.ca_pem))
+            .identity(Identity::from_pem(&self.cert_pem, &self.key_pem))
+    }
+}
+
+/// An endpoint for `addr` (see the module docs on TLS).
+fn endpoint(addr: &str, tls: Option<&StorageTls>) -> Result<Endpoint, FrontendError> {
+    let bad = |e: &dyn std::fmt::Display| FrontendError::Unavailable(format!("bad storage address {addr}: {e}"));
+    match tls {
+        None if addr.starts_with("https://") => Err(FrontendError::Unavailable(format!(
+            "storage address {addr} is https:// but no TLS material is configured (tls.ca, tls.cert, tls.key)"
+        ))),
+        None => Endpoint::from_shared(addr.to_owned()).map_err(|e| bad(&e)),
+        Some(tls) => {
+            let url = match addr.strip_prefix("http://") {
+                Some(rest) => format!("https://{rest}"),
+                None => addr.to_owned(),
+            };
+            let endpoint = Endpoint::from_shared(url).map_err(|e| bad(&e))?;
+            let mut config = tls.client_config();
+            // rustls wants an IPv6 literal without the URL's brackets.
+            if let Some(host) = endpoint.uri().host().filter(|h| h.starts_with('[')) {
+                config = config.domain_name(host.trim_start_matches('[').trim_end_matches(']'));
+            }
+            endpoint.tls_config(config).map_err(|e| bad(&e))
+        }
+    }
+}
+
 /// Routes storage calls; shared by all sessions of a front-end process.
 #[derive(Debug)]
 pub struct Router {
@@ -82,17 +138,25 @@ pub struct Router {
     /// One channel per address, created on first use; tonic reconnects it as needed.
     channels: Mutex<HashMap<String, Channel>>,
     policy: RetryPolicy,
+    /// Mutual TLS for every channel; `None` is plaintext.
+    tls: Option<StorageTls>,
 }
 
 impl Router {
-    /// A router over `endpoints` (`host:port` or URIs).
+    /// A plaintext router over `endpoints` (`host:port` or URIs).
     pub fn new(endpoints: &[String], policy: RetryPolicy) -> Self {
+        Self::with_tls(endpoints, policy, None)
+    }
+
+    /// A router over `endpoints` whose channels use `tls` when given.
+    pub fn with_tls(endpoints: &[String], policy: RetryPolicy, tls: Option<StorageTls>) -> Self {
         Self {
             endpoints: endpoints.iter().map(|e| normalize(e)).collect(),
             current: AtomicUsize::new(0),
             leader: Mutex::new(None),
             channels: Mutex::new(HashMap::new()),
             policy,
+            tls,
         }
     }
 
@@ -127,8 +191,7 @@ impl Router {
             match channels.get(addr) {
                 Some(channel) => channel.clone(),
                 None => {
-                    let channel = Endpoint::from_shared(addr.to_owned())
-                        .map_err(|e| FrontendError::Unavailable(format!("bad storage address {addr}: {e}")))?
+                    let channel = endpoint(addr, self.tls.as_ref())?
                         .connect_timeout(self.policy.attempt_timeout)
                         .tcp_nodelay(true)
                         .tcp_keepalive(Some(TCP_KEEPALIVE))
@@ -286,6 +349,18 @@ mod tests {
     fn attempt_timeout_is_a_fraction_of_the_deadline() {
         assert_eq!(policy(Duration::from_secs(30)).attempt_timeout, Duration::from_secs(5));
         assert_eq!(policy(Duration::from_secs(3)).attempt_timeout, Duration::from_secs(1));
+    }
+
+    #[test]
+    fn tls_upgrades_plain_urls_and_plaintext_refuses_https() {
+        let generated = rcgen::generate_simple_self_signed(vec!["127.0.0.1".to_owned()]).unwrap();
+        let pem = generated.cert.pem().into_bytes();
+        let key_pem = generated.signing_key.serialize_pem().into_bytes();
+        let tls = StorageTls { ca_pem: pem.clone(), cert_pem: pem, key_pem };
+        assert_eq!(endpoint("http://127.0.0.1:1", Some(&tls)).unwrap().uri().scheme_str(), Some("https"));
+        assert_eq!(endpoint("http://127.0.0.1:1", None).unwrap().uri().scheme_str(), Some("http"));
+        assert!(endpoint("https://127.0.0.1:1", None).is_err());
+        assert!(!format!("{tls:?}").contains("PRIVATE"));
     }
 
     #[tokio::test]

@@ -25,6 +25,7 @@ impl From<Status> for FrontendError {
             Some("UIDVALIDITY") => FrontendError::UidValidityChanged(message),
             Some("CANNOT") => FrontendError::Cannot(message),
             Some("OVERQUOTA") => FrontendError::OverQuota(message),
+            Some("LIMIT") => FrontendError::Limit(message),
             Some("INVALID") => FrontendError::Invalid(message),
             Some("AUTHFAILED") => FrontendError::AuthFailed(message),
             Some("UNAVAILABLE") => FrontendError::Unavailable(message),
@@ -90,6 +91,7 @@ mod tests {
     fn maps_metadata_codes() {
         assert_eq!(FrontendError::from(with_code("NONEXISTENT")), FrontendError::NonExistent("msg".into()));
         assert_eq!(FrontendError::from(with_code("OVERQUOTA")), FrontendError::OverQuota("msg".into()));
+        assert_eq!(FrontendError::from(with_code("LIMIT")), FrontendError::Limit("msg".into()));
         assert_eq!(FrontendError::from(with_code("UIDVALIDITY")), FrontendError::UidValidityChanged("msg".into()));
         assert_eq!(FrontendError::from(with_code("NOT_LEADER")), FrontendError::NotLeader { leader: None });
         let mut status = with_code("NOT_LEADER");

@@ -35,11 +35,21 @@ impl Env {
 
     /// Starts storage and a front-end with a tweaked config and TLS mode.
     pub async fn start_with(tweak: impl FnOnce(&mut FrontendConfig), tls: TlsMode) -> Env {
+        Self::start_full(|_| {}, tweak, tls).await
+    }
+
+    /// Starts storage with a tweaked node config, and a front-end with a tweaked config.
+    pub async fn start_full(
+        node_tweak: impl FnOnce(&mut NodeConfig),
+        tweak: impl FnOnce(&mut FrontendConfig),
+        tls: TlsMode,
+    ) -> Env {
         let dir = tempfile::tempdir().expect("tempdir");
         let listener = TcpListener::bind("127.0.0.1:0").await.expect("bind storage");
         let addr = listener.local_addr().expect("addr");
         let mut node_config = NodeConfig::new(1, dir.path().join("node1"), addr);
         node_config.bootstrap = true;
+        node_tweak(&mut node_config);
         let node = StorageNode::start(node_config, listener).await.expect("storage node starts");
         node.ensure_tenant_user("example.org", USER, PASSWORD).await.expect("demo user");
         node.ensure_tenant_user("example.org", "bob@example.org", "bob password").await.expect("bob");

@@ -1,13 +1,19 @@
-//! Cluster, tenant and account commands: Init, CreateTenant, CreateAccount, SetPassword.
+//! Cluster, tenant and account commands: Init, RotateSessionKey, CreateTenant, CreateAccount,
+//! SetPassword, SetAccountDisabled.
+//!
+//! Revocation: SetPassword and disabling raise the account's credential generation, which every
+//! session token carries, so the storage nodes refuse the account's older tokens from the entry
+//! on; they also publish an [`ACCOUNT_EVENT`] so front-ends end those sessions without waiting
+//! for their next command.
 
 use super::Txn;
 use crate::access::get_id;
-use crate::command::{ModelError, Outcome, Principal, Reply};
+use crate::command::{ACCOUNT_EVENT, ModelError, Outcome, Principal, Reply};
 use crate::keys;
 use crate::kv::{KvRead, Table};
 use crate::names::INBOX;
 use crate::query::{self, fold};
-use crate::records::{Account, Tenant};
+use crate::records::{Account, RetiredKey, SessionKey, SessionKeys, Tenant};
 
 /// Longest domain (RFC 1035 §2.3.4) and login accepted.
 const MAX_DOMAIN_LEN: usize = 253;
@@ -20,16 +26,44 @@ fn check_text(what: &str, s: &str, max: usize) -> Result<(), ModelError> {
     Ok(())
 }
 
+/// Id of the key `Init` installs (a state from before rotation existed has key 0).
+const FIRST_KEY_ID: u32 = 1;
+
 /// Installs the session key once; later `Init`s (a re-bootstrapped proposer) are no-ops so the
 /// key, and every token signed with it, stays valid.
 pub(super) fn init(txn: &mut Txn<'_>, session_key: &[u8]) -> Reply {
     if session_key.is_empty() {
         return Err(ModelError::Invalid("empty session key".into()));
     }
-    if txn.get(Table::Meta, keys::META_SESSION_KEY).is_none() {
-        txn.put_raw(Table::Meta, keys::META_SESSION_KEY.to_vec(), session_key.to_vec());
+    if query::session_keys(txn)?.is_none() {
+        let current = SessionKey { id: FIRST_KEY_ID, secret: session_key.to_vec() };
+        let keys = SessionKeys { current, previous: None };
+        txn.put(Table::Meta, keys::META_SESSION_KEYS.to_vec(), &keys);
     }
     Ok(Outcome::Done)
+}
+
+/// The new key signs from now on; the replaced one verifies until `now_ms + grace_ms` (the
+/// request's clock, so every replica stores the same time). A key replaced earlier is dropped:
+/// two rotations within one grace period end the sessions signed with the oldest key.
+pub(super) fn rotate_session_key(txn: &mut Txn<'_>, session_key: &[u8], grace_ms: i64) -> Reply {
+    if session_key.is_empty() {
+        return Err(ModelError::Invalid("empty session key".into()));
+    }
+    if grace_ms < 0 {
+        return Err(ModelError::Invalid("negative grace period".into()));
+    }
+    let old = query::session_keys(txn)?.ok_or_else(|| ModelError::Cannot("cluster not initialized".into()))?;
+    let id = old.current.id.checked_add(1).ok_or_else(|| ModelError::Cannot("session key ids exhausted".into()))?;
+    let valid_until_ms = txn.now_ms.saturating_add(grace_ms);
+    let keys = SessionKeys {
+        current: SessionKey { id, secret: session_key.to_vec() },
+        previous: Some(RetiredKey { key: old.current, valid_until_ms }),
+    };
+    txn.put(Table::Meta, keys::META_SESSION_KEYS.to_vec(), &keys);
+    // The pre-rotation layout's copy must not outlive the key's grace period.
+    txn.delete(Table::Meta, keys::META_SESSION_KEY.to_vec());
+    Ok(Outcome::SessionKeyRotated { key_id: id, previous_valid_until_ms: valid_until_ms })
 }
 
 pub(super) fn create_tenant(txn: &mut Txn<'_>, domain: &str) -> Reply {
@@ -61,20 +95,54 @@ pub(super) fn create_account(txn: &mut Txn<'_>, domain: &str, login: &str, passw
         password_hash: password_hash.to_string(),
         quota_bytes: None,
         used_bytes: 0,
+        generation: 0,
+        disabled: false,
     };
     txn.put(Table::Accounts, keys::account(tenant.id, id), &account);
     txn.new_mailbox(Principal { tenant: tenant.id, account: id }, INBOX, None)?;
     Ok(Outcome::AccountCreated { tenant: tenant.id, account: id })
 }
 
-pub(super) fn set_password(txn: &mut Txn<'_>, domain: &str, login: &str, password_hash: &str) -> Reply {
+/// The principal and record of `login@domain`.
+fn find(txn: &Txn<'_>, domain: &str, login: &str) -> Result<(Principal, Account), ModelError> {
     let tenant = query::tenant_by_domain(txn, domain)?;
     let login = fold(login);
     let id = get_id(txn, Table::AccountByLogin, &keys::account_by_login(tenant.id, &login))?
         .ok_or_else(|| ModelError::NotFound(format!("account {login}")))?;
     let who = Principal { tenant: tenant.id, account: id };
-    let mut account = txn.load_account(who)?;
+    Ok((who, txn.load_account(who)?))
+}
+
+/// Raises the credential generation (every token issued so far is refused from now on) and
+/// tells the front-ends to end the account's sessions.
+fn revoke_sessions(txn: &mut Txn<'_>, who: Principal, account: &mut Account) -> Result<(), ModelError> {
+    account.generation =
+        account.generation.checked_add(1).ok_or_else(|| ModelError::Cannot("credential generations exhausted".into()))?;
+    txn.event(who, ACCOUNT_EVENT, 0);
+    Ok(())
+}
+
+/// A new password ends every session of the account: whoever changed it may be locking out
+/// someone who knew the old one.
+pub(super) fn set_password(txn: &mut Txn<'_>, domain: &str, login: &str, password_hash: &str) -> Reply {
+    let (who, mut account) = find(txn, domain, login)?;
     account.password_hash = password_hash.to_string();
-    txn.put(Table::Accounts, keys::account(tenant.id, id), &account);
+    revoke_sessions(txn, who, &mut account)?;
+    txn.put(Table::Accounts, keys::account(who.tenant, who.account), &account);
+    Ok(Outcome::Done)
+}
+
+/// Disabling ends every session; enabling again does not revive them (the generation stays
+/// raised). Setting the current state again changes nothing.
+pub(super) fn set_disabled(txn: &mut Txn<'_>, domain: &str, login: &str, disabled: bool) -> Reply {
+    let (who, mut account) = find(txn, domain, login)?;
+    if account.disabled == disabled {
+        return Ok(Outcome::Done);
+    }
+    account.disabled = disabled;
+    if disabled {
+        revoke_sessions(txn, who, &mut account)?;
+    }
+    txn.put(Table::Accounts, keys::account(who.tenant, who.account), &account);
     Ok(Outcome::Done)
 }

@@ -1,10 +1,11 @@
 //! Mailbox commands: CREATE, DELETE, RENAME, SUBSCRIBE / UNSUBSCRIBE.
 
 use super::Txn;
-use super::message::{bump_modseq, insert_message, remove_message};
+use super::message::{Keywords, bounded_messages, bump_modseq, insert_message, remove_message};
 use crate::access::scan_all;
 use crate::command::{ModelError, Outcome, Principal, Reply};
 use crate::keys;
+use crate::limits::MAX_MESSAGES_PER_COMMAND;
 use crate::kv::{KvRead, Table};
 use crate::names::{self, SEPARATOR};
 use crate::query::{self, messages_in};
@@ -56,12 +57,26 @@ pub(super) fn create(txn: &mut Txn<'_>, who: Principal, name: &str, special_use:
 /// quota usage) and its change log. Inferiors remain; subscriptions are left alone
 /// (RFC 3501 §6.3.6). Sessions that selected it learn through an event whose modseq is one past
 /// the last one: their next `mailbox_by_id` reports `NotFound`.
+///
+/// Removing every message is one apply, so a mailbox holding more than
+/// [`MAX_MESSAGES_PER_COMMAND`] is refused with `Limit` (judged by its message counter, before
+/// anything is read): the user expunges it in bounded steps first (RFC 3501 lets DELETE fail).
+/// The change log is not bounded by this: it keeps an `Expunged` entry per UID ever expunged
+/// (nothing prunes it yet, `changelog_floor` stays 0), so a long-lived mailbox's log can be
+/// larger than its message count.
 pub(super) fn delete(txn: &mut Txn<'_>, who: Principal, name: &str) -> Reply {
     let name = names::canonical(name);
     if names::is_inbox(&name) {
         return Err(ModelError::Cannot("INBOX cannot be deleted".into()));
     }
     let mb = query::mailbox_by_name(txn, who, &name)?;
+    if mb.exists as usize > MAX_MESSAGES_PER_COMMAND {
+        return Err(ModelError::Limit(format!(
+            "mailbox {name} holds {} messages; only a mailbox of at most {MAX_MESSAGES_PER_COMMAND} can be deleted, \
+             expunge its messages first",
+            mb.exists
+        )));
+    }
     let mut bytes = 0u64;
     for m in messages_in(txn, who.tenant, mb.id, &UidSet::range(1, Uid::MAX))? {
         txn.drop_blob_ref(who.tenant, &m.blob)?;
@@ -129,12 +144,15 @@ fn load(txn: &Txn<'_>, who: Principal, id: u64) -> Result<Mailbox, ModelError> {
 fn rename_inbox(txn: &mut Txn<'_>, who: Principal, mut inbox: Mailbox, to: &str) -> Reply {
     create_parents(txn, who, to)?;
     let mut dest = txn.new_mailbox(who, to, None)?;
-    let msgs: Vec<MessageMeta> = messages_in(txn, who.tenant, inbox.id, &UidSet::range(1, Uid::MAX))?;
+    // One command moves every message: bounded like COPY (`Limit` past the bound).
+    let msgs: Vec<MessageMeta> = bounded_messages(txn, who.tenant, inbox.id, &UidSet::range(1, Uid::MAX))?;
     if !msgs.is_empty() {
         let dest_modseq = bump_modseq(&mut dest)?;
         let inbox_modseq = bump_modseq(&mut inbox)?;
+        let mut keywords = Keywords::default();
         for m in &msgs {
             let uid = super::message::alloc_uid(&mut dest)?;
+            keywords.add(&mut dest, &m.flags)?;
             insert_message(txn, who.tenant, &mut dest, MessageMeta { uid, modseq: dest_modseq, ..m.clone() });
             remove_message(txn, who.tenant, &mut inbox, m, inbox_modseq);
         }

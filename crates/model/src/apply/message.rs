@@ -4,14 +4,23 @@
 //! MODSEQ rule (RFC 7162 §3.1): a command bumps a mailbox's HIGHESTMODSEQ once, and every
 //! message it adds, changes or expunges in that mailbox gets that value. The change log keeps
 //! one entry per UID (see [`Change`]), so `query::changes` is a range scan.
+//!
+//! Bounds ([`crate::limits`]): a command reads and writes at most
+//! [`MAX_MESSAGES_PER_COMMAND`] messages, an APPEND carries at most [`MAX_APPEND_MESSAGES`], and
+//! a mailbox remembers at most [`MAX_MAILBOX_KEYWORDS`] keywords. Each is checked before the
+//! command writes anything, so a refused command changes nothing (`ModelError::Limit`).
+
+use std::collections::BTreeSet;
 
 use super::Txn;
+use crate::access::scan_up_to;
 use crate::command::{FlagsUpdate, ModelError, NewMessage, Outcome, Principal, Reply, StoreOp};
 use crate::flags;
 use crate::keys;
 use crate::kv::Table;
-use crate::query::{self, messages_in};
-use crate::records::{Change, Mailbox, MessageMeta};
+use crate::limits::{MAX_APPEND_MESSAGES, MAX_MAILBOX_KEYWORDS, MAX_MESSAGES_PER_COMMAND};
+use crate::query;
+use crate::records::{Change, Mailbox, MessageMeta, Record};
 use crate::types::{Flag, MailboxId, TenantId, Uid, UidSet};
 
 /// Raises HIGHESTMODSEQ by one and returns it: the modseq of everything this command changes.
@@ -29,15 +38,66 @@ pub(super) fn alloc_uid(mb: &mut Mailbox) -> Result<Uid, ModelError> {
     Ok(uid)
 }
 
-/// Remembers keywords for FLAGS / PERMANENTFLAGS, one spelling per keyword.
-fn add_keywords(mb: &mut Mailbox, fl: &[Flag]) {
-    for f in fl {
-        if let Flag::Keyword(k) = f
-            && !mb.keywords.iter().any(|x| x.eq_ignore_ascii_case(k))
-        {
+/// Adds keywords to a mailbox's set (FLAGS / PERMANENTFLAGS), one spelling per keyword, for the
+/// length of one command. Keywords compare case-insensitively but the set is ordered by exact
+/// spelling, so a lookup first tries the exact spelling (O(log n)) and only then a lowercase copy
+/// of the set, built once per command on first need: no keyword costs a scan of the set.
+#[derive(Debug, Default)]
+pub(super) struct Keywords {
+    folded: Option<BTreeSet<String>>,
+}
+
+impl Keywords {
+    /// Remembers the keywords of `fl` in `mb`; `Limit` if one is new and the mailbox already has
+    /// [`MAX_MAILBOX_KEYWORDS`].
+    pub(super) fn add(&mut self, mb: &mut Mailbox, fl: &[Flag]) -> Result<(), ModelError> {
+        for f in fl {
+            let Flag::Keyword(k) = f else { continue };
+            if mb.keywords.contains(k) {
+                continue;
+            }
+            let folded =
+                self.folded.get_or_insert_with(|| mb.keywords.iter().map(|x| x.to_ascii_lowercase()).collect());
+            let lower = k.to_ascii_lowercase();
+            if folded.contains(&lower) {
+                continue;
+            }
+            if mb.keywords.len() >= MAX_MAILBOX_KEYWORDS {
+                return Err(ModelError::Limit(format!(
+                    "mailbox {} already has {MAX_MAILBOX_KEYWORDS} keywords",
+                    mb.name
+                )));
+            }
+            folded.insert(lower);
             mb.keywords.insert(k.clone());
         }
+        Ok(())
     }
+}
+
+/// The messages of `mailbox` among `uids`, ascending, refusing (`Limit`) a set of more than
+/// [`MAX_MESSAGES_PER_COMMAND`] ranges or messages. Reads at most one message past the bound.
+pub(super) fn bounded_messages(
+    txn: &Txn<'_>,
+    tenant: TenantId,
+    mailbox: MailboxId,
+    uids: &UidSet,
+) -> Result<Vec<MessageMeta>, ModelError> {
+    let too_many = || ModelError::Limit(format!("a command may touch at most {MAX_MESSAGES_PER_COMMAND} messages"));
+    if uids.ranges.len() > MAX_MESSAGES_PER_COMMAND {
+        return Err(too_many());
+    }
+    let mut out = Vec::new();
+    for (first, last) in uids.normalized() {
+        let range = keys::message_range(tenant, mailbox, first, last);
+        for (_, v) in scan_up_to(txn, Table::Messages, &range, MAX_MESSAGES_PER_COMMAND + 1 - out.len()) {
+            out.push(MessageMeta::decode(&v)?);
+        }
+        if out.len() > MAX_MESSAGES_PER_COMMAND {
+            return Err(too_many());
+        }
+    }
+    Ok(out)
 }
 
 fn count(mb: &mut Mailbox, m: &MessageMeta, add: bool) {
@@ -55,10 +115,9 @@ fn count(mb: &mut Mailbox, m: &MessageMeta, add: bool) {
 }
 
 /// Writes a new message (its UID and modseq already allocated) and logs it as `Added`.
-/// Blob references and quota are the caller's.
+/// Blob references, quota and the mailbox's keyword set ([`Keywords`]) are the caller's.
 pub(super) fn insert_message(txn: &mut Txn<'_>, tenant: TenantId, mb: &mut Mailbox, m: MessageMeta) {
     count(mb, &m, true);
-    add_keywords(mb, &m.flags);
     txn.put(Table::Changes, keys::change(tenant, mb.id, m.modseq, m.uid), &Change::Added);
     txn.put(Table::Messages, keys::message(tenant, mb.id, m.uid), &m);
 }
@@ -77,12 +136,17 @@ pub(super) fn append(txn: &mut Txn<'_>, who: Principal, mailbox: &str, messages:
     if messages.is_empty() {
         return Err(ModelError::Invalid("nothing to append".into()));
     }
+    if messages.len() > MAX_APPEND_MESSAGES {
+        return Err(ModelError::Limit(format!("an append may carry at most {MAX_APPEND_MESSAGES} messages")));
+    }
     let mut mb = query::mailbox_by_name(txn, who, mailbox)?;
+    let mut keywords = Keywords::default();
     for m in messages {
         flags::validate(&m.flags)?;
         if m.tz_offset_minutes.abs() >= 24 * 60 {
             return Err(ModelError::Invalid("time zone offset".into()));
         }
+        keywords.add(&mut mb, &m.flags)?;
     }
     let total = messages.iter().fold(0u64, |acc, m| acc.saturating_add(m.body.len() as u64));
     txn.charge(who, total)?;
@@ -129,7 +193,8 @@ pub(super) fn store(
     let given = flags::normalize(given);
     let (mut updated, mut unchanged, mut modified) = (Vec::new(), Vec::new(), Vec::new());
     let mut modseq = None;
-    for m in messages_in(txn, who.tenant, mb.id, uids)? {
+    let mut keywords = Keywords::default();
+    for m in bounded_messages(txn, who.tenant, mb.id, uids)? {
         if unchanged_since > 0 && m.modseq > unchanged_since {
             modified.push(m.uid);
             continue;
@@ -146,7 +211,7 @@ pub(super) fn store(
         let new = MessageMeta { flags: new_flags, modseq: ms, ..m.clone() };
         count(&mut mb, &m, false);
         count(&mut mb, &new, true);
-        add_keywords(&mut mb, &new.flags);
+        keywords.add(&mut mb, &new.flags)?;
         txn.delete(Table::Changes, keys::change(who.tenant, mb.id, m.modseq, m.uid));
         txn.put(Table::Changes, keys::change(who.tenant, mb.id, ms, m.uid), &Change::Flags);
         txn.put(Table::Messages, keys::message(who.tenant, mb.id, m.uid), &new);
@@ -163,8 +228,12 @@ pub(super) fn store(
 /// (among `uids` if given), dropping blob references and quota usage.
 pub(super) fn expunge(txn: &mut Txn<'_>, who: Principal, mailbox: MailboxId, uidvalidity: u32, uids: Option<&UidSet>) -> Reply {
     let mut mb = query::mailbox_by_id(txn, who, mailbox, uidvalidity)?;
+    // The counter says whether there is anything to find: no scan of a mailbox without `\Deleted`.
+    if mb.deleted == 0 {
+        return Ok(Outcome::Expunged { uids: Vec::new(), highest_modseq: mb.highest_modseq });
+    }
     let all = UidSet::range(1, Uid::MAX);
-    let mut gone = messages_in(txn, who.tenant, mb.id, uids.unwrap_or(&all))?;
+    let mut gone = bounded_messages(txn, who.tenant, mb.id, uids.unwrap_or(&all))?;
     gone.retain(|m| m.flags.contains(&Flag::Deleted));
     if gone.is_empty() {
         return Ok(Outcome::Expunged { uids: Vec::new(), highest_modseq: mb.highest_modseq });
@@ -197,7 +266,7 @@ pub(super) fn copy(
     let mut src = query::mailbox_by_id(txn, who, mailbox, uidvalidity)?;
     let mut dest = query::mailbox_by_name(txn, who, destination)?;
     let same = dest.id == src.id;
-    let msgs = messages_in(txn, who.tenant, src.id, uids)?;
+    let msgs = bounded_messages(txn, who.tenant, src.id, uids)?;
     if msgs.is_empty() {
         return Ok(Outcome::Copied {
             dest_mailbox: dest.id,
@@ -211,6 +280,10 @@ pub(super) fn copy(
     if !is_move {
         // A MOVE adds and removes the same bytes: it never needs more quota.
         txn.charge(who, bytes)?;
+    }
+    let mut keywords = Keywords::default();
+    for m in &msgs {
+        keywords.add(&mut dest, &m.flags)?;
     }
     let dest_modseq = bump_modseq(&mut dest)?;
     let now = txn.now_secs();

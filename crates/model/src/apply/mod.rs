@@ -96,10 +96,12 @@ fn run(kv: &dyn KvRead, writes: &mut WriteSet, req: &Request) -> Applied {
 
 fn dispatch(txn: &mut Txn<'_>, cmd: &Command) -> Reply {
     match cmd {
-        Command::Init { session_key } => account::init(txn, session_key),
+        Command::Init { session_key } => account::init(txn, &session_key.0),
+        Command::RotateSessionKey { session_key, grace_ms } => account::rotate_session_key(txn, &session_key.0, *grace_ms),
         Command::CreateTenant { domain } => account::create_tenant(txn, domain),
         Command::CreateAccount { domain, login, password_hash } => account::create_account(txn, domain, login, password_hash),
         Command::SetPassword { domain, login, password_hash } => account::set_password(txn, domain, login, password_hash),
+        Command::SetAccountDisabled { domain, login, disabled } => account::set_disabled(txn, domain, login, *disabled),
         Command::CreateMailbox { who, name, special_use } => mailbox::create(txn, *who, name, special_use.as_deref()),
         Command::DeleteMailbox { who, name } => mailbox::delete(txn, *who, name),
         Command::RenameMailbox { who, from, to } => mailbox::rename(txn, *who, from, to),

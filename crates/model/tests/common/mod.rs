@@ -52,7 +52,7 @@ impl Sys {
     /// Init + tenant example.test + account alice.
     pub fn setup() -> (Sys, Principal) {
         let mut s = Sys::new();
-        s.ok(Command::Init { session_key: vec![1, 2, 3] });
+        s.ok(Command::Init { session_key: vec![1, 2, 3].into() });
         s.ok(Command::CreateTenant { domain: "example.test".into() });
         let who = s.account("alice");
         (s, who)
@@ -74,7 +74,11 @@ impl Sys {
     }
 
     pub fn append(&mut self, who: Principal, mailbox: &str, msgs: &[(&[u8], Vec<Flag>)]) -> Vec<Uid> {
-        match self.ok(Command::Append { who, mailbox: mailbox.into(), messages: msgs.iter().map(|(b, f)| msg(b, f.clone())).collect() }) {
+        match self.ok(Command::Append {
+            who,
+            mailbox: mailbox.into(),
+            messages: msgs.iter().map(|(b, f)| msg(b, f.clone())).collect(),
+        }) {
             Outcome::Appended { uids, .. } => uids,
             o => panic!("{o:?}"),
         }
@@ -89,7 +93,15 @@ impl Sys {
         query::messages(&self.kv, who, &mb, &UidSet::range(1, Uid::MAX), 0).unwrap()
     }
 
-    pub fn store(&mut self, who: Principal, name: &str, uids: UidSet, op: StoreOp, flags: Vec<Flag>, unchanged_since: u64) -> (Reply, Vec<MailboxEvent>) {
+    pub fn store(
+        &mut self,
+        who: Principal,
+        name: &str,
+        uids: UidSet,
+        op: StoreOp,
+        flags: Vec<Flag>,
+        unchanged_since: u64,
+    ) -> (Reply, Vec<MailboxEvent>) {
         let mb = self.mb(who, name);
         self.run(Command::Store { who, mailbox: mb.id, uidvalidity: mb.uidvalidity, uids, op, flags, unchanged_since })
     }
@@ -99,9 +111,23 @@ impl Sys {
         self.run(Command::Expunge { who, mailbox: mb.id, uidvalidity: mb.uidvalidity, uids })
     }
 
-    pub fn copy(&mut self, who: Principal, from: &str, uids: UidSet, to: &str, is_move: bool) -> (Reply, Vec<MailboxEvent>) {
+    pub fn copy(
+        &mut self,
+        who: Principal,
+        from: &str,
+        uids: UidSet,
+        to: &str,
+        is_move: bool,
+    ) -> (Reply, Vec<MailboxEvent>) {
         let mb = self.mb(who, from);
-        self.run(Command::Copy { who, mailbox: mb.id, uidvalidity: mb.uidvalidity, uids, destination: to.into(), is_move })
+        self.run(Command::Copy {
+            who,
+            mailbox: mb.id,
+            uidvalidity: mb.uidvalidity,
+            uids,
+            destination: to.into(),
+            is_move,
+        })
     }
 
     pub fn blob_refs(&self, tenant: TenantId, body: &[u8]) -> Option<u64> {

@@ -21,6 +21,7 @@ use std::sync::{Mutex, MutexGuard, RwLock, RwLockReadGuard, RwLockWriteGuard};
 use super::IO_BUFFER;
 use super::format::{FormatReader, Header};
 use crate::error::{Result, StoreError};
+use crate::private_fs;
 use crate::types::{Snapshot, SnapshotMeta};
 
 /// File name of the current snapshot.
@@ -169,7 +170,10 @@ impl SnapshotFiles {
     /// `current.snap` (damaged, or an older layout) is dropped too: a snapshot can always be
     /// rebuilt from the state machine, which openraft does when it finds none.
     pub(crate) fn open(dir: &Path) -> Result<Self> {
-        fs::create_dir_all(dir)?;
+        // Snapshots hold the whole state, session keys included: owner only.
+        private_fs::create_dir(dir)?;
+        private_fs::restrict_file(&dir.join(CURRENT))?;
+        private_fs::restrict_file(&dir.join(INSTALLING))?;
         for item in fs::read_dir(dir)? {
             let item = item?;
             if item.file_name().to_string_lossy().starts_with(TMP_PREFIX) {
@@ -230,7 +234,7 @@ impl SnapshotFiles {
     /// An empty, writable temporary file for a snapshot arriving from the leader.
     pub(crate) fn receiving(&self) -> Result<SnapshotData> {
         let path = self.tmp_path("recv");
-        let file = File::options()
+        let file = private_fs::file_options()
             .read(true)
             .write(true)
             .create_new(true)
@@ -276,7 +280,7 @@ impl SnapshotFiles {
         } else {
             let tmp = self.tmp_path("copy");
             let copy = (|| -> Result<()> {
-                let mut out = File::create(&tmp)?;
+                let mut out = private_fs::create_file(&tmp)?;
                 io::copy(&mut data.reader(), &mut out)?;
                 out.sync_all()?;
                 fs::rename(&tmp, &target)?;

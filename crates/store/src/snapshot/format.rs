@@ -183,8 +183,8 @@ impl<R: Read> FormatReader<R> {
         r.take_vec(&mut header, header_len)?;
         let header: Header = postcard::from_bytes(&header)?;
         db::check_supported(header.format_version)?;
-        if header.format_version != FORMAT_VERSION {
-            // Older snapshots will be converted here once a second format exists.
+        if header.format_version < db::OLDEST_READABLE_FORMAT {
+            // Older snapshots would be converted here; none that old was ever released.
             return Err(StoreError::Corrupt(format!(
                 "no upgrade path from snapshot format {}",
                 header.format_version

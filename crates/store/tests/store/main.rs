@@ -6,5 +6,6 @@ mod dedup;
 mod durability;
 mod format;
 mod log_bytes;
+mod permissions;
 mod snapshot;
 mod suite;

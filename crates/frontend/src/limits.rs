@@ -1,0 +1,102 @@
+//! Bounds on what one IMAP command may ask of the storage tier.
+//!
+//! The storage tier enforces its own bounds deterministically in the replicated model
+//! (`mailraft_model::limits`), which this crate does not link; the constants here mirror them so
+//! that a command over a bound is refused before a storage call, and a test checks they agree.
+//! Every tenant of a Raft group shares one apply loop, so commands that need not be atomic are
+//! split into calls of at most `write_chunk_messages` messages (see [`expunge_ranges`]).
+
+use mailraft_proto::{UidRange, UidSet};
+
+use crate::error::FrontendError;
+
+/// Keywords a mailbox may hold (`mailraft_model::limits::MAX_MAILBOX_KEYWORDS`). Once a mailbox
+/// has this many, PERMANENTFLAGS no longer offers `\*` (RFC 3501 §7.1: clients cannot create
+/// new keywords) and a command that would add one gets `NO [LIMIT]`.
+pub const MAX_MAILBOX_KEYWORDS: usize = 256;
+
+/// Most messages one COPY or MOVE may name (`mailraft_model::limits::MAX_MESSAGES_PER_COMMAND`).
+/// RFC 3501 §6.4.7 requires a failed COPY to leave the destination unchanged, so COPY is one
+/// storage call and cannot be split; MOVE shares it, so one MOVE answers with one COPYUID.
+pub const MAX_COPY_MESSAGES: usize = 100_000;
+
+/// `NO [LIMIT]` for a COPY or MOVE of `count` messages over [`MAX_COPY_MESSAGES`].
+pub fn check_copy(count: usize) -> Result<(), FrontendError> {
+    if count > MAX_COPY_MESSAGES {
+        return Err(FrontendError::Limit(format!(
+            "COPY and MOVE take at most {MAX_COPY_MESSAGES} messages at once, this one names {count}"
+        )));
+    }
+    Ok(())
+}
+
+/// UID ranges covering every UID from 1 to `u32::MAX`, each holding at most `chunk` of the
+/// session's `known` UIDs (ascending): EXPUNGE over all of them removes exactly what one
+/// EXPUNGE of the whole mailbox would (RFC 3501 §6.4.3). Messages the session does not know yet
+/// have UIDs above all known ones (UIDs only grow), so they fall into the last, open range.
+pub fn expunge_ranges(known: &[u32], chunk: usize) -> Vec<UidSet> {
+    let chunk = chunk.max(1);
+    let mut out = Vec::with_capacity(known.len() / chunk + 1);
+    let mut start = 1u32;
+    for part in known.chunks(chunk) {
+        let Some(&end) = part.last() else { continue };
+        if end == u32::MAX {
+            break;
+        }
+        out.push(UidSet { ranges: vec![UidRange { start, end }] });
+        start = end + 1;
+    }
+    out.push(UidSet { ranges: vec![UidRange { start, end: u32::MAX }] });
+    out
+}
+
+#[cfg(test)]
+mod tests {
+    use proptest::prelude::*;
+
+    use super::*;
+
+    #[test]
+    fn bounds_match_the_replicated_model() {
+        assert_eq!(MAX_MAILBOX_KEYWORDS, mailraft_model::limits::MAX_MAILBOX_KEYWORDS);
+        assert_eq!(MAX_COPY_MESSAGES, mailraft_model::limits::MAX_MESSAGES_PER_COMMAND);
+    }
+
+    #[test]
+    fn copy_over_the_bound_is_refused() {
+        assert!(check_copy(MAX_COPY_MESSAGES).is_ok());
+        assert!(matches!(check_copy(MAX_COPY_MESSAGES + 1), Err(FrontendError::Limit(_))));
+    }
+
+    #[test]
+    fn ranges_of_a_small_mailbox() {
+        let r = |ranges: Vec<UidSet>| ranges.iter().map(|s| (s.ranges[0].start, s.ranges[0].end)).collect::<Vec<_>>();
+        assert_eq!(r(expunge_ranges(&[], 3)), [(1, u32::MAX)]);
+        assert_eq!(r(expunge_ranges(&[2, 5, 9, 10], 2)), [(1, 5), (6, 10), (11, u32::MAX)]);
+        assert_eq!(r(expunge_ranges(&[1, u32::MAX], 1)), [(1, 1), (2, u32::MAX)]);
+    }
+
+    proptest! {
+        /// The ranges are contiguous, cover 1..=u32::MAX, and hold at most `chunk` known UIDs each.
+        #[test]
+        fn ranges_cover_everything_in_bounded_pieces(
+            mut known in proptest::collection::vec(1..=u32::MAX, 0..200),
+            chunk in 1usize..20,
+        ) {
+            known.sort_unstable();
+            known.dedup();
+            let sets = expunge_ranges(&known, chunk);
+            let mut next = 1u64;
+            for set in &sets {
+                prop_assert_eq!(set.ranges.len(), 1);
+                let r = &set.ranges[0];
+                prop_assert_eq!(u64::from(r.start), next);
+                prop_assert!(r.start <= r.end);
+                let inside = known.iter().filter(|&&u| r.start <= u && u <= r.end).count();
+                prop_assert!(inside <= chunk, "{} known UIDs in {:?}", inside, r);
+                next = u64::from(r.end) + 1;
+            }
+            prop_assert_eq!(next, u64::from(u32::MAX) + 1);
+        }
+    }
+}

@@ -1,0 +1,29 @@
+//! Bounds on what one command may make the replicated apply do.
+//!
+//! Every tenant of a Raft group shares one apply loop, so one command's cost is a stall for all
+//! of them. These bounds are constants, not settings: every replica must refuse exactly the same
+//! commands, and a per-node setting could differ between replicas (a replicated setting would
+//! work, but nobody needs to tune these). A refusal is [`ModelError::Limit`](crate::ModelError),
+//! which IMAP reports as `NO [LIMIT]` (RFC 5530 §3).
+
+/// Most distinct keywords a mailbox remembers (its FLAGS / PERMANENTFLAGS list). Once reached, a
+/// command that would add another keyword to the mailbox fails. The set only grows (a keyword is
+/// remembered while the mailbox lives), and the whole mailbox record is read and written by every
+/// command that changes the mailbox, so the bound keeps that record small: 256 keywords of at
+/// most [`crate::flags::MAX_KEYWORD_LEN`] bytes is at most ~33 KiB. For comparison, Cyrus IMAP
+/// allows 128 user flags per mailbox (`MAX_USER_FLAGS`) and Dovecot's Maildir 26; real clients
+/// use a handful (`$Junk`, `$NotJunk`, `$Forwarded`, `$MDNSent`, `$label1`…`$label5`, a few tags).
+pub const MAX_MAILBOX_KEYWORDS: usize = 256;
+
+/// Most messages one STORE, COPY / MOVE or EXPUNGE may touch, and most UID ranges its set may
+/// have. A command over more is refused before anything is written (the apply reads at most one
+/// message past the bound to find out). The front-end splits larger STORE and EXPUNGE commands
+/// into smaller ones (RFC 3501 makes neither atomic) and refuses larger COPY / MOVE, which must
+/// be all-or-nothing (RFC 3501 §6.4.7), so IMAP clients meet this bound on COPY and MOVE, and on
+/// DELETE (RFC 3501 §6.3.4) of a mailbox holding more messages, which must be expunged first
+/// (DELETE removes every message in one apply; the refusal reads only the mailbox's counter).
+pub const MAX_MESSAGES_PER_COMMAND: usize = 100_000;
+
+/// Most messages one APPEND (RFC 3502 MULTIAPPEND) may carry. The storage node refuses more
+/// before proposing; the model checks again so no log entry can carry more.
+pub const MAX_APPEND_MESSAGES: usize = 1000;

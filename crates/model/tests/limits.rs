@@ -1,0 +1,288 @@
+//! The bounds of `mailraft_model::limits`: the per-mailbox keyword cap and the per-command
+//! message caps. A refused command must be refused on every replica alike (`Limit`) and change
+//! nothing (the harness checks that a failed command writes only dedup bookkeeping).
+#![allow(clippy::unwrap_used)]
+
+mod common;
+
+use std::cell::Cell;
+use std::collections::BTreeSet;
+
+use common::*;
+use mailraft_model::limits::{MAX_APPEND_MESSAGES, MAX_MAILBOX_KEYWORDS, MAX_MESSAGES_PER_COMMAND};
+use mailraft_model::*;
+use proptest::collection::vec;
+use proptest::prelude::*;
+
+fn keywords(range: std::ops::Range<usize>) -> Vec<Flag> {
+    range.map(|i| kw(&format!("k{i}"))).collect()
+}
+
+fn is_limit<T: std::fmt::Debug>(r: Result<T, ModelError>) -> bool {
+    matches!(r, Err(ModelError::Limit(_)))
+}
+
+#[test]
+fn a_mailbox_stops_at_the_keyword_cap() {
+    let (mut s, who) = Sys::setup();
+    s.create(who, "Other");
+    s.append(who, "INBOX", &[(b"one", keywords(0..MAX_MAILBOX_KEYWORDS - 1))]);
+    // The last free slot can be taken; case variants of known keywords take none.
+    let (r, _) = s.store(who, "INBOX", all(), StoreOp::Add, vec![kw("LAST"), kw("K0"), kw("k1")], 0);
+    r.unwrap();
+    assert_eq!(s.mb(who, "INBOX").keywords.len(), MAX_MAILBOX_KEYWORDS);
+
+    // Full: a new keyword is refused by STORE, APPEND and COPY into the mailbox …
+    let (r, events) = s.store(who, "INBOX", all(), StoreOp::Add, vec![kw("new")], 0);
+    assert!(is_limit(r), "store of a new keyword");
+    assert!(events.is_empty());
+    let e = s.err(Command::Append { who, mailbox: "INBOX".into(), messages: vec![msg(b"two", vec![kw("new")])] });
+    assert!(matches!(e, ModelError::Limit(_)), "{e:?}");
+    s.append(who, "Other", &[(b"three", vec![kw("other")])]);
+    let (r, _) = s.copy(who, "Other", all(), "INBOX", false);
+    assert!(is_limit(r), "copy bringing a new keyword");
+    let (r, _) = s.copy(who, "Other", all(), "INBOX", true);
+    assert!(is_limit(r), "move bringing a new keyword");
+    assert_eq!(s.msgs(who, "Other").len(), 1, "the refused move left its source alone");
+
+    // … while known keywords, in any spelling, still work everywhere.
+    s.append(who, "INBOX", &[(b"four", vec![kw("last"), kw("K7"), Flag::Seen])]);
+    let (r, _) = s.store(who, "INBOX", all(), StoreOp::Replace, vec![kw("k9")], 0);
+    r.unwrap();
+    s.append(who, "Other", &[(b"five", vec![kw("K200")])]);
+    let (r, _) = s.copy(who, "Other", UidSet::range(2, 2), "INBOX", false);
+    r.unwrap();
+    let mb = s.mb(who, "INBOX");
+    assert_eq!(mb.keywords.len(), MAX_MAILBOX_KEYWORDS);
+    assert!(mb.keywords.contains("LAST") && !mb.keywords.contains("new") && !mb.keywords.contains("other"));
+}
+
+#[test]
+fn an_append_over_the_message_cap_is_refused() {
+    let (mut s, who) = Sys::setup();
+    let messages = vec![msg(b"x", vec![]); MAX_APPEND_MESSAGES + 1];
+    let e = s.err(Command::Append { who, mailbox: "INBOX".into(), messages });
+    assert!(matches!(e, ModelError::Limit(_)), "{e:?}");
+    let messages = vec![msg(b"x", vec![]); MAX_APPEND_MESSAGES];
+    s.ok(Command::Append { who, mailbox: "INBOX".into(), messages });
+    assert_eq!(s.mb(who, "INBOX").exists as usize, MAX_APPEND_MESSAGES);
+}
+
+#[test]
+fn a_set_with_too_many_ranges_is_refused_before_reading() {
+    let (mut s, who) = Sys::setup();
+    s.append(who, "INBOX", &[(b"x", vec![Flag::Deleted])]);
+    // Every other UID: as many ranges as the cap allows messages, plus one.
+    let ranges: Vec<(Uid, Uid)> = (0..=MAX_MESSAGES_PER_COMMAND as u32).map(|i| (2 * i + 1, 2 * i + 1)).collect();
+    let set = UidSet { ranges };
+    let (r, _) = s.store(who, "INBOX", set.clone(), StoreOp::Add, vec![Flag::Seen], 0);
+    assert!(is_limit(r));
+    let (r, _) = s.copy(who, "INBOX", set.clone(), "INBOX", false);
+    assert!(is_limit(r));
+    let (r, _) = s.expunge(who, "INBOX", Some(set));
+    assert!(is_limit(r));
+    assert_eq!(s.msgs(who, "INBOX").len(), 1);
+}
+
+/// One mailbox of `MAX_MESSAGES_PER_COMMAND + 1` messages (one shared blob), all `\Deleted`,
+/// and an empty "Dest".
+fn big_mailbox() -> (Sys, Principal) {
+    big_mailbox_named("INBOX")
+}
+
+fn big_mailbox_named(name: &str) -> (Sys, Principal) {
+    let (mut s, who) = Sys::setup();
+    s.create(who, "Dest");
+    if name != "INBOX" {
+        s.create(who, name);
+    }
+    let mut left = MAX_MESSAGES_PER_COMMAND + 1;
+    while left > 0 {
+        let n = left.min(MAX_APPEND_MESSAGES);
+        s.ok(Command::Append { who, mailbox: name.into(), messages: vec![msg(b"same", vec![Flag::Deleted]); n] });
+        left -= n;
+    }
+    (s, who)
+}
+
+#[test]
+fn commands_over_the_message_cap_are_refused_and_change_nothing() {
+    let (mut s, who) = big_mailbox();
+    let cap = MAX_MESSAGES_PER_COMMAND as Uid;
+    let (r, _) = s.store(who, "INBOX", all(), StoreOp::Add, vec![Flag::Seen], 0);
+    assert!(is_limit(r), "store over the cap");
+    let (r, _) = s.copy(who, "INBOX", all(), "Dest", false);
+    assert!(is_limit(r), "copy over the cap");
+    let (r, _) = s.copy(who, "INBOX", all(), "Dest", true);
+    assert!(is_limit(r), "move over the cap");
+    let (r, _) = s.expunge(who, "INBOX", None);
+    assert!(is_limit(r), "expunge of a mailbox over the cap");
+    let (r, _) = s.expunge(who, "INBOX", Some(all()));
+    assert!(is_limit(r), "uid expunge over the cap");
+    let e = s.err(Command::RenameMailbox { who, from: "INBOX".into(), to: "Old".into() });
+    assert!(matches!(e, ModelError::Limit(_)), "renaming INBOX moves every message: {e:?}");
+    assert_eq!(s.mb(who, "INBOX").exists, cap + 1);
+    assert_eq!(s.mb(who, "Dest").exists, 0);
+
+    // Exactly at the cap is allowed; the rest then fits too.
+    let (r, _) = s.store(who, "INBOX", UidSet::range(1, cap), StoreOp::Add, vec![Flag::Seen], 0);
+    r.unwrap();
+    let (r, _) = s.expunge(who, "INBOX", Some(UidSet::range(2, cap + 1)));
+    r.unwrap();
+    let (r, _) = s.expunge(who, "INBOX", None);
+    r.unwrap();
+    assert_eq!(s.mb(who, "INBOX").exists, 0);
+    assert_eq!(s.blob_refs(who.tenant, b"same"), None, "every reference dropped");
+}
+
+/// A read view that counts scans of the message table.
+struct CountingKv<'a> {
+    inner: &'a MemKv,
+    message_scans: Cell<usize>,
+}
+
+impl KvRead for CountingKv<'_> {
+    fn get(&self, table: Table, key: &[u8]) -> Option<Vec<u8>> {
+        self.inner.get(table, key)
+    }
+
+    fn scan(&self, table: Table, start: &[u8], end: Option<&[u8]>, limit: usize) -> Vec<(Vec<u8>, Vec<u8>)> {
+        if table == Table::Messages {
+            self.message_scans.set(self.message_scans.get() + 1);
+        }
+        self.inner.scan(table, start, end, limit)
+    }
+}
+
+#[test]
+fn expunge_without_deleted_messages_reads_no_message() {
+    let (mut s, who) = Sys::setup();
+    s.append(who, "INBOX", &[(b"a", vec![]), (b"b", vec![Flag::Seen])]);
+    let mb = s.mb(who, "INBOX");
+    let kv = CountingKv { inner: &s.kv, message_scans: Cell::new(0) };
+    let expunge = Command::Expunge { who, mailbox: mb.id, uidvalidity: mb.uidvalidity, uids: None };
+    let applied = apply_detailed(&kv, &mut WriteSet::default(), &Request::new(s.now_ms, expunge.clone()));
+    assert_eq!(applied.reply, Ok(Outcome::Expunged { uids: vec![], highest_modseq: mb.highest_modseq }));
+    assert_eq!(kv.message_scans.get(), 0, "the \\Deleted counter is 0: nothing to scan for");
+
+    // With a \Deleted message the same command does scan (the counter above is live).
+    s.store(who, "INBOX", UidSet::range(2, 2), StoreOp::Add, vec![Flag::Deleted], 0).0.unwrap();
+    let kv = CountingKv { inner: &s.kv, message_scans: Cell::new(0) };
+    let applied = apply_detailed(&kv, &mut WriteSet::default(), &Request::new(s.now_ms, expunge));
+    assert!(matches!(applied.reply, Ok(Outcome::Expunged { ref uids, .. }) if uids == &[2]), "{:?}", applied.reply);
+    assert!(kv.message_scans.get() > 0);
+}
+
+#[test]
+fn delete_of_a_mailbox_over_the_message_cap_is_refused_without_reading_it() {
+    let (mut s, who) = big_mailbox_named("Big");
+    let delete = Command::DeleteMailbox { who, name: "Big".into() };
+    let kv = CountingKv { inner: &s.kv, message_scans: Cell::new(0) };
+    let applied = apply_detailed(&kv, &mut WriteSet::default(), &Request::new(s.now_ms, delete.clone()));
+    match &applied.reply {
+        Err(ModelError::Limit(m)) => assert!(m.contains("expunge"), "the refusal says what to do: {m}"),
+        other => panic!("delete over the cap: {other:?}"),
+    }
+    assert_eq!(kv.message_scans.get(), 0, "the refusal is judged by the counter, not a scan");
+    let e = s.err(delete.clone());
+    assert!(matches!(e, ModelError::Limit(_)), "{e:?}");
+    assert_eq!(s.mb(who, "Big").exists as usize, MAX_MESSAGES_PER_COMMAND + 1, "nothing changed");
+
+    // One message fewer and the same DELETE removes the mailbox and every reference it held.
+    let (r, _) = s.expunge(who, "Big", Some(UidSet::range(1, 1)));
+    r.unwrap();
+    s.ok(delete);
+    assert!(s.msgs(who, "Dest").is_empty());
+    assert_eq!(s.count(Table::Messages), 0, "every message of the deleted mailbox is gone");
+    assert_eq!(s.blob_refs(who.tenant, b"same"), None, "every reference dropped");
+}
+
+/// Distinct keywords (case-folded) the property test draws from: a few more than the cap, so
+/// mailboxes reach it often.
+const POOL: usize = MAX_MAILBOX_KEYWORDS + 40;
+
+/// A keyword of the pool, in one of three spellings.
+fn pool_keyword(i: usize) -> Flag {
+    let n = i % POOL;
+    match i / POOL % 3 {
+        0 => kw(&format!("kw{n}")),
+        1 => kw(&format!("KW{n}")),
+        _ => kw(&format!("Kw{n}")),
+    }
+}
+
+#[derive(Debug, Clone)]
+enum Op {
+    Append(u8, Vec<usize>),
+    Store(u8, StoreOp, Vec<usize>),
+    Copy(u8, bool),
+}
+
+fn op() -> impl Strategy<Value = Op> {
+    let kws = vec(0..3 * POOL, 0..120);
+    let store_op = prop_oneof![Just(StoreOp::Replace), Just(StoreOp::Add), Just(StoreOp::Remove)];
+    prop_oneof![
+        (any::<u8>(), kws.clone()).prop_map(|(m, k)| Op::Append(m, k)),
+        (any::<u8>(), store_op, kws).prop_map(|(m, o, k)| Op::Store(m, o, k)),
+        (any::<u8>(), any::<bool>()).prop_map(|(m, mv)| Op::Copy(m, mv)),
+    ]
+}
+
+fn folded(flags: &[Flag]) -> BTreeSet<String> {
+    flags.iter().filter(|f| matches!(f, Flag::Keyword(_))).map(|f| f.as_imap().to_ascii_lowercase()).collect()
+}
+
+proptest! {
+    #![proptest_config(ProptestConfig { cases: 48, ..ProptestConfig::default() })]
+
+    /// Whatever commands run: no mailbox ever holds more than the cap, its keywords are unique
+    /// case-insensitively and cover every keyword of its messages, and a command is refused with
+    /// `Limit` exactly when it would add new keywords beyond the cap.
+    #[test]
+    fn keyword_sets_stay_bounded_and_complete(ops in vec(op(), 1..60)) {
+        let (mut s, who) = Sys::setup();
+        s.create(who, "B");
+        let names = ["INBOX", "B"];
+        for op in ops {
+            // Which mailbox the command may bring keywords into, and which (case-folded).
+            let (target, incoming) = match &op {
+                Op::Append(m, k) => (names[*m as usize % 2], k.iter().map(|&i| pool_keyword(i)).collect::<Vec<_>>()),
+                Op::Store(m, store_op, k) => {
+                    let name = names[*m as usize % 2];
+                    // A STORE that changes no message, or removes, brings nothing in.
+                    let brings = *store_op != StoreOp::Remove && !s.msgs(who, name).is_empty();
+                    (name, if brings { k.iter().map(|&i| pool_keyword(i)).collect() } else { Vec::new() })
+                }
+                Op::Copy(m, _) => {
+                    let from = names[*m as usize % 2];
+                    (names[1 - *m as usize % 2], s.msgs(who, from).iter().flat_map(|m| m.flags.clone()).collect())
+                }
+            };
+            let known: BTreeSet<String> = s.mb(who, target).keywords.iter().map(|k| k.to_ascii_lowercase()).collect();
+            let over = known.union(&folded(&incoming)).count() > MAX_MAILBOX_KEYWORDS;
+            let reply = match &op {
+                Op::Append(m, k) => {
+                    let flags: Vec<Flag> = k.iter().map(|&i| pool_keyword(i)).collect();
+                    let body = format!("m{}", k.len());
+                    let mailbox = names[*m as usize % 2].into();
+                    s.run(Command::Append { who, mailbox, messages: vec![msg(body.as_bytes(), flags)] }).0
+                }
+                Op::Store(m, store_op, k) => {
+                    let flags: Vec<Flag> = k.iter().map(|&i| pool_keyword(i)).collect();
+                    s.store(who, names[*m as usize % 2], all(), *store_op, flags, 0).0
+                }
+                Op::Copy(m, is_move) => s.copy(who, names[*m as usize % 2], all(), target, *is_move).0,
+            };
+            prop_assert_eq!(is_limit(reply.clone()), over, "{:?} -> {:?}", op, reply);
+            for name in names {
+                let mb = s.mb(who, name);
+                let keys: BTreeSet<String> = mb.keywords.iter().map(|k| k.to_ascii_lowercase()).collect();
+                prop_assert!(mb.keywords.len() <= MAX_MAILBOX_KEYWORDS);
+                prop_assert_eq!(keys.len(), mb.keywords.len(), "duplicate spellings in {:?}", mb.keywords);
+                for m in s.msgs(who, name) {
+                    prop_assert!(folded(&m.flags).is_subset(&keys), "message keyword missing from FLAGS");
+                }
+            }
+        }
+    }
+}

@@ -1,0 +1,167 @@
+//! The storage node's resource bounds, and the pools that enforce them.
+//!
+//! Each kind of blocking work has its own place, so no kind can starve another (see
+//! `mailraft_store::pool`): the Raft log and apply run on the store's own threads; reads
+//! ([`Pools::read`]) hold at most `max_concurrent_reads` threads of tokio's blocking pool;
+//! password hashing ([`Pools::hash`]) runs on `max_concurrent_password_hashes` dedicated threads
+//! and waits at most `password_hash_wait` for one, then answers UNAVAILABLE without hashing.
+//! Dedicated hashing threads also keep argon2's 19 MiB blocks on a fixed set of threads (and
+//! malloc arenas), so a burst of logins cannot leave gigabytes behind.
+//!
+//! A FETCH stream ends with DEADLINE_EXCEEDED once it is older than `read_stream_deadline`, so
+//! no client can pin a RocksDB snapshot (and the versions it keeps alive) for longer.
+
+use std::time::Duration;
+
+use mailraft_store::{Executor, LimitError, Limiter};
+
+use crate::auth_budget::{AuthBudget, AuthBudgetConfig};
+use crate::error::ServerError;
+
+/// Operator-tunable bounds; the binary's `[limits]` section.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Limits {
+    /// Blocking reads (queries, FETCH chunks, SEARCH) running at once.
+    pub max_concurrent_reads: usize,
+    /// Longest life of a FETCH stream, and so of the snapshot it pins.
+    pub read_stream_deadline: Duration,
+    /// argon2 computations at once; 0 means twice the number of CPU cores.
+    pub max_concurrent_password_hashes: usize,
+    /// Longest wait for a hashing thread before the call is answered UNAVAILABLE.
+    pub password_hash_wait: Duration,
+    /// Password-guessing budgets.
+    pub auth: AuthBudgetConfig,
+}
+
+impl Default for Limits {
+    fn default() -> Self {
+        Limits {
+            max_concurrent_reads: 32,
+            read_stream_deadline: Duration::from_secs(300),
+            max_concurrent_password_hashes: 0,
+            password_hash_wait: Duration::from_secs(2),
+            auth: AuthBudgetConfig::default(),
+        }
+    }
+}
+
+impl Limits {
+    /// `max_concurrent_password_hashes` with 0 resolved to twice the CPU cores.
+    pub fn password_hash_threads(&self) -> usize {
+        match self.max_concurrent_password_hashes {
+            0 => std::thread::available_parallelism().map_or(2, |n| n.get()).saturating_mul(2),
+            n => n,
+        }
+    }
+}
+
+/// The node's pools and the guessing budget, built once from [`Limits`].
+#[derive(Debug)]
+pub struct Pools {
+    /// The bounds they were built from.
+    pub limits: Limits,
+    reads: Limiter,
+    hashes: Executor,
+    /// Failure budgets of Authenticate.
+    pub auth: AuthBudget,
+}
+
+impl Pools {
+    /// Starts the hashing threads.
+    pub fn new(limits: Limits) -> Result<Pools, ServerError> {
+        let hashes = Executor::bounded("password", limits.password_hash_threads())
+            .map_err(|e| ServerError::internal(format!("start password hashing threads: {e}")))?;
+        Ok(Pools {
+            reads: Limiter::new("read", limits.max_concurrent_reads),
+            hashes,
+            auth: AuthBudget::new(limits.auth.clone()),
+            limits,
+        })
+    }
+
+    /// Runs a blocking read once a read slot is free (waiting as long as the caller does).
+    pub async fn read<T, F>(&self, f: F) -> Result<T, ServerError>
+    where
+        T: Send + 'static,
+        F: FnOnce() -> T + Send + 'static,
+    {
+        Ok(self.reads.run(f).await?)
+    }
+
+    /// Runs argon2 work on a hashing thread, or answers UNAVAILABLE (without running `f`) if
+    /// none is free within `password_hash_wait`.
+    pub async fn hash<T, F>(&self, f: F) -> Result<T, ServerError>
+    where
+        T: Send + 'static,
+        F: FnOnce() -> T + Send + 'static,
+    {
+        match self.hashes.run_within(Some(self.limits.password_hash_wait), f).await {
+            Ok(v) => Ok(v),
+            Err(LimitError::Busy(_)) => Err(ServerError::Throttled("too many logins at once, try again".into())),
+            Err(LimitError::Task(e)) => Err(e.into()),
+        }
+    }
+}
+
+#[cfg(test)]
+#[allow(clippy::unwrap_used)]
+mod tests {
+    use std::sync::Arc;
+    use std::sync::atomic::{AtomicUsize, Ordering};
+    use std::time::Instant;
+
+    use super::*;
+
+    #[test]
+    fn zero_hash_threads_means_twice_the_cores() {
+        let limits = Limits::default();
+        let cores = std::thread::available_parallelism().map_or(2, |n| n.get());
+        assert_eq!(limits.password_hash_threads(), 2 * cores);
+        assert_eq!(Limits { max_concurrent_password_hashes: 3, ..Limits::default() }.password_hash_threads(), 3);
+    }
+
+    /// More logins than hashing threads: at most the cap hash at once, and those that cannot
+    /// get a thread within the wait are answered THROTTLED without running.
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn hashing_is_capped_and_overflow_is_refused_without_hashing() {
+        let limits = Limits {
+            max_concurrent_password_hashes: 2,
+            password_hash_wait: Duration::from_millis(100),
+            ..Limits::default()
+        };
+        let pools = Arc::new(Pools::new(limits).unwrap());
+        let running = Arc::new(AtomicUsize::new(0));
+        let peak = Arc::new(AtomicUsize::new(0));
+        let ran = Arc::new(AtomicUsize::new(0));
+        let mut calls = Vec::new();
+        for _ in 0..8 {
+            let (pools, running, peak, ran) = (pools.clone(), running.clone(), peak.clone(), ran.clone());
+            calls.push(tokio::spawn(async move {
+                pools
+                    .hash(move || {
+                        let now = running.fetch_add(1, Ordering::SeqCst) + 1;
+                        peak.fetch_max(now, Ordering::SeqCst);
+                        ran.fetch_add(1, Ordering::SeqCst);
+                        // Far longer than the wait: whoever did not start at once cannot.
+                        let until = Instant::now() + Duration::from_secs(2);
+                        while Instant::now() < until {
+                            std::thread::sleep(Duration::from_millis(10));
+                        }
+                        running.fetch_sub(1, Ordering::SeqCst);
+                    })
+                    .await
+            }));
+        }
+        let mut refused = 0;
+        for c in calls {
+            match c.await.unwrap() {
+                Ok(()) => {}
+                Err(ServerError::Throttled(_)) => refused += 1,
+                Err(e) => panic!("unexpected {e}"),
+            }
+        }
+        assert_eq!(peak.load(Ordering::SeqCst), 2, "never more than the cap at once");
+        assert_eq!(ran.load(Ordering::SeqCst), 2, "only the admitted calls hashed");
+        assert_eq!(refused, 6);
+    }
+}
