@@ -10,7 +10,11 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
             std::env::set_var("PROTOC", protoc);
         }
     }
-    let root = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../../proto");
+    // Read at run time, not with env!(): cargo shares one compiled build script between
+    // checkouts of the workspace at different paths (the CI clone, a worktree), and a path baked
+    // in at compile time would make every checkout build the first one's proto file.
+    let manifest_dir = std::env::var_os("CARGO_MANIFEST_DIR").ok_or("CARGO_MANIFEST_DIR is not set")?;
+    let root = std::path::Path::new(&manifest_dir).join("../../proto");
     let file = root.join("mailraft.proto");
     println!("cargo:rerun-if-changed={}", file.display());
     tonic_prost_build::configure().compile_protos(&[file], &[root])?;
