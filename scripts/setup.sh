@@ -26,3 +26,6 @@ fi
 if ! command -v cargo-nextest >/dev/null 2>&1 && ! [ -x "$HOME/.cargo/bin/cargo-nextest" ]; then
   echo "setup: cargo-nextest not found; tests will run with cargo test" >&2
 fi
+
+# helm, kubernetes-validate and promtool for the deployment checks (tests/deploy/check_deploy.py).
+"$(dirname "$0")/../tests/deploy/setup_tools.sh"

@@ -9,6 +9,9 @@ cd "$(dirname "$0")/.."
 # Keep the build outside the clone so RocksDB's C++ (~16 min cold) is compiled once per machine.
 export CARGO_TARGET_DIR="${CARGO_TARGET_DIR:-$HOME/.cache/mailraft-target}"
 
+# Helm chart, alerts and dashboard (tests/deploy); first, so nextest's summary stays the closing line.
+"${MAILRAFT_TOOLS:-$HOME/.cache/mailraft-tools}/venv/bin/python" tests/deploy/check_deploy.py
+
 if cargo nextest --version >/dev/null 2>&1; then
   # nextest does not run doctests; run them first so nextest's summary is the closing line.
   cargo test --workspace --doc -q
