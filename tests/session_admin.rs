@@ -1,6 +1,6 @@
-//! What an operator does about sessions: `mailraft admin disable-user` / `enable-user` and
-//! `rotate-session-key`, against `mailraft dev`; and the data directory `mailraft dev` leaves
-//! behind is readable by its owner only.
+//! What an operator does about sessions: `mailraft admin disable-user` / `enable-user`,
+//! `delete-user` and `rotate-session-key`, against `mailraft dev`; and the data directory
+//! `mailraft dev` leaves behind is readable by its owner only.
 
 mod support;
 
@@ -8,7 +8,7 @@ use std::io::{BufRead, BufReader, Write};
 use std::net::{SocketAddr, TcpStream};
 use std::os::unix::fs::PermissionsExt;
 use std::path::Path;
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use anyhow::{Context, Result, ensure};
 use support::{Client, Dev, PASSWORD, USER, mailraft};
@@ -51,6 +51,21 @@ impl Session {
             untagged.push(line);
         }
         Ok((untagged, None))
+    }
+
+    /// Waits, without sending anything, for an unsolicited `* BYE` (RFC 3501 §7.1.5) until
+    /// `deadline`; fails on anything else that ends the wait.
+    fn bye_by(&mut self, deadline: Instant) -> Result<String> {
+        loop {
+            let left = deadline.saturating_duration_since(Instant::now());
+            ensure!(!left.is_zero(), "no BYE before the deadline");
+            self.reader.get_ref().set_read_timeout(Some(left))?;
+            match self.line()? {
+                Some(line) if line.starts_with("* BYE") => return Ok(line),
+                Some(_) => {}
+                None => anyhow::bail!("the connection closed without BYE"),
+            }
+        }
     }
 
     fn login(&mut self) -> Result<()> {
@@ -103,6 +118,55 @@ fn admin_cli_disables_users_and_rotates_the_session_key() -> Result<()> {
     let mut d = Client::connect(dev.imap)?;
     d.login(USER, PASSWORD)?;
     ensure!(d.run("SELECT INBOX")?.is_ok());
+    Ok(())
+}
+
+#[test]
+fn admin_cli_deletes_users_ending_their_sessions() -> Result<()> {
+    let dev = Dev::start()?;
+    let admin = |action: &[&str], stdin: &str| {
+        let mut args = dev.admin_args();
+        args.extend(action.iter().map(|a| a.to_string()));
+        mailraft(&args.iter().map(String::as_str).collect::<Vec<_>>(), stdin)
+    };
+    let mut writer = Client::connect(dev.imap)?;
+    writer.login(USER, PASSWORD)?;
+    writer.append("INBOX", "", b"Subject: old\r\n\r\nmail of the deleted user\r\n")?;
+    ensure!(writer.run("CREATE Archive")?.is_ok());
+    writer.append("Archive", "\\Seen", b"Subject: kept\r\n\r\nfiled away\r\n")?;
+
+    let mut plain = Session::connect(dev.imap)?;
+    plain.login()?;
+    let mut idle = Session::connect(dev.imap)?;
+    idle.login()?;
+    let (_, selected) = idle.run("SELECT INBOX")?;
+    ensure!(selected.as_deref().is_some_and(|t| t.contains(" OK")), "{selected:?}");
+    idle.reader.get_mut().write_all(b"i1 IDLE\r\n")?;
+    let continuation = idle.line()?.context("closed instead of idling")?;
+    ensure!(continuation.starts_with('+'), "{continuation}");
+
+    let out = admin(&["delete-user", USER], "")?;
+    ensure!(out.contains("deleted") && out.contains("removed 2 messages in 2 mailboxes"), "{out}");
+    // Both sessions end by themselves (the Watch stream's account event), without a command.
+    let deadline = Instant::now() + Duration::from_secs(10);
+    plain.bye_by(deadline).context("the logged-in session")?;
+    idle.bye_by(deadline).context("the session in IDLE")?;
+    let mut c = Session::connect(dev.imap)?;
+    let (_, refused) = c.run(&format!("LOGIN {USER} {PASSWORD}"))?;
+    ensure!(refused.as_deref().is_some_and(|t| t.contains("AUTHENTICATIONFAILED")), "{refused:?}");
+    ensure!(admin(&["delete-user", USER], "").is_err(), "deleting a deleted, purged user again fails");
+    let pending = admin(&["pending-deletions"], "")?;
+    ensure!(pending.trim().is_empty(), "the purge finished: {pending}");
+
+    // The same login again is a new account that sees none of the old mail.
+    admin(&["create-user", USER], &format!("{PASSWORD}\n"))?;
+    let mut fresh = Session::connect(dev.imap)?;
+    fresh.login()?;
+    let (untagged, selected) = fresh.run("SELECT INBOX")?;
+    ensure!(selected.as_deref().is_some_and(|t| t.contains(" OK")), "{selected:?}");
+    ensure!(untagged.iter().any(|l| l == "* 0 EXISTS"), "the new INBOX is empty: {untagged:?}");
+    let (listed, _) = fresh.run("LIST \"\" \"*\"")?;
+    ensure!(!listed.iter().any(|l| l.contains("Archive")), "the old mailboxes are gone: {listed:?}");
     Ok(())
 }
 

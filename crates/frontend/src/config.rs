@@ -21,6 +21,14 @@ pub enum ConfigError {
     /// A line must hold at least a tag, a command name and a few arguments.
     #[error("max_line_bytes must be at least 1024, got {0}")]
     LineTooSmall(usize),
+    /// More sessions than the shared storage connection can carry all stalled at once.
+    #[error("max_connections must be at most {max} (the storage connection's flow-control budget), got {got}")]
+    TooManyConnections {
+        /// The configured value.
+        got: usize,
+        /// `storage::route::MAX_STALLED_STREAMS`.
+        max: usize,
+    },
 }
 
 /// Settings of one IMAP front-end process.
@@ -138,6 +146,10 @@ impl FrontendConfig {
                 return Err(ConfigError::Zero(name));
             }
         }
+        let max = crate::storage::route::MAX_STALLED_STREAMS;
+        if self.max_connections > max {
+            return Err(ConfigError::TooManyConnections { got: self.max_connections, max });
+        }
         if self.max_line_bytes < 1024 {
             return Err(ConfigError::LineTooSmall(self.max_line_bytes));
         }
@@ -155,6 +167,15 @@ mod tests {
     #[test]
     fn defaults_are_valid() {
         assert_eq!(FrontendConfig::default().validate(), Ok(()));
+    }
+
+    #[test]
+    fn connections_are_bounded_by_the_storage_flow_control_budget() {
+        let max = crate::storage::route::MAX_STALLED_STREAMS;
+        let at = FrontendConfig { max_connections: max, ..FrontendConfig::default() };
+        assert_eq!(at.validate(), Ok(()));
+        let over = FrontendConfig { max_connections: max + 1, ..FrontendConfig::default() };
+        assert_eq!(over.validate(), Err(ConfigError::TooManyConnections { got: max + 1, max }));
     }
 
     #[test]

@@ -74,6 +74,35 @@ pub async fn run(args: AdminArgs) -> Result<()> {
             set_disabled(&admin, group_id, &login, false).await?;
             println!("user {login} enabled");
         }
+        AdminAction::DeleteUser { login } => {
+            let l = login.clone();
+            let r = admin
+                .call(|mut c| {
+                    let req = pb::DeleteUserRequest { group_id, login: l.clone() };
+                    async move { c.delete_user(req).await }
+                })
+                .await?;
+            let ids: Vec<String> = r.account_ids.iter().map(u64::to_string).collect();
+            println!(
+                "user {login} deleted (account id {}); its sessions are ended; removed {} messages in {} mailboxes \
+                 ({} replicated steps)",
+                ids.join(", "),
+                r.messages,
+                r.mailboxes,
+                r.steps
+            );
+        }
+        AdminAction::PendingDeletions => {
+            let r = admin
+                .call(|mut c| async move { c.pending_deletions(pb::PendingDeletionsRequest { group_id }).await })
+                .await?;
+            for d in &r.deletions {
+                println!("{}\t{}\t{}", d.login, d.account_id, rfc3339_utc(d.deleted_ms));
+            }
+            if r.deletions.is_empty() {
+                eprintln!("no unfinished deletions");
+            }
+        }
         AdminAction::RotateSessionKey { grace_secs } => {
             let r = admin
                 .call(|mut c| {

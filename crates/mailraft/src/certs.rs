@@ -274,10 +274,18 @@ fn write_file(path: &Path, data: &[u8], mode: u32) -> Result<()> {
     use std::io::Write;
     use std::os::unix::fs::OpenOptionsExt;
     let tmp = path.with_extension("tmp");
+    // A leftover temp file (ours from a crash, or planted by someone else in a shared directory)
+    // is removed, and the new one is created exclusively: `mode` only applies to a file that
+    // open() creates, so reusing an existing one could keep its wider mode for a key.
+    match std::fs::remove_file(&tmp) {
+        Err(e) if e.kind() != std::io::ErrorKind::NotFound => {
+            return Err(e).with_context(|| format!("remove stale {}", tmp.display()));
+        }
+        _ => {}
+    }
     let mut f = std::fs::OpenOptions::new()
         .write(true)
-        .create(true)
-        .truncate(true)
+        .create_new(true)
         .mode(mode)
         .open(&tmp)
         .with_context(|| format!("write {}", tmp.display()))?;

@@ -192,6 +192,16 @@ pub enum AdminAction {
         /// e.g. alice@example.org
         login: String,
     },
+    /// Delete a user: its open sessions end within seconds and its login is free at once (a new
+    /// user of that name gets a new account and none of the old mail); then its mail is removed
+    /// in small replicated steps. Run it again to finish a deletion that was interrupted.
+    DeleteUser {
+        /// e.g. alice@example.org
+        login: String,
+    },
+    /// List deleted users whose mail is not removed yet (a `delete-user` that was interrupted),
+    /// one per line: login, account id, time of the deletion (RFC 3339, UTC).
+    PendingDeletions,
     /// Replace the key that signs session tokens (e.g. after a node's disk was exposed). Sessions
     /// move to the new key at their next token refresh; the old key keeps verifying for the grace
     /// period.

@@ -31,6 +31,13 @@ impl Config {
                 });
             }
         }
+        // Where the node sends (Raft carries the session keys) and what it tells others to use.
+        let advertised = [("node.advertise_addr", &self.node.advertise_addr), ("node.admin_advertise_addr", &self.node.admin_advertise_addr)];
+        let advertised = advertised.into_iter().filter_map(|(field, addr)| Some((field, addr.as_deref()?)));
+        let peers = self.node.peer_addrs.iter().map(|e| ("node.peer_addrs", e.split_once('=').map_or(e.as_str(), |(_, url)| url)));
+        if let Some((field, far)) = advertised.chain(peers).find(|(_, url)| !is_loopback_url(url.trim())) {
+            return Err(ConfigError::Invalid { field, reason: format!("{far} is not a loopback address: {LOOPBACK_ONLY}") });
+        }
         Ok(())
     }
 
@@ -88,6 +95,16 @@ mod tests {
         cfg.node.grpc_addr = "127.0.0.1:50051".parse().unwrap();
         cfg.node.admin_addr = "10.0.0.1:50061".parse().unwrap();
         assert!(cfg.check_storage_security().unwrap_err().to_string().contains("node.admin_addr"));
+        cfg.node.admin_addr = "127.0.0.1:50061".parse().unwrap();
+        // Nor may it send beyond loopback, or tell others to.
+        cfg.node.advertise_addr = Some("10.0.0.2:50051".into());
+        assert!(cfg.check_storage_security().unwrap_err().to_string().contains("node.advertise_addr"));
+        cfg.node.advertise_addr = Some("localhost:50051".into());
+        cfg.node.peer_addrs = vec!["2=http://127.0.0.1:7".into(), "3=http://10.0.0.3:50051".into()];
+        assert!(cfg.check_storage_security().unwrap_err().to_string().contains("node.peer_addrs"));
+        cfg.node.peer_addrs = vec!["2=http://127.0.0.1:7".into()];
+        cfg.check_storage_security().unwrap();
+        cfg.node.admin_addr = "10.0.0.1:50061".parse().unwrap();
         let files = |f: &str| Some(std::path::PathBuf::from(f));
         cfg.tls = TlsConfig { ca: files("ca.pem"), cert: files("c.pem"), key: files("k.pem"), ..TlsConfig::default() };
         cfg.check_storage_security().unwrap();

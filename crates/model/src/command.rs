@@ -282,6 +282,26 @@ pub enum Command {
         /// Disable (true) or enable.
         disabled: bool,
     },
+    /// Deletes an account at once: its login and record go (every token of it is refused, the
+    /// login can be created again under a new id) and its sessions are told to end. Its mail
+    /// stays, under a deletion record, until [`Command::PurgeAccount`] has removed it.
+    DeleteAccount {
+        /// Tenant domain.
+        domain: String,
+        /// Local part.
+        login: String,
+    },
+    /// Removes up to `max_rows` rows of a deleted account's mail (messages, change-log entries,
+    /// mailboxes, subscriptions), oldest mailbox first; the call that finds nothing left also
+    /// drops the deletion record. Bounded so no single apply stalls the other tenants.
+    PurgeAccount {
+        /// Tenant of the deleted account.
+        tenant: TenantId,
+        /// The deleted account's id.
+        account: AccountId,
+        /// 1 to [`crate::limits::MAX_MESSAGES_PER_COMMAND`].
+        max_rows: u32,
+    },
 }
 
 impl Command {
@@ -302,6 +322,8 @@ impl Command {
             Command::Copy { .. } => "copy",
             Command::RotateSessionKey { .. } => "rotate_session_key",
             Command::SetAccountDisabled { .. } => "set_account_disabled",
+            Command::DeleteAccount { .. } => "delete_account",
+            Command::PurgeAccount { .. } => "purge_account",
         }
     }
 
@@ -313,7 +335,9 @@ impl Command {
             | Command::CreateAccount { .. }
             | Command::SetPassword { .. }
             | Command::RotateSessionKey { .. }
-            | Command::SetAccountDisabled { .. } => None,
+            | Command::SetAccountDisabled { .. }
+            | Command::DeleteAccount { .. }
+            | Command::PurgeAccount { .. } => None,
             Command::CreateMailbox { who, .. }
             | Command::DeleteMailbox { who, .. }
             | Command::RenameMailbox { who, .. }
@@ -446,13 +470,31 @@ pub enum Outcome {
         /// When the replaced key stops verifying (unix milliseconds).
         previous_valid_until_ms: i64,
     },
+    /// DeleteAccount: the account is gone; its mail awaits [`Command::PurgeAccount`].
+    AccountDeleted {
+        /// Tenant.
+        tenant: TenantId,
+        /// The deleted account's id (never handed out again).
+        account: AccountId,
+    },
+    /// PurgeAccount: what this step removed.
+    AccountPurged {
+        /// Messages removed (blob references and tenant quota usage released with them).
+        messages: u64,
+        /// Mailboxes removed.
+        mailboxes: u64,
+        /// Rows removed in all (messages, change-log entries, mailboxes, subscriptions).
+        rows: u64,
+        /// Nothing of the account is left and its deletion record is gone.
+        done: bool,
+    },
 }
 
 /// Result of applying one [`Request`].
 pub type Reply = Result<Outcome, ModelError>;
 
 /// The `mailbox` of a [`MailboxEvent`] about the account itself rather than one of its
-/// mailboxes: its credentials changed (new password, disabled), so its sessions must check
+/// mailboxes: its credentials changed (new password, disabled, deleted), so its sessions must check
 /// their tokens. No mailbox has this id (ids start at 1).
 pub const ACCOUNT_EVENT: MailboxId = 0;
 

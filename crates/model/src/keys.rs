@@ -13,6 +13,7 @@
 //! | table | key | value |
 //! |---|---|---|
 //! | Meta | [`META_NEXT_ID`], [`META_LAST_UIDVALIDITY`], [`META_SESSION_KEYS`] | u64 BE, u32 BE, `SessionKeysRecord` |
+//! | Meta | [`META_DELETED_ACCOUNT`], tenant, account | `DeletedAccountRecord` |
 //! | Tenants | tenant | `TenantRecord` |
 //! | TenantByDomain | domain | tenant (u64 BE) |
 //! | Accounts | tenant, account | `AccountRecord` |
@@ -47,6 +48,11 @@ pub const META_SESSION_KEYS: &[u8] = b"session_keys";
 /// Meta key: every `DedupByTime` row has a time at or after this one ([`dedup_time`] encoding),
 /// so the purge starts its scan here instead of stepping over the deleted rows before it.
 pub const META_DEDUP_FLOOR: &[u8] = b"dedup_floor";
+
+/// Meta key prefix of the deletion records of accounts whose mail is not purged yet, followed by
+/// (tenant, account). In Meta rather than a table of their own: there are few at any time, and a
+/// new table would be a new column family in every store and snapshot.
+pub const META_DELETED_ACCOUNT: &[u8] = b"deleted_account/";
 
 /// A half-open key range `[start, end)`; `end = None` means "to the end of the table".
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -127,6 +133,16 @@ pub fn account(tenant: TenantId, account: AccountId) -> Vec<u8> {
 /// AccountByLogin: (tenant, login) → account id.
 pub fn account_by_login(tenant: TenantId, login: &str) -> Vec<u8> {
     key(&[&tenant.to_be_bytes(), login.as_bytes()])
+}
+
+/// Meta: the deletion record of an account whose mail is not purged yet.
+pub fn deleted_account(tenant: TenantId, account: AccountId) -> Vec<u8> {
+    key(&[META_DELETED_ACCOUNT, &tenant.to_be_bytes(), &account.to_be_bytes()])
+}
+
+/// Meta: every deletion record.
+pub fn deleted_accounts() -> KeyRange {
+    prefix_range(META_DELETED_ACCOUNT.to_vec())
 }
 
 /// Mailboxes: one mailbox record.

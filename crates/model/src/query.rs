@@ -155,6 +155,53 @@ pub fn messages(
     Ok(out)
 }
 
+/// One page of [`messages`]: at most `limit` of them, those with a UID above `after`. A long
+/// FETCH reads its messages page by page (the caller passes the last UID it used as `after`), so
+/// what it holds stays one page whatever the mailbox's size. `ranges` is the UID set as
+/// [`UidSet::normalized`] gives it, computed once by the caller: a page starts with a binary
+/// search for `after`, so a set of many ranges costs no more per page than a single one.
+pub fn messages_page(
+    kv: &dyn KvRead,
+    who: Principal,
+    mailbox: &Mailbox,
+    ranges: &[(Uid, Uid)],
+    changed_since: u64,
+    after: Uid,
+    limit: usize,
+) -> Result<Vec<MessageMeta>, ModelError> {
+    check_owner(kv, who, mailbox)?;
+    let mut out = Vec::new();
+    let Some(floor) = after.checked_add(1) else { return Ok(out) };
+    let start = ranges.partition_point(|&(_, last)| last < floor);
+    for &(first, last) in ranges.get(start..).unwrap_or_default() {
+        let mut from = first.max(floor);
+        // With CHANGEDSINCE most keys may be filtered out: keep scanning until the page is full
+        // or the range is done.
+        loop {
+            let want = limit.saturating_sub(out.len());
+            if want == 0 {
+                return Ok(out);
+            }
+            let range = keys::message_range(who.tenant, mailbox.id, from, last);
+            let scanned = scan_up_to(kv, Table::Messages, &range, want);
+            let full = scanned.len() == want;
+            let mut last_uid = None;
+            for (_, v) in scanned {
+                let meta = MessageMeta::decode(&v)?;
+                last_uid = Some(meta.uid);
+                if changed_since == 0 || meta.modseq > changed_since {
+                    out.push(meta);
+                }
+            }
+            match last_uid.and_then(|u| u.checked_add(1)) {
+                Some(next) if full && next <= last => from = next,
+                _ => break,
+            }
+        }
+    }
+    Ok(out)
+}
+
 /// Messages of a mailbox among `uids`, ascending, without an ownership check (callers did it).
 pub(crate) fn messages_in(
     kv: &dyn KvRead,

@@ -122,6 +122,36 @@ impl SessionKeys {
     }
 }
 
+/// What is left of a deleted account until its mail is purged: the tombstone of
+/// `Command::DeleteAccount`, removed by the `PurgeAccount` step that finds nothing left.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct DeletedAccount {
+    /// Tenant of the account.
+    pub tenant: TenantId,
+    /// The deleted account's id.
+    pub account: AccountId,
+    /// Its login, so an operator can resume the purge by name.
+    pub login: String,
+    /// When it was deleted (the request's clock, unix milliseconds).
+    pub deleted_ms: i64,
+    /// Where the purge stopped inside a mailbox, so the next step starts there instead of stepping
+    /// over the deletion markers (RocksDB tombstones) of every row removed before; `None` between
+    /// mailboxes.
+    pub cursor: Option<PurgeCursor>,
+}
+
+/// The last rows a purge step removed from the mailbox it was working on. Nothing can add rows
+/// before them: the account's mail no longer changes except by the purge.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+pub struct PurgeCursor {
+    /// The mailbox.
+    pub mailbox: MailboxId,
+    /// UID of the last message removed, if any.
+    pub last_uid: Option<Uid>,
+    /// (modseq, uid) of the last change-log entry removed, if any.
+    pub last_change: Option<(u64, Uid)>,
+}
+
 /// A mailbox header: everything SELECT and STATUS report without reading messages.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Mailbox {
@@ -259,6 +289,7 @@ versioned!(MessageMeta, MessageRecord, MessageRecordRef);
 versioned!(BlobMeta, BlobMetaRecord, BlobMetaRecordRef);
 versioned!(DedupEntry, DedupRecord, DedupRecordRef);
 versioned!(SessionKeys, SessionKeysRecord, SessionKeysRecordRef);
+versioned!(DeletedAccount, DeletedAccountRecord, DeletedAccountRecordRef);
 
 /// On-disk versions of [`Account`]; the variant index is the version tag. V2 added the
 /// credential generation and the disabled flag; V1 rows (written before) still decode.

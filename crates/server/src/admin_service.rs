@@ -1,5 +1,5 @@
-//! `mailraft.v1.Admin`: operator calls (tenants, users, passwords, disabling users, rotating the
-//! session key, cluster state and membership, the latter in `membership.rs`).
+//! `mailraft.v1.Admin`: operator calls (tenants, users, passwords, disabling and deleting users,
+//! rotating the session key, cluster state and membership, the latter in `membership.rs`).
 //!
 //! Like data writes, tenant and user changes are Raft entries proposed on the leader; password
 //! hashes are computed here (argon2id, random salt, on the blocking pool) so that no plaintext
@@ -10,7 +10,7 @@ use std::net::IpAddr;
 use std::sync::Arc;
 use std::time::{Duration, Instant, UNIX_EPOCH};
 
-use mailraft_model::{Command, Outcome};
+use mailraft_model::{Command, ModelError, Outcome, Record, Table, Tenant, keys, query};
 use mailraft_proto as pb;
 use mailraft_proto::admin_server::Admin;
 use rand::RngCore;
@@ -71,6 +71,103 @@ pub(crate) async fn create_user(shared: &Shared, login: &Login, password: String
         Outcome::AccountCreated { tenant, account } => Ok((tenant, account)),
         other => Err(unexpected(other)),
     }
+}
+
+/// Rows (messages, change-log entries, mailboxes, subscriptions) one purge step of `delete-user`
+/// removes: about the work of one large MULTIAPPEND, so the other tenants' writes queued behind a
+/// step wait milliseconds, not the time it takes to remove a whole mail store.
+pub const PURGE_STEP_ROWS: u32 = 1_000;
+
+/// What [`delete_user`] removed.
+#[derive(Debug, Default, Clone, PartialEq, Eq)]
+pub(crate) struct Deleted {
+    /// Accounts purged: the one deleted now, and earlier unfinished deletions of the login.
+    pub accounts: Vec<u64>,
+    /// Messages removed.
+    pub messages: u64,
+    /// Mailboxes removed.
+    pub mailboxes: u64,
+    /// Replicated purge steps.
+    pub steps: u64,
+}
+
+/// Deletes `login` (its sessions end with the first entry) and then purges its mail, one bounded
+/// Raft entry at a time. Resumable: if an earlier deletion of the same login was cut short (the
+/// caller gave up, a leader change), this run only finishes that one, by account id, and leaves
+/// an account created under the login since then alone (run the command again to delete it), so
+/// rerunning after a failure can never take a new user's mail. `NotFound` when there is neither
+/// an account nor such a rest.
+pub(crate) async fn delete_user(shared: &Shared, login: &Login) -> Result<Deleted, ServerError> {
+    shared.linearize().await?;
+    let (domain, local) = (login.domain.clone(), login.local.clone());
+    let mut targets = shared
+        .read(move |kv| {
+            let tenant = match query::tenant_by_domain(kv, &domain) {
+                Ok(t) => t.id,
+                Err(ModelError::NotFound(_)) => return Ok(Vec::new()),
+                Err(e) => return Err(e),
+            };
+            let pending = mailraft_model::apply::pending_deletions(kv)?;
+            let same_login = pending.into_iter().filter(|d| d.tenant == tenant && d.login == local);
+            Ok(same_login.map(|d| (d.tenant, d.account)).collect::<Vec<_>>())
+        })
+        .await?;
+    if targets.is_empty() {
+        match shared.write(Command::DeleteAccount { domain: login.domain.clone(), login: login.local.clone() }).await {
+            Ok(Outcome::AccountDeleted { tenant, account }) => {
+                tracing::info!(tenant, account, "user deleted; purging its mail");
+                targets.push((tenant, account));
+            }
+            Ok(other) => return Err(unexpected(other)),
+            Err(ServerError::Model(ModelError::NotFound(_))) => {}
+            Err(e) => return Err(e),
+        }
+    } else {
+        tracing::info!(login = %login.canonical(), "finishing an interrupted deletion; a current account of that login is kept");
+    }
+    if targets.is_empty() {
+        return Err(ServerError::NotFound(format!("user {}", login.canonical())));
+    }
+    let mut deleted = Deleted::default();
+    for (tenant, account) in targets {
+        loop {
+            let step = Command::PurgeAccount { tenant, account, max_rows: PURGE_STEP_ROWS };
+            match shared.write(step).await {
+                Ok(Outcome::AccountPurged { messages, mailboxes, done, .. }) => {
+                    deleted.messages += messages;
+                    deleted.mailboxes += mailboxes;
+                    deleted.steps += 1;
+                    if done {
+                        break;
+                    }
+                }
+                Ok(other) => return Err(unexpected(other)),
+                // Another run of the same command finished this purge first.
+                Err(ServerError::Model(ModelError::NotFound(_))) => break,
+                Err(e) => return Err(e),
+            }
+        }
+        tracing::info!(tenant, account, "deleted user's mail purged");
+        deleted.accounts.push(account);
+    }
+    Ok(deleted)
+}
+
+/// The deletions whose purge has not finished, with their logins as `user@domain`.
+async fn pending_deletions(shared: &Shared) -> Result<pb::PendingDeletionsResponse, ServerError> {
+    shared.linearize().await?;
+    shared
+        .read(|kv| {
+            let mut deletions = Vec::new();
+            for d in mailraft_model::apply::pending_deletions(kv)? {
+                let tenant = kv.get(Table::Tenants, &keys::tenant(d.tenant)).map(|v| Tenant::decode(&v)).transpose()?;
+                let domain = tenant.map_or_else(|| format!("tenant-{}", d.tenant), |t| t.domain);
+                let login = format!("{}@{domain}", d.login);
+                deletions.push(pb::PendingDeletion { login, account_id: d.account, deleted_ms: d.deleted_ms });
+            }
+            Ok(pb::PendingDeletionsResponse { deletions })
+        })
+        .await
 }
 
 /// Longest grace period a rotation accepts: a replaced key should not verify for long.
@@ -224,6 +321,33 @@ impl Admin for AdminService {
             Ok(pb::SetUserDisabledResponse {})
         };
         observe("SetUserDisabled", work).instrument(rpc_span("SetUserDisabled", "")).await.map(Response::new)
+    }
+
+    async fn delete_user(
+        &self,
+        request: Request<pb::DeleteUserRequest>,
+    ) -> Result<Response<pb::DeleteUserResponse>, Status> {
+        let req = request.into_inner();
+        let work = async {
+            self.shared.check_group(req.group_id)?;
+            let login = Login::parse(&req.login)?;
+            let d = delete_user(&self.shared, &login).await?;
+            let (messages, mailboxes, steps) = (d.messages, d.mailboxes, d.steps);
+            Ok(pb::DeleteUserResponse { account_ids: d.accounts, messages, mailboxes, steps })
+        };
+        observe("DeleteUser", work).instrument(rpc_span("DeleteUser", "")).await.map(Response::new)
+    }
+
+    async fn pending_deletions(
+        &self,
+        request: Request<pb::PendingDeletionsRequest>,
+    ) -> Result<Response<pb::PendingDeletionsResponse>, Status> {
+        let req = request.into_inner();
+        let work = async {
+            self.shared.check_group(req.group_id)?;
+            pending_deletions(&self.shared).await
+        };
+        observe("PendingDeletions", work).instrument(rpc_span("PendingDeletions", "")).await.map(Response::new)
     }
 
     async fn rotate_session_key(

@@ -68,7 +68,11 @@ impl Role {
         let rest = uri.strip_prefix(URI_PREFIX)?;
         let bad = || AuthzError::BadRole(uri.to_owned());
         let parsed = match rest.split_once('/') {
-            Some(("node", id)) => id.parse::<u64>().ok().filter(|id| *id != 0).map(Role::Node).ok_or_else(bad),
+            // Only the canonical spelling (`node/1`, not `node/01` or `node/+1`), so a policy
+            // that matches certificates by exact string elsewhere cannot be stepped around.
+            Some(("node", id)) => {
+                id.parse::<u64>().ok().filter(|n| *n != 0 && n.to_string() == id).map(Role::Node).ok_or_else(bad)
+            }
             Some((kind, name)) if valid_name(name) => match kind {
                 "frontend" => Ok(Role::Frontend(name.to_owned())),
                 "operator" => Ok(Role::Operator(name.to_owned())),
@@ -321,7 +325,7 @@ mod tests {
             assert_eq!(role_of(&cert_with_uris(&[&role.uri()])), Ok(role));
         }
         assert_eq!(Role::parse_uri("spiffe://other/node/1"), None);
-        for bad in ["node/0", "node/x", "root/a", "frontend/a/b", "operator/", "frontend/a b"] {
+        for bad in ["node/0", "node/01", "node/+1", "node/x", "root/a", "frontend/a/b", "operator/", "frontend/a b"] {
             let uri = format!("{URI_PREFIX}{bad}");
             assert!(matches!(Role::parse_uri(&uri), Some(Err(AuthzError::BadRole(_)))), "{uri}");
         }

@@ -5,7 +5,8 @@
 //! [`CHUNK_BYTES`], one at a time: each chunk is read on the blocking pool under a read slot
 //! (`Pools::read`), then the producer, an async task that holds no thread and no slot while it
 //! waits, hands it to the client through a one-chunk channel. So:
-//! - memory stays bounded whatever the client asked for (one chunk queued, one being sent);
+//! - memory stays bounded whatever the client asked for (one chunk queued, one being sent, and
+//!   one page of message metadata: each chunk lists the messages after the last UID sent);
 //! - a client that does not read costs no blocking thread and no read slot, so a few hundred of
 //!   them cannot starve other reads, let alone the Raft log and apply (own threads anyway);
 //! - a client that goes away (its stream is dropped) stops the producer at once, even while it
@@ -23,8 +24,8 @@
 use std::sync::Arc;
 
 use futures::StreamExt;
-use mailraft_model::records::MessageMeta;
-use mailraft_model::{KvRead, ModelError, Principal, TenantId, query};
+use mailraft_model::records::{Mailbox, MessageMeta};
+use mailraft_model::{KvRead, ModelError, Principal, TenantId, Uid, query};
 use mailraft_proto as pb;
 use mailraft_store::PinnedView;
 use tokio::sync::{mpsc, oneshot};
@@ -36,6 +37,7 @@ use crate::convert::{flag_strings, uid_set};
 use crate::error::ServerError;
 use crate::metrics::{read_stream_ended, read_streams_active};
 use crate::shared::Shared;
+use crate::token::Claims;
 use crate::storage_service::{RpcStream, StorageService};
 
 /// Most messages per response chunk.
@@ -55,15 +57,22 @@ struct Wanted {
 impl StorageService {
     /// RFC 3501 §6.4.5 (UID FETCH) with RFC 7162 §3.1.4.1 CHANGEDSINCE.
     pub(crate) async fn fetch_op(&self, req: pb::FetchRequest) -> Result<RpcStream<pb::FetchResponse>, ServerError> {
-        let who = self.shared.authorize(req.ctx.as_ref())?.principal();
+        let claims = self.shared.authorize_read(req.ctx.as_ref()).await?;
+        let who = claims.principal();
         let body = pb::BodyWanted::try_from(req.body)
             .map_err(|_| ServerError::Invalid(format!("unknown body option {}", req.body)))?;
         let wanted = Wanted { structure: req.want_structure, body };
-        self.shared.linearize().await?;
 
         let deadline = Instant::now() + self.shared.pools.limits.read_stream_deadline;
-        let reader = Reader { view: self.shared.view.pin(), metas: None, who, req, wanted };
-        let mut producer = Producer { shared: self.shared.clone(), reader: Some(reader), deadline, _active: Active::new() };
+        let reader = Reader { view: self.shared.view.pin(), mailbox: None, ranges: None, after: 0, who, req, wanted };
+        let mut producer = Producer {
+            shared: self.shared.clone(),
+            reader: Some(reader),
+            claims,
+            first: true,
+            deadline,
+            _active: Active::new(),
+        };
         // The first chunk is read before answering, so that errors found by then (unknown
         // mailbox, UIDVALIDITY) become the RPC's status.
         let first = match producer.next_chunk().await {
@@ -99,6 +108,10 @@ struct Producer {
     shared: Arc<Shared>,
     /// The snapshot and position; `None` only while a chunk is being read on the blocking pool.
     reader: Option<Reader>,
+    /// Whose stream this is: checked again before every chunk after the first, so a password
+    /// change or a disabled account also ends a FETCH that is still running.
+    claims: Claims,
+    first: bool,
     /// When the stream must end, snapshot released, whatever the client does.
     deadline: Instant,
     _active: Active,
@@ -123,8 +136,11 @@ impl Drop for Active {
 impl Producer {
     /// Reads the next chunk (`None` at the end) under a read slot, within the deadline.
     async fn next_chunk(&mut self) -> Result<Option<Vec<pb::FetchedMessage>>, ServerError> {
+        if !std::mem::take(&mut self.first) {
+            self.shared.check_account(&self.claims)?;
+        }
         let mut reader = self.reader.take().ok_or_else(|| ServerError::internal("fetch reader lost"))?;
-        let read = self.shared.pools.read(move || {
+        let read = self.shared.pools.read_as(self.claims.principal(), move || {
             let chunk = reader.chunk();
             (reader, chunk)
         });
@@ -184,8 +200,13 @@ impl Producer {
 /// each chunk and back.
 struct Reader {
     view: PinnedView,
-    /// The messages still to send, listed by the first chunk's read.
-    metas: Option<std::vec::IntoIter<MessageMeta>>,
+    /// The mailbox, resolved (and its UIDVALIDITY checked) by the first chunk's read.
+    mailbox: Option<Mailbox>,
+    /// The requested UID set, normalized once.
+    ranges: Option<Vec<(Uid, Uid)>>,
+    /// UID of the last message sent: each chunk lists the next page after it, so the stream
+    /// holds one page of message metadata, not the whole mailbox's.
+    after: Uid,
     who: Principal,
     req: pb::FetchRequest,
     wanted: Wanted,
@@ -194,34 +215,35 @@ struct Reader {
 impl Reader {
     /// The next chunk on the pinned snapshot, `None` when every message was sent (blocking).
     fn chunk(&mut self) -> Result<Option<Vec<pb::FetchedMessage>>, ServerError> {
-        let Reader { view, metas, who, req, wanted } = self;
-        view.read(|kv| chunk(kv, *who, req, *wanted, metas))?
+        let Reader { view, mailbox, ranges, after, who, req, wanted } = self;
+        let ranges = ranges.get_or_insert_with(|| uid_set(req.uids.as_ref()).normalized());
+        view.read(|kv| chunk(kv, *who, req, *wanted, mailbox, ranges, after))?
     }
 }
 
-/// Lists the messages on the first call, then collects up to one chunk of them.
+/// Collects up to one chunk of the messages after `after`, advancing it.
 fn chunk(
     kv: &dyn KvRead,
     who: Principal,
     req: &pb::FetchRequest,
     wanted: Wanted,
-    metas: &mut Option<std::vec::IntoIter<MessageMeta>>,
+    mailbox: &mut Option<Mailbox>,
+    ranges: &[(Uid, Uid)],
+    after: &mut Uid,
 ) -> Result<Option<Vec<pb::FetchedMessage>>, ServerError> {
-    let metas = match metas {
+    let mailbox = match mailbox {
         Some(m) => m,
-        None => {
-            let mailbox = query::mailbox_by_id(kv, who, req.mailbox_id, req.uidvalidity)?;
-            let listed = query::messages(kv, who, &mailbox, &uid_set(req.uids.as_ref()), req.changed_since)?;
-            metas.insert(listed.into_iter())
-        }
+        None => mailbox.insert(query::mailbox_by_id(kv, who, req.mailbox_id, req.uidvalidity)?),
     };
+    let page = query::messages_page(kv, who, mailbox, ranges, req.changed_since, *after, CHUNK_MESSAGES)?;
     let mut chunk = Vec::new();
     let mut bytes = 0usize;
-    for meta in metas.by_ref() {
+    for meta in page {
+        *after = meta.uid;
         let m = fetched(kv, who.tenant, meta, wanted)?;
         bytes = bytes.saturating_add(m.body.len() + m.structure.len());
         chunk.push(m);
-        if chunk.len() >= CHUNK_MESSAGES || bytes >= CHUNK_BYTES {
+        if bytes >= CHUNK_BYTES {
             break;
         }
     }

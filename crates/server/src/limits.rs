@@ -10,8 +10,17 @@
 //!
 //! A FETCH stream ends with DEADLINE_EXCEEDED once it is older than `read_stream_deadline`, so
 //! no client can pin a RocksDB snapshot (and the versions it keeps alive) for longer.
+//!
+//! Long reads (SEARCH, FETCH chunks: [`Pools::read_as`]) also take a place of their account
+//! first, at most [`Limits::reads_per_account`] at once, so one user looping SEARCH on many
+//! connections waits behind their own searches instead of holding every read slot.
 
+use std::collections::HashMap;
+use std::sync::{Arc, Mutex, PoisonError};
 use std::time::Duration;
+
+use mailraft_model::Principal;
+use tokio::sync::{OwnedSemaphorePermit, Semaphore};
 
 use mailraft_store::{Executor, LimitError, Limiter};
 
@@ -46,6 +55,11 @@ impl Default for Limits {
 }
 
 impl Limits {
+    /// Long reads one account may run at once: a quarter of the read slots, at least one.
+    pub fn reads_per_account(&self) -> usize {
+        (self.max_concurrent_reads / 4).max(1)
+    }
+
     /// `max_concurrent_password_hashes` with 0 resolved to twice the CPU cores.
     pub fn password_hash_threads(&self) -> usize {
         match self.max_concurrent_password_hashes {
@@ -61,6 +75,8 @@ pub struct Pools {
     /// The bounds they were built from.
     pub limits: Limits,
     reads: Limiter,
+    /// Places of each account that runs a long read now.
+    accounts: Arc<Mutex<HashMap<Principal, Arc<Semaphore>>>>,
     hashes: Executor,
     /// Failure budgets of Authenticate.
     pub auth: AuthBudget,
@@ -73,6 +89,7 @@ impl Pools {
             .map_err(|e| ServerError::internal(format!("start password hashing threads: {e}")))?;
         Ok(Pools {
             reads: Limiter::new("read", limits.max_concurrent_reads),
+            accounts: Arc::default(),
             hashes,
             auth: AuthBudget::new(limits.auth.clone()),
             limits,
@@ -86,6 +103,27 @@ impl Pools {
         F: FnOnce() -> T + Send + 'static,
     {
         Ok(self.reads.run(f).await?)
+    }
+
+    /// [`Pools::read`] for a long read of `who`'s: waits for one of the account's places first
+    /// (module docs), then for a read slot.
+    pub async fn read_as<T, F>(&self, who: Principal, f: F) -> Result<T, ServerError>
+    where
+        T: Send + 'static,
+        F: FnOnce() -> T + Send + 'static,
+    {
+        let _place = self.account_place(who).await?;
+        self.read(f).await
+    }
+
+    async fn account_place(&self, who: Principal) -> Result<AccountPlace, ServerError> {
+        let places = {
+            let mut accounts = self.accounts.lock().unwrap_or_else(PoisonError::into_inner);
+            let cap = self.limits.reads_per_account();
+            accounts.entry(who).or_insert_with(|| Arc::new(Semaphore::new(cap))).clone()
+        };
+        let permit = places.clone().acquire_owned().await.map_err(ServerError::internal)?;
+        Ok(AccountPlace { permit: Some(permit), places, who, accounts: self.accounts.clone() })
     }
 
     /// Runs argon2 work on a hashing thread, or answers UNAVAILABLE (without running `f`) if
@@ -103,6 +141,26 @@ impl Pools {
     }
 }
 
+/// One of an account's long-read places; the account's entry goes when its last place does.
+struct AccountPlace {
+    permit: Option<OwnedSemaphorePermit>,
+    places: Arc<Semaphore>,
+    who: Principal,
+    accounts: Arc<Mutex<HashMap<Principal, Arc<Semaphore>>>>,
+}
+
+impl Drop for AccountPlace {
+    fn drop(&mut self) {
+        drop(self.permit.take());
+        let mut accounts = self.accounts.lock().unwrap_or_else(PoisonError::into_inner);
+        // Nobody else holds or waits for the semaphore (the map and we are its only owners; a new
+        // user would have cloned it under this lock): forget the account.
+        if Arc::strong_count(&self.places) == 2 {
+            accounts.remove(&self.who);
+        }
+    }
+}
+
 #[cfg(test)]
 #[allow(clippy::unwrap_used)]
 mod tests {
@@ -111,6 +169,46 @@ mod tests {
     use std::time::Instant;
 
     use super::*;
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn one_account_cannot_hold_every_read_slot() {
+        // 4 slots, 1 per account; A asks for all four with reads that block until released.
+        let pools = Arc::new(Pools::new(Limits { max_concurrent_reads: 4, ..Limits::default() }).unwrap());
+        let a = Principal { tenant: 1, account: 1 };
+        let b = Principal { tenant: 1, account: 2 };
+        let (release, gate) = std::sync::mpsc::channel::<()>();
+        let gate = Arc::new(Mutex::new(gate));
+        let started = Arc::new(AtomicUsize::new(0));
+        let mut hogs = Vec::new();
+        for _ in 0..4 {
+            let (pools, gate, started) = (pools.clone(), gate.clone(), started.clone());
+            hogs.push(tokio::spawn(async move {
+                pools
+                    .read_as(a, move || {
+                        started.fetch_add(1, Ordering::SeqCst);
+                        let _ = gate.lock().unwrap().recv();
+                    })
+                    .await
+            }));
+        }
+        let deadline = Instant::now() + Duration::from_secs(10);
+        while started.load(Ordering::SeqCst) < 1 {
+            assert!(Instant::now() < deadline, "no read of A started");
+            tokio::time::sleep(Duration::from_millis(5)).await;
+        }
+        // B still gets a slot (without the account cap A's four reads would hold all four), and
+        // only one of A's reads has run.
+        let b_read = tokio::time::timeout(Duration::from_secs(5), pools.read_as(b, || 7)).await;
+        assert_eq!(b_read.expect("B waited behind A's reads").unwrap(), 7);
+        assert_eq!(started.load(Ordering::SeqCst), 1, "A ran more than its share at once");
+        for _ in 0..4 {
+            release.send(()).unwrap();
+        }
+        for hog in hogs {
+            hog.await.unwrap().unwrap();
+        }
+        assert!(pools.accounts.lock().unwrap().is_empty(), "idle accounts are forgotten");
+    }
 
     #[test]
     fn zero_hash_threads_means_twice_the_cores() {

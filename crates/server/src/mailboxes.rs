@@ -23,8 +23,7 @@ impl StorageService {
         &self,
         req: pb::ListMailboxesRequest,
     ) -> Result<pb::ListMailboxesResponse, ServerError> {
-        let who = self.shared.authorize(req.ctx.as_ref())?.principal();
-        self.shared.linearize().await?;
+        let who = self.shared.authorize_read(req.ctx.as_ref()).await?.principal();
         self.shared
             .read(move |kv| {
                 let boxes = query::list_mailboxes(kv, who)?;
@@ -94,8 +93,7 @@ impl StorageService {
 
     /// RFC 3501 §6.3.10.
     pub(crate) async fn status_op(&self, req: pb::StatusRequest) -> Result<pb::StatusResponse, ServerError> {
-        let who = self.shared.authorize(req.ctx.as_ref())?.principal();
-        self.shared.linearize().await?;
+        let who = self.shared.authorize_read(req.ctx.as_ref()).await?.principal();
         let name = req.name;
         let status = self.shared.read(move |kv| Ok(mailbox_status(&query::mailbox_by_name(kv, who, &name)?))).await?;
         Ok(pb::StatusResponse { status: Some(status) })
@@ -103,8 +101,7 @@ impl StorageService {
 
     /// RFC 3501 §6.3.1: header, every UID, and the first unseen UID (§7.3.1 `[UNSEEN n]`).
     pub(crate) async fn select_op(&self, req: pb::SelectRequest) -> Result<pb::SelectResponse, ServerError> {
-        let who = self.shared.authorize(req.ctx.as_ref())?.principal();
-        self.shared.linearize().await?;
+        let who = self.shared.authorize_read(req.ctx.as_ref()).await?.principal();
         let name = req.name;
         self.shared
             .read(move |kv| {

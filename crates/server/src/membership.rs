@@ -86,6 +86,11 @@ pub async fn add_node(
     if !(addr.starts_with("http://") || addr.starts_with("https://")) {
         return Err(ServerError::Invalid(format!("node address must be an http:// or https:// URL, got {addr:?}")));
     }
+    // A removed id is refused by the Raft service (its certificate stays valid) until an operator
+    // adds it again, here: the membership entry that adds it takes it off the retired list
+    // (`mailraft_store` state machine). It joins as a learner with whatever it has, so a
+    // replacement with an empty volume is safe; a node must never rejoin with a copy of another
+    // member's data.
     let membership = m.membership_config.membership();
     if voters(&m).contains(&id) {
         return Err(ServerError::Membership(format!("node {id} is already a voter")));

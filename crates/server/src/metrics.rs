@@ -75,7 +75,8 @@ pub fn code_name(code: Code) -> &'static str {
     }
 }
 
-/// Raft messages refused before reaching openraft, by reason (`cluster_mismatch`, `not_a_voter`).
+/// Raft messages refused before reaching openraft, by reason (`cluster_mismatch`, `not_a_voter`,
+/// `foreign_vote`, `removed_node`).
 pub const PEER_REFUSED_TOTAL: &str = "mailraft_raft_peer_refused_total";
 /// Current term of this node.
 pub const RAFT_TERM: &str = "mailraft_raft_term";

@@ -219,17 +219,17 @@ impl StorageNode {
         let storage = InterceptedService::new(storage, Authz::new(Service::Storage, enforce));
         let admin = AdminServer::new(AdminService::new(shared.clone(), network));
         let admin = InterceptedService::new(admin, Authz::new(Service::Admin, enforce));
-        let raft_rpc = RaftServer::new(RaftService::new(raft.clone(), cfg.group_id, cluster, directory.clone()))
+        let raft_rpc = RaftServer::new(RaftService::new(raft.clone(), cfg.group_id, cluster, directory.clone(), shared.view.clone()))
             .max_decoding_message_size(MAX_RAFT_MESSAGE_BYTES)
             .max_encoding_message_size(usize::MAX);
         let raft_rpc = InterceptedService::new(raft_rpc, Authz::new(Service::Raft, enforce));
-        let peer = Server::builder().add_service(health.clone()).add_service(storage).add_service(raft_rpc);
+        let peer = server_builder().add_service(health.clone()).add_service(storage).add_service(raft_rpc);
         let servers = match listeners.admin {
             None => vec![spawn_server(peer.add_service(admin), listeners.peer, server_tls, "peer", &stop_rx)],
             Some(admin_listener) => {
                 // On its own listener, a follower's NOT_LEADER names the leader's admin URL.
                 let admin = AdminHints::new(admin, raft.clone(), directory);
-                let admin_router = Server::builder().add_service(health).add_service(admin);
+                let admin_router = server_builder().add_service(health).add_service(admin);
                 vec![
                     spawn_server(peer, listeners.peer, server_tls.clone(), "peer", &stop_rx),
                     spawn_server(admin_router, admin_listener, server_tls, "admin", &stop_rx),
@@ -414,6 +414,24 @@ fn check_security(
     }
     let config = tls.server_config().map_err(|e| ServerError::Invalid(format!("tls: {e}")))?;
     Ok(Some(config))
+}
+
+/// Streams one caller may hold open at once on one connection. A front-end runs each session's
+/// calls on its one shared connection, at most one at a time per session, and admits at most
+/// `mailraft_frontend::storage::route::MAX_STALLED_STREAMS` sessions; this leaves room above
+/// that while still bounding what a certificate holder can make a node keep.
+const MAX_STREAMS_PER_CONNECTION: u32 = 16_384;
+/// HTTP/2 PINGs on connections that carry nothing, so a peer that vanished without closing is
+/// dropped along with whatever it held.
+const SERVER_KEEPALIVE: Duration = Duration::from_secs(30);
+const SERVER_KEEPALIVE_TIMEOUT: Duration = Duration::from_secs(10);
+
+/// A gRPC server with this node's connection bounds.
+fn server_builder() -> Server {
+    Server::builder()
+        .max_concurrent_streams(MAX_STREAMS_PER_CONNECTION)
+        .http2_keepalive_interval(Some(SERVER_KEEPALIVE))
+        .http2_keepalive_timeout(Some(SERVER_KEEPALIVE_TIMEOUT))
 }
 
 /// Serves `router` on `listener` (TLS when `tls` is given) until `stop` turns true.

@@ -22,7 +22,7 @@ use mailraft_proto::{
     IdentifyReply, IdentifyRequest, RaftReply, RaftRequest, SnapshotChunk, StageChunk, StageReply,
     TriggerElectionRequest, TriggerElectionResponse,
 };
-use mailraft_store::{Entry, LogId, NodeId, Raft, Snapshot, TypeConfig, Vote};
+use mailraft_store::{Entry, LogId, NodeId, Raft, Snapshot, StateView, TypeConfig, Vote};
 use openraft::error::{Fatal, RaftError};
 use openraft::raft::{AppendEntriesRequest, SnapshotResponse, VoteRequest};
 use serde::Serialize;
@@ -66,23 +66,38 @@ pub struct RaftService {
     staging: Arc<Mutex<Staging>>,
     /// This node's admin URL (in every reply) and the senders' (learned).
     directory: Arc<Directory>,
+    /// The applied state, for the ids of nodes that have left the membership.
+    view: StateView,
 }
 
 impl RaftService {
     /// Serves `raft`, a member of group `group_id` in `cluster`, noting admin URLs in `directory`.
-    pub fn new(raft: Raft, group_id: u64, cluster: Arc<ClusterIdentity>, directory: Arc<Directory>) -> Self {
+    pub fn new(
+        raft: Raft,
+        group_id: u64,
+        cluster: Arc<ClusterIdentity>,
+        directory: Arc<Directory>,
+        view: StateView,
+    ) -> Self {
         let staging = Arc::new(Mutex::new(Staging::new(STAGE_CAP, STAGE_IDLE)));
-        RaftService { raft, group_id, cluster, staging, directory }
+        RaftService { raft, group_id, cluster, staging, directory, view }
     }
 
     fn staging(&self) -> MutexGuard<'_, Staging> {
         self.staging.lock().unwrap_or_else(PoisonError::into_inner)
     }
 
-    /// Checks the sender's certificate against `from_node` (`authz.rs`), the group and the
-    /// sender's cluster (`cluster_id.rs`), and returns the payload.
+    /// Checks the sender's certificate against `from_node` (`authz.rs`), that the sender has not
+    /// left the membership, the group and the sender's cluster (`cluster_id.rs`), and returns the
+    /// payload.
     fn admit(&self, kind: RaftMessage, caller: Option<&Caller>, req: RaftRequest) -> Result<Vec<u8>, Status> {
         authz::check_sender(caller, req.from_node)?;
+        // A removed node keeps a valid certificate (no revocation list): its id, never reused,
+        // is what shuts it out, whatever it sends.
+        if self.view.retired_nodes().map_err(|e| Status::from(ServerError::from(e)))?.contains(&req.from_node) {
+            crate::metrics::peer_refused("removed_node");
+            return Err(ServerError::PeerRefused(format!("node {} was removed from this cluster", req.from_node)).into());
+        }
         if req.group_id != self.group_id {
             return Err(ServerError::Invalid(format!("this node does not serve raft group {}", req.group_id)).into());
         }
@@ -123,6 +138,7 @@ impl RaftRpc for RaftService {
         } else {
             decode(&payload)?
         };
+        speaks_for_itself(&rpc.vote, from)?;
         self.staging().release(from, rpc.prev_log_id.as_ref(), Instant::now());
         let result: Result<_, RaftError<NodeId>> = self.raft.append_entries(rpc).await;
         self.reply(&result)
@@ -136,6 +152,7 @@ impl RaftRpc for RaftService {
         let head = chunk.head.ok_or_else(|| invalid("stage chunk without a head".into()))?;
         let from = head.from_node;
         let (vote, log_id): (Vote, LogId) = decode(&self.admit(RaftMessage::AppendEntries, caller.as_ref(), head)?)?;
+        speaks_for_itself(&vote, from)?;
         let key = StageKey { vote, log_id, total: chunk.total };
         let stage = self.staging().stage(from, key, chunk.offset, chunk.data, Instant::now());
         let decoded = match stage.map_err(stage_status)? {
@@ -165,6 +182,7 @@ impl RaftRpc for RaftService {
     async fn append_staged(&self, req: Request<RaftRequest>) -> Result<Response<RaftReply>, Status> {
         let (from, payload) = self.admit_request(RaftMessage::AppendEntries, req)?;
         let mut rpc: AppendEntriesRequest<TypeConfig> = decode(&payload)?;
+        speaks_for_itself(&rpc.vote, from)?;
         if !rpc.entries.is_empty() {
             return Err(invalid("AppendStaged carries its entry in the staging buffer, not inline".into()));
         }
@@ -190,7 +208,9 @@ impl RaftRpc for RaftService {
     }
 
     async fn vote(&self, req: Request<RaftRequest>) -> Result<Response<RaftReply>, Status> {
-        let rpc: VoteRequest<NodeId> = decode(&self.admit_request(RaftMessage::Vote, req)?.1)?;
+        let (from, payload) = self.admit_request(RaftMessage::Vote, req)?;
+        let rpc: VoteRequest<NodeId> = decode(&payload)?;
+        speaks_for_itself(&rpc.vote, from)?;
         let result: Result<_, RaftError<NodeId>> = self.raft.vote(rpc).await;
         self.reply(&result)
     }
@@ -203,8 +223,10 @@ impl RaftRpc for RaftService {
         let mut chunks = req.into_inner();
         let first = next_chunk(&mut chunks).await?.ok_or_else(|| invalid("empty snapshot stream".into()))?;
         let head = first.head.ok_or_else(|| invalid("snapshot stream without a head".into()))?;
+        let from = head.from_node;
         let payload = self.admit(RaftMessage::InstallSnapshot, caller.as_ref(), head)?;
         let (vote, meta) = decode_snapshot(&payload).map_err(|e| invalid(format!("snapshot payload: {e}")))?;
+        speaks_for_itself(&vote, from)?;
         // A sender whose vote is already behind ours gets the answer openraft would give, without
         // shipping the file first.
         let my_vote = self.raft.metrics().borrow().vote;
@@ -284,6 +306,19 @@ impl RaftRpc for RaftService {
 const MAX_SNAPSHOT_BYTES: u64 = 1 << 40;
 /// A snapshot stream that delivers no chunk for this long is dropped.
 const SNAPSHOT_IDLE: Duration = Duration::from_secs(60);
+
+/// The vote inside a Raft payload must be the sender's own: a leader's AppendEntries and
+/// InstallSnapshot carry the leader's vote, a candidate's Vote its candidacy. Without this, any
+/// node certificate could send a payload in another node's name (e.g. a made-up leader of a
+/// higher term, which makes every node step down and follow it) although the envelope's
+/// `from_node` matches the certificate (`authz::check_sender`).
+fn speaks_for_itself(vote: &Vote, from: NodeId) -> Result<(), Status> {
+    if vote.leader_id().voted_for() == Some(from) {
+        return Ok(());
+    }
+    crate::metrics::peer_refused("foreign_vote");
+    Err(ServerError::PeerRefused(format!("node {from} sent a raft message carrying the vote {vote} of another node")).into())
+}
 
 fn invalid(message: String) -> Status {
     ServerError::Invalid(message).into()

@@ -19,8 +19,7 @@ impl StorageService {
         &self,
         req: pb::RefreshTokenRequest,
     ) -> Result<pb::RefreshTokenResponse, ServerError> {
-        let claims = self.shared.authorize(req.ctx.as_ref())?;
-        self.shared.linearize().await?;
+        let claims = self.shared.authorize_read(req.ctx.as_ref()).await?;
         let who = claims.principal();
         let account = self
             .shared

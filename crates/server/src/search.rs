@@ -33,16 +33,16 @@ const TEXT_HEADERS: [&str; 5] = ["subject", "from", "to", "cc", "bcc"];
 impl StorageService {
     /// RFC 3501 §6.4.4 UID SEARCH; sequence numbers were translated by the front-end.
     pub(crate) async fn search_op(&self, req: pb::SearchRequest) -> Result<pb::SearchResponse, ServerError> {
-        let who = self.shared.authorize(req.ctx.as_ref())?.principal();
+        let claims = self.shared.authorize_read(req.ctx.as_ref()).await?;
+        let who = claims.principal();
         let key = req.key.ok_or_else(|| ServerError::Invalid("search key missing".into()))?;
-        self.shared.linearize().await?;
         let (mailbox_id, uidvalidity) = (req.mailbox_id, req.uidvalidity);
         let limit = self.shared.pools.limits.read_stream_deadline;
         let deadline = Instant::now() + limit;
         let gone = Arc::new(AtomicBool::new(false));
         let _leave = Leave(gone.clone());
         let view = self.shared.view.clone();
-        let searched = self.shared.pools.read(move || {
+        let searched = self.shared.pools.read_as(who, move || {
             view.read(|kv| -> Result<pb::SearchResponse, ServerError> {
                 let mb = query::mailbox_by_id(kv, who, mailbox_id, uidvalidity)?;
                 let all = UidSet::range(1, Uid::MAX);
@@ -65,7 +65,11 @@ impl StorageService {
                 Ok(pb::SearchResponse { uids, highest_modseq })
             })
         });
-        searched.await??
+        let found = searched.await???;
+        // A search can run for a while: an account disabled or re-passworded meanwhile gets
+        // nothing, as its next call would not.
+        self.shared.check_account(&claims)?;
+        Ok(found)
     }
 }
 

@@ -98,20 +98,43 @@ impl Shared {
     /// the credential generation it was issued at (a point read of this node's copy of the
     /// account); records the tenant on the RPC span.
     pub fn authorize(&self, ctx: Option<&Context>) -> Result<Claims, ServerError> {
+        let claims = self.verify_token(ctx)?;
+        self.check_account(&claims)?;
+        Ok(claims)
+    }
+
+    /// [`Shared::authorize`] for reads: the signature is checked first (garbage costs no
+    /// read-index round), then the read index, then the account. In that order the account check
+    /// sees every change committed before the call, so a read issued after `disable-user` or
+    /// `set-password` was acknowledged is refused even while this leader's apply trails its commit.
+    pub async fn authorize_read(&self, ctx: Option<&Context>) -> Result<Claims, ServerError> {
+        let claims = self.verify_token(ctx)?;
+        self.linearize().await?;
+        self.check_account(&claims)?;
+        Ok(claims)
+    }
+
+    /// Group, signature and expiry of the context's token; no state beyond the session keys.
+    fn verify_token(&self, ctx: Option<&Context>) -> Result<Claims, ServerError> {
         let ctx = ctx.ok_or(ServerError::BadToken)?;
         self.check_group(ctx.group_id)?;
         if ctx.token.is_empty() {
             return Err(ServerError::BadToken);
         }
-        let claims = token::verify(&self.session_keys()?, &ctx.token, now_ms())?;
+        Ok(token::verify(&self.session_keys()?, &ctx.token, now_ms())?)
+    }
+
+    /// The token's account still exists, is enabled and has the generation the token was issued
+    /// at (a point read of this node's applied state). Long reads call it again as they go.
+    pub(crate) fn check_account(&self, claims: &Claims) -> Result<(), ServerError> {
         let account = match query::account(&self.view, claims.principal()) {
             Ok(account) => Some(account),
             Err(ModelError::NotFound(_)) => None,
             Err(e) => return Err(e.into()),
         };
-        token::check_account(&claims, account.as_ref())?;
+        token::check_account(claims, account.as_ref())?;
         record_tenant(claims.tenant);
-        Ok(claims)
+        Ok(())
     }
 
     /// A token for `account` (whose principal is `who`), valid for the configured TTL, signed

@@ -8,8 +8,9 @@
 //!
 //! Server side ([`tls_incoming`]): the node accepts TCP connections itself and runs each TLS
 //! handshake in its own task, bounded in time ([`HANDSHAKE_TIMEOUT`]) and in number
-//! ([`MAX_HANDSHAKES`]), so a slow or silent client holds neither the accept loop nor unbounded
-//! memory. A client without a certificate of the cluster CA fails the handshake; every failure is
+//! ([`MAX_HANDSHAKES`], and [`MAX_HANDSHAKES_PER_SOURCE`] per source address, beyond which a new
+//! connection is closed at once), so a slow or silent client holds neither the accept loop nor
+//! unbounded memory, and one host cannot keep the others from connecting. A client without a certificate of the cluster CA fails the handshake; every failure is
 //! counted (`mailraft_grpc_tls_handshake_failures_total{listener,reason}`) and logged. The
 //! handshaken streams go to tonic, which exposes the client's certificate to `authz.rs`.
 //!
@@ -40,6 +41,10 @@ use crate::authz::{AuthzError, Role, role_of};
 pub const HANDSHAKE_TIMEOUT: Duration = Duration::from_secs(10);
 /// Handshakes in progress per listener; further connections wait in the kernel's backlog.
 pub const MAX_HANDSHAKES: usize = 256;
+/// Handshakes in progress per source (an IPv4 address, or an IPv6 /64, which one host usually
+/// holds whole): beyond it a new connection from that source is closed at once, so one host that opens connections and never says hello cannot take the
+/// listener's [`MAX_HANDSHAKES`] slots from the front-ends and peers.
+pub const MAX_HANDSHAKES_PER_SOURCE: usize = 16;
 /// Handshaken connections waiting for tonic to take them.
 const ACCEPTED_QUEUE: usize = 64;
 /// Pause after a failed `accept` (e.g. out of file descriptors) before the next one.
@@ -214,6 +219,7 @@ pub fn tls_incoming(
     let (tx, rx) = mpsc::channel(ACCEPTED_QUEUE);
     let acceptor = TlsAcceptor::from(config);
     let permits = Arc::new(Semaphore::new(MAX_HANDSHAKES));
+    let sources = Arc::new(Sources::default());
     tokio::spawn(async move {
         loop {
             let permit = tokio::select! {
@@ -237,11 +243,16 @@ pub fn tls_incoming(
                     continue;
                 }
             };
+            let Some(source) = Sources::enter(&sources, peer.ip()) else {
+                handshake_failed(name, peer, "source_limit", &"too many handshakes from this address");
+                continue;
+            };
             // Raft heartbeats and small calls must not wait for Nagle.
             let _ = tcp.set_nodelay(true);
             let (acceptor, tx) = (acceptor.clone(), tx.clone());
             tokio::spawn(async move {
                 let _permit = permit;
+                let _source = source;
                 match tokio::time::timeout(HANDSHAKE_TIMEOUT, acceptor.accept(tcp)).await {
                     // The server is gone when the receiver is: the connection just closes.
                     Ok(Ok(tls)) => drop(tx.send(Ok(tls)).await),
@@ -252,6 +263,58 @@ pub fn tls_incoming(
         }
     });
     ReceiverStream::new(rx)
+}
+
+/// Handshakes in progress per source address.
+#[derive(Default)]
+struct Sources(std::sync::Mutex<std::collections::HashMap<std::net::IpAddr, usize>>);
+
+/// One handshake of a source; leaving frees its place.
+struct SourceSlot {
+    sources: Arc<Sources>,
+    ip: std::net::IpAddr,
+}
+
+impl Sources {
+    fn lock(&self) -> std::sync::MutexGuard<'_, std::collections::HashMap<std::net::IpAddr, usize>> {
+        self.0.lock().unwrap_or_else(std::sync::PoisonError::into_inner)
+    }
+
+    /// A place for a handshake from `ip`, unless its source already has
+    /// [`MAX_HANDSHAKES_PER_SOURCE`].
+    fn enter(sources: &Arc<Sources>, ip: std::net::IpAddr) -> Option<SourceSlot> {
+        let ip = source_of(ip);
+        let mut map = sources.lock();
+        let count = map.entry(ip).or_insert(0);
+        if *count >= MAX_HANDSHAKES_PER_SOURCE {
+            return None;
+        }
+        *count += 1;
+        Some(SourceSlot { sources: sources.clone(), ip })
+    }
+}
+
+/// The source `ip` counts against: IPv4 (also IPv4-mapped IPv6) as is, IPv6 by its /64.
+fn source_of(ip: std::net::IpAddr) -> std::net::IpAddr {
+    match ip.to_canonical() {
+        std::net::IpAddr::V6(v6) => {
+            let bits = u128::from(v6) & !((1u128 << 64) - 1);
+            std::net::IpAddr::V6(std::net::Ipv6Addr::from(bits))
+        }
+        v4 => v4,
+    }
+}
+
+impl Drop for SourceSlot {
+    fn drop(&mut self) {
+        let mut map = self.sources.lock();
+        if let Some(count) = map.get_mut(&self.ip) {
+            *count -= 1;
+            if *count == 0 {
+                map.remove(&self.ip);
+            }
+        }
+    }
 }
 
 fn handshake_failed(listener: &'static str, peer: SocketAddr, reason: &'static str, error: &dyn std::fmt::Display) {
@@ -277,6 +340,23 @@ fn handshake_reason(e: &std::io::Error) -> &'static str {
 #[cfg(test)]
 #[allow(clippy::unwrap_used)]
 mod tests {
+
+    #[test]
+    fn an_ipv6_host_counts_as_its_slash_64() {
+        let ip = |s: &str| s.parse::<std::net::IpAddr>().unwrap();
+        assert_eq!(super::source_of(ip("2001:db8:1:2:aaaa::1")), super::source_of(ip("2001:db8:1:2:ffff::9")));
+        assert_ne!(super::source_of(ip("2001:db8:1:2::1")), super::source_of(ip("2001:db8:1:3::1")));
+        assert_eq!(super::source_of(ip("::ffff:10.0.0.1")), ip("10.0.0.1"));
+        assert_eq!(super::source_of(ip("10.0.0.1")), ip("10.0.0.1"));
+        let sources = std::sync::Arc::new(super::Sources::default());
+        let held: Vec<_> = (0..super::MAX_HANDSHAKES_PER_SOURCE)
+            .map(|n| super::Sources::enter(&sources, ip(&format!("2001:db8::{n:x}"))).unwrap())
+            .collect();
+        assert!(super::Sources::enter(&sources, ip("2001:db8::ffff")).is_none(), "one /64, one budget");
+        assert!(super::Sources::enter(&sources, ip("2001:db9::1")).is_some());
+        drop(held);
+        assert!(super::Sources::enter(&sources, ip("2001:db8::ffff")).is_some(), "places come back");
+    }
     use super::*;
 
     fn bundle() -> TlsBundle {

@@ -1,7 +1,7 @@
 //! Membership through the Admin service, over real sockets: a bootstrapped node grows to three and
 //! four voters with AddNode, ClusterInfo shows members and lag, leadership moves with
 //! TransferLeader, RemoveNode refuses the leader and a quorum-breaking removal, a node of another
-//! cluster cannot be added, and a removed node's votes are refused.
+//! cluster cannot be added, and a removed node's votes and claims to lead are refused.
 #![allow(clippy::unwrap_used)]
 
 mod common;
@@ -14,6 +14,8 @@ use mailraft_proto as pb;
 use mailraft_proto::admin_client::AdminClient;
 use mailraft_proto::raft_client::RaftClient;
 use mailraft_server::StorageNode;
+use mailraft_store::{TypeConfig, Vote};
+use openraft::raft::AppendEntriesRequest;
 use tonic::transport::Channel;
 
 const DEADLINE: Duration = Duration::from_secs(30);
@@ -106,6 +108,16 @@ async fn grow_shrink_transfer_and_refuse() {
     let vote = pb::RaftRequest { group_id: 1, cluster_id: i1.cluster_id, from_node: 4, ..Default::default() };
     let err = RaftClient::new(ch.clone()).vote(vote).await.unwrap_err();
     assert_eq!(err.code(), tonic::Code::PermissionDenied, "{err:?}");
+    // So is anything else it sends in its own name, e.g. a claim to lead a later term, which
+    // would make its former peers step down and follow it...
+    let claim: AppendEntriesRequest<TypeConfig> =
+        AppendEntriesRequest { vote: Vote::new_committed(1_000, 4), prev_log_id: None, entries: vec![], leader_commit: None };
+    let payload = postcard::to_allocvec(&claim).unwrap();
+    let append = pb::RaftRequest { group_id: 1, cluster_id: i1.cluster_id, from_node: 4, payload, ..Default::default() };
+    let err = RaftClient::new(ch.clone()).append_entries(append).await.unwrap_err();
+    assert_eq!(err.code(), tonic::Code::PermissionDenied, "{err:?}");
+    assert!(err.message().contains("node 4 was removed"), "{}", err.message());
+    assert_eq!(info(a1).await.leader_id, 2, "nobody followed the removed node");
     // And any message of another cluster is refused.
     let append = pb::RaftRequest { group_id: 1, cluster_id: i1.cluster_id ^ 1, from_node: 2, ..Default::default() };
     let err = RaftClient::new(ch).append_entries(append).await.unwrap_err();

@@ -2,9 +2,9 @@
 //! a client without a certificate and one with a certificate of another CA are refused at the
 //! handshake; a front-end certificate may use Storage but not Admin or Raft; an operator
 //! certificate may use Admin but not Raft or Storage; a node certificate may use Raft, but only
-//! as itself. Admin is served on the admin listener only. Two TLS nodes form a group through the
-//! Admin API (the membership probes run node to node), and a follower's NOT_LEADER on the admin
-//! listener names the leader's admin URL. A node refuses to serve plaintext beyond loopback.
+//! as itself, in the envelope and in the vote its payload carries. Admin is served on the admin
+//! listener only. Two TLS nodes form a group through the Admin API (the membership probes run
+//! node to node), and a follower's NOT_LEADER on the admin listener names the leader's admin URL. A node refuses to serve plaintext beyond loopback.
 #![allow(clippy::unwrap_used)]
 
 mod common;
@@ -19,6 +19,8 @@ use mailraft_proto::raft_client::RaftClient;
 use mailraft_proto::storage_client::StorageClient;
 use mailraft_server::authz::Role;
 use mailraft_server::{Listeners, NodeConfig, StorageNode};
+use mailraft_store::{TypeConfig, Vote};
+use openraft::raft::AppendEntriesRequest;
 use tokio::net::TcpListener;
 use tonic::Code;
 
@@ -169,6 +171,15 @@ async fn each_listener_admits_only_its_roles() {
     let impostor = raft.vote(vote_from(3)).await.unwrap_err();
     assert_eq!(impostor.code(), Code::PermissionDenied, "{impostor:?}");
     assert!(impostor.message().contains("may not send raft messages as node 3"), "{}", impostor.message());
+    // Nor in another node's name inside the payload: node 2 may not claim that node 1 leads a
+    // later term (every node would step down and follow a leader that is not there).
+    let claim: AppendEntriesRequest<TypeConfig> =
+        AppendEntriesRequest { vote: Vote::new_committed(1_000, 1), prev_log_id: None, entries: vec![], leader_commit: None };
+    let payload = postcard::to_allocvec(&claim).unwrap();
+    let forged = pb::RaftRequest { group_id: 1, payload, cluster_id: me.cluster_id, from_node: 2, admin_addr: String::new() };
+    let forged = raft.append_entries(forged).await.unwrap_err();
+    assert_eq!(forged.code(), Code::PermissionDenied, "{forged:?}");
+    assert!(forged.message().contains("vote"), "{}", forged.message());
     // Only the leader a node follows may make it start an election (a leadership transfer).
     let meddler = raft.trigger_election(pb::TriggerElectionRequest { group_id: 1 }).await.unwrap_err();
     assert_eq!(meddler.code(), Code::PermissionDenied, "{meddler:?}");
@@ -218,6 +229,33 @@ async fn tls_nodes_form_a_group_and_followers_point_operators_at_the_leaders_adm
     assert_eq!(member2.admin_addr, format!("https://{a2}"));
     n2.shutdown().await;
     n1.shutdown().await;
+}
+
+/// Connections that never send a ClientHello hold a handshake slot until the handshake timeout;
+/// one address gets at most `MAX_HANDSHAKES_PER_SOURCE` of them, and its next connection is
+/// closed at once instead of waiting for a slot (and keeping everyone else waiting too).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn one_silent_host_cannot_take_every_handshake_slot() {
+    use tokio::io::AsyncReadExt;
+    let dir = tempfile::tempdir().unwrap();
+    let pki = Pki::new();
+    let (node, peer, _admin) = start_tls(1, dir.path(), true, &pki).await;
+    wait_serving(&pki, peer).await;
+
+    let mut silent = Vec::new();
+    for _ in 0..mailraft_server::tls::MAX_HANDSHAKES_PER_SOURCE {
+        silent.push(tokio::net::TcpStream::connect(peer).await.unwrap());
+    }
+    let mut extra = tokio::net::TcpStream::connect(peer).await.unwrap();
+    let mut byte = [0u8; 1];
+    // Well under the 10 s handshake timeout, which is when it would close otherwise.
+    let read = tokio::time::timeout(Duration::from_secs(5), extra.read(&mut byte)).await;
+    assert!(matches!(read, Ok(Ok(0)) | Ok(Err(_))), "the connection over the per-source limit stayed open: {read:?}");
+
+    // The slots come back when the silent connections go.
+    drop(silent);
+    wait_serving(&pki, peer).await;
+    node.shutdown().await;
 }
 
 #[tokio::test]

@@ -34,8 +34,10 @@ use crate::error::{Result, StoreError};
 /// session key ring (`session_keys`, key rotation) and the commands `RotateSessionKey` and
 /// `SetAccountDisabled`. Format 2 data reads unchanged under format 3 (account records V1 decode
 /// as generation 0, the single session key as key 0), so the upgrade only records the version;
-/// the bump exists so that an older build refuses a directory it could no longer read.
-pub const FORMAT_VERSION: u32 = 3;
+/// the bump exists so that an older build refuses a directory it could no longer read. 4 = the
+/// commands `DeleteAccount` and `PurgeAccount` with their deletion records, and the retired node
+/// ids (`retired_nodes`); format 3 data reads unchanged, so again only the version is recorded.
+pub const FORMAT_VERSION: u32 = 4;
 /// Oldest format whose data (and snapshot files) this build reads as they are.
 pub const OLDEST_READABLE_FORMAT: u32 = 2;
 
@@ -56,6 +58,9 @@ pub(crate) const KEY_LAST_PURGED: &[u8] = b"last_purged";
 pub(crate) const KEY_LAST_APPLIED: &[u8] = b"last_applied";
 /// `sm_state` key of the last applied membership.
 pub(crate) const KEY_LAST_MEMBERSHIP: &[u8] = b"last_membership";
+/// `sm_state` key of the ids of nodes that left the membership (`BTreeSet<u64>`): their Raft
+/// messages are refused for good, since node ids are never reused.
+pub(crate) const KEY_RETIRED_NODES: &[u8] = b"retired_nodes";
 /// `sm_state` key of the on-disk format version (big-endian u32).
 pub const KEY_FORMAT_VERSION: &[u8] = b"format_version";
 
@@ -165,12 +170,14 @@ pub(crate) fn check_supported(found: u32) -> Result<()> {
 fn upgrade_step(db: &DB, from: u32) -> Result<u32> {
     match from {
         1 => Err(StoreError::PreReleaseFormat { found: from }),
-        2 => {
+        // Each of these formats reads unchanged under the next: only the version moves.
+        2 | 3 => {
+            let to = from + 1;
             let mut batch = WriteBatch::default();
-            batch.put_cf(&cf(db, CF_SM_STATE)?, KEY_FORMAT_VERSION, 3u32.to_be_bytes());
+            batch.put_cf(&cf(db, CF_SM_STATE)?, KEY_FORMAT_VERSION, to.to_be_bytes());
             write_sync(db, batch)?;
-            tracing::info!(from, to = 3, "upgraded the on-disk format");
-            Ok(3)
+            tracing::info!(from, to, "upgraded the on-disk format");
+            Ok(to)
         }
         _ => Err(StoreError::Corrupt(format!(
             "no upgrade path from on-disk format version {from}"

@@ -48,8 +48,8 @@ pub use reader::{PinnedView, StateRead, StateView};
 pub use snapshot::{IO_BUFFER as SNAPSHOT_IO_BUFFER, SnapshotBuilder};
 pub use state_machine::{EVENT_CHANNEL_CAPACITY, StateMachineStore};
 pub use types::{
-    Entry, LogId, Node, NodeId, Raft, Snapshot, SnapshotData, SnapshotMeta, StoredMembership,
-    TypeConfig, Vote,
+    Entry, LogId, Membership, Node, NodeId, Raft, Snapshot, SnapshotData, SnapshotMeta,
+    StoredMembership, TypeConfig, Vote,
 };
 
 /// Subdirectory of the data directory holding RocksDB.

@@ -17,9 +17,17 @@ pub const DIR_MODE: u32 = 0o700;
 #[cfg(unix)]
 pub const FILE_MODE: u32 = 0o600;
 
-/// Creates `dir` (and missing parents) and makes it 0700.
+/// Creates `dir` (and missing parents) as 0700 from the start, so there is no moment in which a
+/// new directory has the umask's mode; an existing one is tightened.
 pub fn create_dir(dir: &Path) -> io::Result<()> {
-    fs::create_dir_all(dir)?;
+    let mut builder = fs::DirBuilder::new();
+    builder.recursive(true);
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::DirBuilderExt;
+        builder.mode(DIR_MODE);
+    }
+    builder.create(dir)?;
     restrict(dir, true)
 }
 

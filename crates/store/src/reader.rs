@@ -244,6 +244,12 @@ impl StateView {
     pub fn report_sizes(&self) {
         metrics::report_sizes(&self.db);
     }
+
+    /// Ids of the nodes that have left the membership as far as this node has applied (kept
+    /// with the state, so snapshots carry them too). One point read.
+    pub fn retired_nodes(&self) -> Result<std::collections::BTreeSet<u64>> {
+        crate::state_machine::retired_nodes(&self.db)
+    }
 }
 
 /// Latest-committed reads. Each call is atomic with respect to applied batches, but two calls

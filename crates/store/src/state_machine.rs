@@ -5,8 +5,9 @@
 //! 1. every normal entry runs `mailraft_model::apply::apply` against the committed state (read
 //!    directly from RocksDB) and the batch's shared [`WriteSet`], so later entries see earlier
 //!    entries' writes;
-//! 2. the write set, `last_applied` and, if the batch changed it, `last_membership` go into ONE
-//!    `WriteBatch`, written with the WAL fsynced;
+//! 2. the write set, `last_applied` and, if the batch changed them, `last_membership` and the
+//!    retired node ids (every node a membership change dropped) go into ONE `WriteBatch`, written
+//!    with the WAL fsynced;
 //! 3. only then are the replies returned (openraft forwards them to the proposers) and the
 //!    batch's [`MailboxEvent`]s published to watchers.
 //!
@@ -14,7 +15,7 @@
 //! on restart; a crash after it finds everything, so an acknowledged write is never lost and
 //! never applied twice.
 
-use std::collections::HashMap;
+use std::collections::{BTreeSet, HashMap};
 use std::sync::Arc;
 use std::time::Instant;
 
@@ -24,14 +25,14 @@ use openraft::{EntryPayload, ErrorSubject, ErrorVerb, OptionalSend, StorageError
 use rocksdb::{BoundColumnFamily, DB, WriteBatch};
 use tokio::sync::broadcast;
 
-use crate::db::{self, CF_SM_STATE, KEY_LAST_APPLIED, KEY_LAST_MEMBERSHIP};
+use crate::db::{self, CF_SM_STATE, KEY_LAST_APPLIED, KEY_LAST_MEMBERSHIP, KEY_RETIRED_NODES};
 use crate::error::{IntoStorage, Result, StoreError};
 use crate::metrics;
 use crate::pool::Executor;
 use crate::reader::{StateRead, StateView};
 use crate::snapshot::{self, SnapshotBuilder, SnapshotFiles};
 use crate::types::{
-    Entry, LogId, Snapshot, SnapshotData, SnapshotMeta, StoredMembership, TypeConfig,
+    Entry, LogId, Membership, Snapshot, SnapshotData, SnapshotMeta, StoredMembership, TypeConfig,
 };
 
 /// Capacity of the event channel. A watcher that falls further behind gets `Lagged` and must
@@ -118,6 +119,7 @@ fn apply_batch(db: &DB, entries: Vec<Entry>) -> Result<Applied> {
     let mut dedup_hits = 0;
     let mut last_applied = None;
     let mut membership = None;
+    let mut retired = Retired::default();
     for entry in entries {
         match entry.payload {
             EntryPayload::Blank => replies.push(Ok(Outcome::Done)),
@@ -131,6 +133,7 @@ fn apply_batch(db: &DB, entries: Vec<Entry>) -> Result<Applied> {
                 events.append(&mut applied.events);
             }
             EntryPayload::Membership(m) => {
+                retired.note_change(db, membership.as_ref(), &m)?;
                 membership = Some(StoredMembership::new(Some(entry.log_id), m));
                 replies.push(Ok(Outcome::Done));
             }
@@ -164,12 +167,57 @@ fn apply_batch(db: &DB, entries: Vec<Entry>) -> Result<Applied> {
     if let Some(m) = &membership {
         batch.put_cf(&sm_state, KEY_LAST_MEMBERSHIP, db::encode(m)?);
     }
+    if let Some(ids) = retired.changed() {
+        batch.put_cf(&sm_state, KEY_RETIRED_NODES, db::encode(ids)?);
+    }
     db::write_sync(db, batch)?;
     Ok(Applied {
         replies,
         events,
         dedup_hits,
     })
+}
+
+/// The retired node ids as a batch changes them: loaded with the stored membership at the
+/// batch's first membership entry, grown by every node a membership entry drops.
+#[derive(Default)]
+struct Retired {
+    /// The membership stored before the batch, and the set.
+    loaded: Option<(StoredMembership, BTreeSet<u64>)>,
+    changed: bool,
+}
+
+impl Retired {
+    /// Every node (voter or learner) of the membership before `after` (the batch's previous
+    /// membership entry, else the stored one) that `after` no longer has is retired; a retired id
+    /// that `after` holds again (an operator added it anew) is not retired any more.
+    fn note_change(&mut self, db: &DB, in_batch: Option<&StoredMembership>, after: &Membership) -> Result<()> {
+        if self.loaded.is_none() {
+            let stored: StoredMembership = db::get_value(db, CF_SM_STATE, KEY_LAST_MEMBERSHIP)?.unwrap_or_default();
+            self.loaded = Some((stored, retired_nodes(db)?));
+        }
+        let Some((stored, ids)) = &mut self.loaded else { return Ok(()) };
+        let before = in_batch.unwrap_or(stored);
+        for (id, _) in before.membership().nodes() {
+            if !after.nodes().any(|(kept, _)| kept == id) {
+                self.changed |= ids.insert(*id);
+            }
+        }
+        for (id, _) in after.nodes() {
+            self.changed |= ids.remove(id);
+        }
+        Ok(())
+    }
+
+    /// The new set, if the batch retired a node.
+    fn changed(&self) -> Option<&BTreeSet<u64>> {
+        self.loaded.as_ref().filter(|_| self.changed).map(|(_, ids)| ids)
+    }
+}
+
+/// The ids of nodes that have left the membership (read by the Raft service for every message).
+pub(crate) fn retired_nodes(db: &DB) -> Result<BTreeSet<u64>> {
+    Ok(db::get_value(db, CF_SM_STATE, KEY_RETIRED_NODES)?.unwrap_or_default())
 }
 
 impl RaftStateMachine<TypeConfig> for StateMachineStore {

@@ -42,6 +42,8 @@ pub type LogId = openraft::LogId<NodeId>;
 pub type Vote = openraft::Vote<NodeId>;
 /// A membership config with the id of the entry that carried it.
 pub type StoredMembership = openraft::StoredMembership<NodeId, Node>;
+/// A membership config (voters and learners).
+pub type Membership = openraft::Membership<NodeId, Node>;
 /// Describes a snapshot: last included entry, membership, id.
 pub type SnapshotMeta = openraft::SnapshotMeta<NodeId, Node>;
 /// A snapshot: its meta plus a handle on its file.

@@ -50,6 +50,24 @@ const KEEPALIVE_TIMEOUT: Duration = Duration::from_secs(5);
 /// TCP keepalive, for the kernel's view of the same question.
 const TCP_KEEPALIVE: Duration = Duration::from_secs(30);
 
+/// HTTP/2 flow control (RFC 9113 §6.9) on the one connection every session of the process shares
+/// per storage address. A session whose IMAP client stops reading stops reading its FETCH stream
+/// too, and the bytes the storage node already sent on that stream count against both the stream's
+/// window and the connection's until it reads them. With hyper's defaults (2 MiB per stream, 5 MiB
+/// per connection) three stalled sessions used up the connection window, and then no reply of any
+/// call of any session arrived on that connection until the stalled ones hit their write deadline.
+/// So the connection window is the largest HTTP/2 allows, and a stream's window small enough that
+/// every session the front-end admits can be stalled at once with room to spare:
+/// [`MAX_STALLED_STREAMS`] bounds `max_connections`. A stream window well above one round trip's
+/// worth of bytes still streams a large FETCH at full speed on a data-centre network.
+pub const STREAM_WINDOW: u32 = 192 * 1024;
+/// The largest window RFC 9113 §6.9.1 allows.
+pub const CONNECTION_WINDOW: u32 = (1 << 31) - 1;
+/// Streams that may all hold a full, unread window while the connection still carries everyone
+/// else's replies: the connection window over the stream window, less room for the Watch stream
+/// and the unary calls of the sessions that still read.
+pub const MAX_STALLED_STREAMS: usize = (CONNECTION_WINDOW / STREAM_WINDOW) as usize - 64;
+
 /// When a call gives up and how it spaces its attempts.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct RetryPolicy {
@@ -194,6 +212,8 @@ impl Router {
                     let channel = endpoint(addr, self.tls.as_ref())?
                         .connect_timeout(self.policy.attempt_timeout)
                         .tcp_nodelay(true)
+                        .initial_stream_window_size(STREAM_WINDOW)
+                        .initial_connection_window_size(CONNECTION_WINDOW)
                         .tcp_keepalive(Some(TCP_KEEPALIVE))
                         .http2_keep_alive_interval(KEEPALIVE_INTERVAL)
                         .keep_alive_timeout(KEEPALIVE_TIMEOUT)

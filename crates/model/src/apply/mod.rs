@@ -17,6 +17,7 @@ pub mod dedup;
 mod mailbox;
 mod message;
 
+pub use account::pending_deletions;
 use sha2::{Digest, Sha256};
 
 use crate::access::get;
@@ -95,6 +96,12 @@ fn run(kv: &dyn KvRead, writes: &mut WriteSet, req: &Request) -> Applied {
 }
 
 fn dispatch(txn: &mut Txn<'_>, cmd: &Command) -> Reply {
+    // The storage node checked the session token when it proposed the command, but the account
+    // may have been deleted by an entry applied since: its mail is being purged and must not
+    // gain anything (one point read; APPEND and COPY read the account for the quota anyway).
+    if let Some(who) = cmd.principal() {
+        txn.load_account(who)?;
+    }
     match cmd {
         Command::Init { session_key } => account::init(txn, &session_key.0),
         Command::RotateSessionKey { session_key, grace_ms } => account::rotate_session_key(txn, &session_key.0, *grace_ms),
@@ -102,6 +109,8 @@ fn dispatch(txn: &mut Txn<'_>, cmd: &Command) -> Reply {
         Command::CreateAccount { domain, login, password_hash } => account::create_account(txn, domain, login, password_hash),
         Command::SetPassword { domain, login, password_hash } => account::set_password(txn, domain, login, password_hash),
         Command::SetAccountDisabled { domain, login, disabled } => account::set_disabled(txn, domain, login, *disabled),
+        Command::DeleteAccount { domain, login } => account::delete_account(txn, domain, login),
+        Command::PurgeAccount { tenant, account, max_rows } => account::purge_account(txn, *tenant, *account, *max_rows),
         Command::CreateMailbox { who, name, special_use } => mailbox::create(txn, *who, name, special_use.as_deref()),
         Command::DeleteMailbox { who, name } => mailbox::delete(txn, *who, name),
         Command::RenameMailbox { who, from, to } => mailbox::rename(txn, *who, from, to),
@@ -247,6 +256,17 @@ impl Txn<'_> {
         tenant.used_bytes = tenant.used_bytes.saturating_sub(bytes);
         self.put(Table::Accounts, keys::account(who.tenant, who.account), &account);
         self.put(Table::Tenants, keys::tenant(who.tenant), &tenant);
+        Ok(())
+    }
+
+    /// Gives back `bytes` of a deleted account's purged messages: only the tenant still counts them.
+    fn refund_tenant(&mut self, tenant: TenantId, bytes: u64) -> Result<(), ModelError> {
+        if bytes == 0 {
+            return Ok(());
+        }
+        let mut record = self.load_tenant(tenant)?;
+        record.used_bytes = record.used_bytes.saturating_sub(bytes);
+        self.put(Table::Tenants, keys::tenant(tenant), &record);
         Ok(())
     }
 

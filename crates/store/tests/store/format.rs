@@ -114,17 +114,20 @@ fn pre_release_format_1_is_refused_with_advice() {
 }
 
 #[test]
-fn format_2_is_upgraded_to_3_in_place() {
-    // Format 3 only adds record versions and commands that format-2 data does not contain, so the
-    // upgrade rewrites nothing but the version (which keeps older builds from opening it).
-    const { assert!(FORMAT_VERSION == 3) };
-    let dir = tempfile::tempdir().expect("tempdir");
-    drop(mailraft_store::open(dir.path()).expect("open"));
-    {
-        let db = raw_db(dir.path());
-        let cf = db.cf_handle("sm_state").expect("sm_state cf");
-        db.put_cf(&cf, KEY_FORMAT_VERSION, 2u32.to_be_bytes()).expect("put");
+fn formats_2_and_3_are_upgraded_in_place() {
+    // Formats 3 and 4 only add record versions, commands and state keys that older data does not
+    // contain, so each upgrade rewrites nothing but the version (which keeps older builds from
+    // opening the directory).
+    const { assert!(FORMAT_VERSION == 4) };
+    for old in [2u32, 3] {
+        let dir = tempfile::tempdir().expect("tempdir");
+        drop(mailraft_store::open(dir.path()).expect("open"));
+        {
+            let db = raw_db(dir.path());
+            let cf = db.cf_handle("sm_state").expect("sm_state cf");
+            db.put_cf(&cf, KEY_FORMAT_VERSION, old.to_be_bytes()).expect("put");
+        }
+        drop(mailraft_store::open(dir.path()).unwrap_or_else(|e| panic!("a format-{old} directory opens: {e}")));
+        assert_eq!(stored_version(dir.path()), Some(FORMAT_VERSION));
     }
-    drop(mailraft_store::open(dir.path()).expect("a format-2 directory opens"));
-    assert_eq!(stored_version(dir.path()), Some(3));
 }

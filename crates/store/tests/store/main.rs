@@ -7,5 +7,6 @@ mod durability;
 mod format;
 mod log_bytes;
 mod permissions;
+mod retired;
 mod snapshot;
 mod suite;
