@@ -24,6 +24,12 @@ pub const MAX_MAILBOX_KEYWORDS: usize = 256;
 /// (DELETE removes every message in one apply; the refusal reads only the mailbox's counter).
 pub const MAX_MESSAGES_PER_COMMAND: usize = 100_000;
 
+/// Most mailboxes one account may have (parents created by CREATE included). A RENAME rewrites
+/// the record of every inferior of the mailbox it renames in one apply (RFC 3501 §6.3.5), so this
+/// also bounds what one RENAME costs the other tenants. Dovecot and Cyrus set no default limit;
+/// real accounts hold tens to a few thousand folders.
+pub const MAX_MAILBOXES_PER_ACCOUNT: usize = 10_000;
+
 /// Most messages one APPEND (RFC 3502 MULTIAPPEND) may carry. The storage node refuses more
 /// before proposing; the model checks again so no log entry can carry more.
 pub const MAX_APPEND_MESSAGES: usize = 1000;

@@ -286,3 +286,25 @@ proptest! {
         }
     }
 }
+
+#[test]
+fn an_account_stops_at_the_mailbox_cap_parents_included() {
+    use mailraft_model::limits::MAX_MAILBOXES_PER_ACCOUNT;
+    let (mut s, who) = Sys::setup();
+    // INBOX exists; fill up to two short of the cap with rows the count sees (their contents do
+    // not matter to it), so the test does not need ten thousand CREATEs.
+    for id in 0..(MAX_MAILBOXES_PER_ACCOUNT - 3) as u64 {
+        s.kv.data.insert((Table::Mailboxes, keys::mailbox(who.tenant, who.account, 1_000_000 + id)), vec![0]);
+    }
+    // "a/b/c" needs three new mailboxes: one more than is left, so nothing is created.
+    let e = s.err(Command::CreateMailbox { who, name: "a/b/c".into(), special_use: None });
+    assert!(matches!(e, ModelError::Limit(_)), "{e:?}");
+    assert!(query::mailbox_by_name(&s.kv, who, "a").is_err(), "the refused CREATE left no parent behind");
+    // "a/b" fits exactly; then even a single new mailbox is refused.
+    s.create(who, "a/b");
+    let e = s.err(Command::CreateMailbox { who, name: "z".into(), special_use: None });
+    assert!(matches!(e, ModelError::Limit(_)), "{e:?}");
+    // Another account is not affected.
+    let bob = s.account("bob");
+    s.create(bob, "z");
+}

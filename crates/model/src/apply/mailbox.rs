@@ -2,10 +2,10 @@
 
 use super::Txn;
 use super::message::{Keywords, bounded_messages, bump_modseq, insert_message, remove_message};
-use crate::access::scan_all;
+use crate::access::{scan_all, scan_up_to};
 use crate::command::{ModelError, Outcome, Principal, Reply};
 use crate::keys;
-use crate::limits::MAX_MESSAGES_PER_COMMAND;
+use crate::limits::{MAX_MAILBOXES_PER_ACCOUNT, MAX_MESSAGES_PER_COMMAND};
 use crate::kv::{KvRead, Table};
 use crate::names::{self, SEPARATOR};
 use crate::query::{self, messages_in};
@@ -50,6 +50,11 @@ pub(super) fn create(txn: &mut Txn<'_>, who: Principal, name: &str, special_use:
     }
     create_parents(txn, who, &name)?;
     let mb = txn.new_mailbox(who, &name, special_use)?;
+    // Counted after creating, parents included; a refusal discards every write of the command.
+    let range = keys::prefix_range(keys::account_prefix(who.tenant, who.account));
+    if scan_up_to(txn, Table::Mailboxes, &range, MAX_MAILBOXES_PER_ACCOUNT + 1).len() > MAX_MAILBOXES_PER_ACCOUNT {
+        return Err(ModelError::Limit(format!("an account may have at most {MAX_MAILBOXES_PER_ACCOUNT} mailboxes")));
+    }
     Ok(Outcome::MailboxCreated { mailbox: mb.id, uidvalidity: mb.uidvalidity })
 }
 
