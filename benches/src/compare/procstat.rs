@@ -10,10 +10,16 @@ const TICKS_PER_SEC: f64 = 100.0;
 
 /// CPU seconds used so far by `root` and its live descendants (and reaped ones via c*time).
 pub fn tree_cpu(root: u32) -> f64 {
+    tree_ticks(root) as f64 / TICKS_PER_SEC
+}
+
+/// [`tree_cpu`] in whole clock ticks: sums of parts compare exactly, with no float rounding
+/// (0.69 s + 5.36 s is not 6.05 s in f64).
+pub fn tree_ticks(root: u32) -> u64 {
     let mut children: HashMap<u32, Vec<u32>> = HashMap::new();
     let mut ticks: HashMap<u32, u64> = HashMap::new();
     let Ok(entries) = std::fs::read_dir("/proc") else {
-        return 0.0;
+        return 0;
     };
     for e in entries.flatten() {
         let Some(pid) = e.file_name().to_str().and_then(|s| s.parse::<u32>().ok()) else {
@@ -41,15 +47,20 @@ pub fn tree_cpu(root: u32) -> f64 {
             stack.extend(c);
         }
     }
-    total as f64 / TICKS_PER_SEC
+    total
 }
 
 /// CPU seconds used so far by `pid` alone (with its reaped children), 0 when it is gone.
 pub fn process_cpu(pid: u32) -> f64 {
+    process_ticks(pid) as f64 / TICKS_PER_SEC
+}
+
+/// [`process_cpu`] in whole clock ticks.
+pub fn process_ticks(pid: u32) -> u64 {
     std::fs::read_to_string(format!("/proc/{pid}/stat"))
         .ok()
         .and_then(|stat| parse_stat(&stat))
-        .map_or(0.0, |(_, t)| t as f64 / TICKS_PER_SEC)
+        .map_or(0, |(_, t)| t)
 }
 
 /// (ppid, utime+stime+cutime+cstime) from one /proc/<pid>/stat line (proc(5)).
@@ -141,15 +152,15 @@ mod tests {
         }
         let me = std::process::id();
         // Read in this order: both times only grow, so tree >= own + child must hold.
-        let own = process_cpu(me);
-        let theirs = process_cpu(pid);
-        let tree = tree_cpu(me);
+        let own = process_ticks(me);
+        let theirs = process_ticks(pid);
+        let tree = tree_ticks(me);
         let _ = child.kill();
         let _ = child.wait();
-        assert!(theirs >= 0.3, "child used only {theirs} s");
+        assert!(theirs >= 30, "child used only {theirs} ticks");
         assert!(
             tree >= own + theirs,
-            "tree {tree} s < own {own} s + child {theirs} s"
+            "tree {tree} ticks < own {own} + child {theirs} ticks"
         );
     }
 }
