@@ -12,6 +12,11 @@ command -v mbsync >/dev/null 2>&1 || need+=(isync)
 command -v curl >/dev/null 2>&1 || need+=(curl)
 command -v python3 >/dev/null 2>&1 || need+=(python3)
 command -v openssl >/dev/null 2>&1 || need+=(openssl)
+# An SMTP/LMTP client for the LMTP delivery tests (tests/lmtp.rs).
+command -v swaks >/dev/null 2>&1 || need+=(swaks)
+# Postfix's smtp-source (an MTA's bulk LMTP sender) for tests/lmtp.rs; the Postfix daemon is
+# never started (no init system here), only the tool is used.
+[ -x /usr/sbin/smtp-source ] || need+=(postfix)
 # fusermount3 for the faultfs power-loss tests (crates/faultfs, tests/durability_power_loss.rs).
 command -v fusermount3 >/dev/null 2>&1 || need+=(fuse3)
 

@@ -116,7 +116,7 @@ fn dev_three_nodes_survive_leader_kill() -> Result<()> {
     let metrics = format!("127.0.0.1:{}", free_port()?);
     let args: Vec<std::ffi::OsString> = [
         "dev", "--nodes", "3", "--imap-addr", "127.0.0.1:0", "--imaps-addr", "127.0.0.1:0", "--grpc-addr", "127.0.0.1:0",
-        "--admin-addr", "127.0.0.1:0",
+        "--admin-addr", "127.0.0.1:0", "--lmtp-addr", "127.0.0.1:0",
         "--metrics-addr", &metrics, "--demo-password", PASSWORD, "--data-dir",
     ]
     .iter()

@@ -17,7 +17,7 @@ use clap::Parser;
 use mailraft_bench::app;
 use mailraft_bench::cli::Cli;
 use mailraft_bench::compare::mailraft::{MailraftDev, alive};
-use mailraft_bench::compare::procstat::{process_cpu, tree_cpu};
+use mailraft_bench::compare::procstat::{process_ticks, tree_ticks};
 
 /// The `mailraft` executable cargo builds from this checkout (once per test process; cargo
 /// does nothing when it is up to date).
@@ -122,6 +122,45 @@ async fn mix_smoke_has_no_violations() {
     dev.stop();
 }
 
+/// `append --via lmtp` delivers through Mailraft's own LMTP listener (the `lmtp` banner line),
+/// and the workload's end check finds every acknowledged delivery in the INBOX.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn lmtp_append_smoke_delivers_every_acknowledged_message() {
+    let (_dir, dev) = start(1);
+    let port = dev.imap.port().to_string();
+    let lmtp = dev.lmtp.to_string();
+    let r = run(&[
+        "mailraft-bench",
+        "--port",
+        &port,
+        "--users",
+        "2",
+        "--password",
+        "smoke-pass",
+        "--quiet",
+        "--clients",
+        "2",
+        "--secs",
+        "2",
+        "--corpus",
+        "10",
+        "append",
+        "--via",
+        "lmtp",
+        "--lmtp",
+        &lmtp,
+    ])
+    .await;
+    assert_eq!(r.unsupported, None, "LMTP not usable");
+    assert_eq!(r.violation_count, 0, "violations: {:?}", r.violations);
+    assert!(r.errors.is_empty(), "errors: {:?}", r.errors);
+    assert!(
+        r.ops.iter().any(|o| o.op == "lmtp" && o.count > 0),
+        "no LMTP delivery completed"
+    );
+    dev.stop();
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn cluster_smoke_has_no_violations_and_counts_every_node() {
     let (_dir, dev) = start(3);
@@ -153,13 +192,14 @@ async fn cluster_smoke_has_no_violations_and_counts_every_node() {
 
     // The harness's server CPU is tree_cpu of the dev parent: it must include the storage nodes
     // (its direct children), which did the replicated writes. Read the parts first: times only grow.
-    let parent = process_cpu(dev.pid());
-    let nodes: f64 = dev.nodes.iter().map(|n| process_cpu(n.pid)).sum();
-    let tree = tree_cpu(dev.pid());
-    assert!(nodes > 0.0, "storage nodes used no CPU");
+    // Compared in whole clock ticks: as f64 seconds, 0.69 + 5.36 > 6.05.
+    let parent = process_ticks(dev.pid());
+    let nodes: u64 = dev.nodes.iter().map(|n| process_ticks(n.pid)).sum();
+    let tree = tree_ticks(dev.pid());
+    assert!(nodes > 0, "storage nodes used no CPU");
     assert!(
         tree >= parent + nodes,
-        "tree {tree} s < parent {parent} s + nodes {nodes} s"
+        "tree {tree} ticks < parent {parent} + nodes {nodes} ticks"
     );
 
     // Stopping waits for the children, so their data directories can be removed afterwards.

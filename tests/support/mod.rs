@@ -147,6 +147,8 @@ pub struct Dev {
     pub imap: SocketAddr,
     /// Implicit-TLS IMAP listener.
     pub imaps: SocketAddr,
+    /// LMTP listener.
+    pub lmtp: SocketAddr,
     /// The storage node's gRPC (peer) listener.
     pub grpc: SocketAddr,
     /// The storage node's admin listener.
@@ -189,6 +191,8 @@ impl Dev {
             "127.0.0.1:0",
             "--imaps-addr",
             "127.0.0.1:0",
+            "--lmtp-addr",
+            "127.0.0.1:0",
             "--grpc-addr",
             "127.0.0.1:0",
             "--admin-addr",
@@ -204,10 +208,11 @@ impl Dev {
         .map(std::ffi::OsStr::new)
         .chain(std::iter::once(data_dir.as_os_str()))
         .collect();
-        let proc = Proc::spawn_logged(&args, env, &["imap", "imaps", "grpc", "admin", "cert", "certs"], log)?;
+        let proc = Proc::spawn_logged(&args, env, &["imap", "imaps", "lmtp", "grpc", "admin", "cert", "certs"], log)?;
         Ok(Dev {
             imap: proc.get("imap")?,
             imaps: proc.get("imaps")?,
+            lmtp: proc.get("lmtp")?,
             grpc: proc.get("grpc")?,
             admin: proc.get("admin")?,
             cert: proc.get("cert")?,

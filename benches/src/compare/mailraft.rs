@@ -65,6 +65,8 @@ pub enum BannerLine {
     Cert(PathBuf),
     /// `admin ADDR`: the admin listener (node 1's in cluster mode).
     Admin(SocketAddr),
+    /// `lmtp ADDR`: the front-end's LMTP delivery listener.
+    Lmtp(SocketAddr),
     /// `certs DIR`: the gRPC certificates, with the operator's for `mailraft admin --tls-dir`.
     Certs(PathBuf),
     /// `nodeI ADDR pid P data DIR` (cluster mode only).
@@ -90,6 +92,7 @@ pub fn parse_banner_line(line: &str) -> Result<Option<BannerLine>> {
         // The path is the rest of the line: a data dir may contain spaces.
         "cert" => BannerLine::Cert(PathBuf::from(line.trim_start()[key.len()..].trim())),
         "admin" => BannerLine::Admin(addr()?),
+        "lmtp" => BannerLine::Lmtp(addr()?),
         "certs" => BannerLine::Certs(PathBuf::from(line.trim_start()[key.len()..].trim())),
         k if k.strip_prefix("node").is_some_and(is_number) => {
             let id = k[4..]
@@ -134,6 +137,8 @@ pub struct MailraftDev {
     pub admin: SocketAddr,
     /// The gRPC certificates (`mailraft admin --tls-dir`).
     pub certs: PathBuf,
+    /// The front-end's LMTP listener.
+    pub lmtp: SocketAddr,
     /// The self-signed certificate.
     pub cert: PathBuf,
     /// The storage child processes (empty for a single node, which runs in-process).
@@ -161,6 +166,8 @@ impl MailraftDev {
                 "--grpc-addr",
                 "127.0.0.1:0",
                 "--admin-addr",
+                "127.0.0.1:0",
+                "--lmtp-addr",
                 "127.0.0.1:0",
             ])
             .args([
@@ -191,7 +198,7 @@ impl MailraftDev {
         });
         let deadline = Instant::now() + START_TIMEOUT;
         let (mut imap, mut imaps, mut grpc, mut cert) = (None, None, None, None);
-        let (mut admin, mut certs) = (None, None);
+        let (mut admin, mut certs, mut lmtp) = (None, None, None);
         let mut dev_nodes = Vec::new();
         let want_nodes = if nodes > 1 { nodes as usize } else { 0 };
         while imap.is_none()
@@ -200,6 +207,7 @@ impl MailraftDev {
             || cert.is_none()
             || admin.is_none()
             || certs.is_none()
+            || lmtp.is_none()
             || dev_nodes.len() < want_nodes
         {
             let left = deadline.saturating_duration_since(Instant::now());
@@ -226,6 +234,7 @@ impl MailraftDev {
                 Some(BannerLine::Cert(p)) => cert = Some(p),
                 Some(BannerLine::Admin(a)) => admin = Some(a),
                 Some(BannerLine::Certs(p)) => certs = Some(p),
+                Some(BannerLine::Lmtp(a)) => lmtp = Some(a),
                 Some(BannerLine::Node(n)) => dev_nodes.push(n),
                 None => {}
             }
@@ -240,6 +249,7 @@ impl MailraftDev {
             grpc: grpc.ok_or_else(|| anyhow!("no grpc"))?,
             admin: admin.ok_or_else(|| anyhow!("no admin"))?,
             certs: certs.ok_or_else(|| anyhow!("no certs"))?,
+            lmtp: lmtp.ok_or_else(|| anyhow!("no lmtp"))?,
             cert: cert.ok_or_else(|| anyhow!("no cert"))?,
             nodes: dev_nodes,
         })
@@ -392,6 +402,7 @@ mod tests {
                       imaps    127.0.0.1:40002   implicit TLS, self-signed certificate\n\
                       grpc     127.0.0.1:40003\n\
                       metrics  http://127.0.0.1:40004/metrics\n\
+                      lmtp     127.0.0.1:40005   LMTP delivery (RFC 2033), no authentication: keep it off public networks\n\
                       cert     /tmp/x/tls/cert.pem\n";
         let got: Vec<BannerLine> = banner
             .lines()
@@ -403,6 +414,7 @@ mod tests {
                 BannerLine::Imap("127.0.0.1:40001".parse().unwrap()),
                 BannerLine::Imaps("127.0.0.1:40002".parse().unwrap()),
                 BannerLine::Grpc("127.0.0.1:40003".parse().unwrap()),
+                BannerLine::Lmtp("127.0.0.1:40005".parse().unwrap()),
                 BannerLine::Cert("/tmp/x/tls/cert.pem".into()),
             ]
         );

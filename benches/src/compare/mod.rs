@@ -133,7 +133,7 @@ pub async fn run(common: &Common, args: &CompareArgs) -> Result<ExitCode> {
         servers.push(Server {
             name,
             port: mr.imap.port(),
-            lmtp: None,
+            lmtp: Some(mr.lmtp.to_string()),
             pid: mr.pid(),
         });
         devs.push(mr);

@@ -35,6 +35,8 @@ pub mod framer;
 pub mod fuzzing;
 pub mod io;
 pub mod limits;
+/// LMTP delivery (RFC 2033): its own listener and room, sharing only the storage client.
+pub mod lmtp;
 pub mod metrics;
 pub mod names;
 pub mod preauth;

@@ -56,6 +56,9 @@ pub struct DevArgs {
     /// Implicit-TLS IMAP with a self-signed certificate generated on first start.
     #[arg(long, default_value = "127.0.0.1:1993")]
     pub imaps_addr: SocketAddr,
+    /// LMTP delivery (RFC 2033) for a local MTA: no authentication, so loopback only by default.
+    #[arg(long, default_value = "127.0.0.1:1024")]
+    pub lmtp_addr: SocketAddr,
     /// The storage node's peer gRPC listener (Raft, Storage).
     #[arg(long, default_value = "127.0.0.1:50051")]
     pub grpc_addr: SocketAddr,
@@ -126,6 +129,9 @@ pub struct FrontendArgs {
     /// Overrides `imap.tls_addr`.
     #[arg(long)]
     pub imaps_addr: Option<SocketAddr>,
+    /// Overrides `lmtp.addr`.
+    #[arg(long)]
+    pub lmtp_addr: Option<SocketAddr>,
     /// Shut down when stdin reaches end-of-file (so a supervising process's children stop with
     /// it).
     #[arg(long, hide = true)]

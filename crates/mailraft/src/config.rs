@@ -60,6 +60,8 @@ pub struct Config {
     pub node: NodeConfig,
     /// The IMAP front-end.
     pub imap: ImapConfig,
+    /// LMTP delivery on the front-end (RFC 2033), where the MTA hands over mail.
+    pub lmtp: LmtpSection,
     /// How a front-end reaches the storage cluster.
     pub storage: StorageClientConfig,
     /// Raft timing and log compaction.
@@ -81,6 +83,7 @@ impl Default for Config {
         Self {
             node: NodeConfig::default(),
             imap: ImapConfig::default(),
+            lmtp: LmtpSection::default(),
             storage: StorageClientConfig::default(),
             raft: RaftConfig::default(),
             // The telemetry crate leaves the metrics listener off; a server should expose it.
@@ -229,6 +232,67 @@ impl Default for ImapConfig {
             max_preauth_per_ip: 20,
             write_timeout_secs: 60,
             write_chunk_messages: 5_000,
+        }
+    }
+}
+
+/// LMTP delivery (RFC 2033). It has no authentication: keep `addr` on loopback or a private
+/// network, or use `socket`.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct LmtpSection {
+    /// TCP listener; unset (the default for `mailraft frontend`) means none. `mailraft dev`
+    /// sets it from `--lmtp-addr`.
+    #[serde(deserialize_with = "empty_as_none")]
+    pub addr: Option<SocketAddr>,
+    /// Unix socket path (created 0660, a stale socket file is replaced); unset = none.
+    #[serde(deserialize_with = "empty_as_none")]
+    pub socket: Option<PathBuf>,
+    /// Name in the greeting and the LHLO reply.
+    pub hostname: String,
+    /// Largest message, advertised as SIZE (at most 64 MiB: one storage request).
+    pub max_message_bytes: u64,
+    /// Recipients per transaction (at most 1000); more get 452 4.5.3.
+    pub max_recipients: usize,
+    /// Longest command line (at least 512, RFC 5321 §4.5.3.1.4).
+    pub max_line_bytes: usize,
+    /// Refused commands before the connection is closed.
+    pub max_errors: u32,
+    /// Concurrent LMTP connections (TCP and socket together).
+    pub max_connections: usize,
+    /// Seconds to wait for the client's next bytes (RFC 5321 §4.5.3.2.7: 5 minutes).
+    pub idle_timeout_secs: u64,
+}
+
+impl Default for LmtpSection {
+    fn default() -> Self {
+        let d = mailraft_frontend::lmtp::LmtpConfig::default();
+        Self {
+            addr: None,
+            socket: None,
+            hostname: d.hostname,
+            max_message_bytes: d.max_message_bytes,
+            max_recipients: d.max_recipients,
+            max_line_bytes: d.max_line_bytes,
+            max_errors: d.max_errors,
+            max_connections: d.max_connections,
+            idle_timeout_secs: d.idle_timeout.as_secs(),
+        }
+    }
+}
+
+impl LmtpSection {
+    /// The front-end's view of these settings.
+    pub fn lmtp_config(&self) -> mailraft_frontend::lmtp::LmtpConfig {
+        mailraft_frontend::lmtp::LmtpConfig {
+            hostname: self.hostname.clone(),
+            max_line_bytes: self.max_line_bytes,
+            max_message_bytes: self.max_message_bytes,
+            max_recipients: self.max_recipients,
+            max_errors: self.max_errors,
+            max_connections: self.max_connections,
+            idle_timeout: std::time::Duration::from_secs(self.idle_timeout_secs),
+            ..mailraft_frontend::lmtp::LmtpConfig::default()
         }
     }
 }
@@ -538,6 +602,10 @@ impl Config {
                 "imap.idle_timeout_secs",
                 "must be >= 1800 (RFC 9051 §5.4)",
             ));
+        }
+
+        if let Err(e) = self.lmtp.lmtp_config().validate() {
+            return Err(invalid("lmtp", e.to_string()));
         }
 
         if self.storage.endpoints.is_empty() {

@@ -126,6 +126,66 @@ pub async fn imap_listeners(
     Ok(out)
 }
 
+/// Running LMTP listeners.
+pub struct LmtpListeners {
+    /// TCP listener address, if any.
+    pub addr: Option<SocketAddr>,
+    /// Unix socket path, if any.
+    pub socket: Option<std::path::PathBuf>,
+    tasks: Vec<JoinHandle<()>>,
+}
+
+impl LmtpListeners {
+    /// Waits for every listener to finish draining, then removes the socket file.
+    pub async fn join(self) {
+        for t in self.tasks {
+            if let Err(e) = t.await {
+                tracing::warn!(error = %e, "lmtp listener task failed");
+            }
+        }
+        if let Some(path) = &self.socket {
+            let _ = std::fs::remove_file(path);
+        }
+    }
+}
+
+/// Binds and serves the configured LMTP listeners (`[lmtp]`) until `stop` turns true, delivering
+/// through `storage` (the IMAP server's client: one set of channels per process).
+pub async fn lmtp_listeners(
+    cfg: &Config,
+    storage: mailraft_frontend::storage::Storage,
+    stop: &watch::Receiver<bool>,
+) -> Result<LmtpListeners> {
+    use mailraft_frontend::lmtp::{LmtpListener, LmtpServer, StorageBackend};
+    let server = LmtpServer::new(cfg.lmtp.lmtp_config(), StorageBackend::new(storage)).context("lmtp settings")?;
+    let mut out = LmtpListeners { addr: None, socket: None, tasks: Vec::new() };
+    if let Some(addr) = cfg.lmtp.addr {
+        let l = TcpListener::bind(addr).await.with_context(|| format!("bind LMTP {addr}"))?;
+        out.addr = Some(l.local_addr()?);
+        out.tasks.push(tokio::spawn(server.clone().serve(LmtpListener::Tcp(l), stopped(stop.clone()))));
+    }
+    if let Some(path) = &cfg.lmtp.socket {
+        let l = bind_unix(path)?;
+        out.socket = Some(path.clone());
+        out.tasks.push(tokio::spawn(server.serve(LmtpListener::Unix(l), stopped(stop.clone()))));
+    }
+    Ok(out)
+}
+
+/// Binds a Unix socket at `path`, replacing a stale socket file (never any other file), with
+/// mode 0660 so access is granted by group, e.g. to the MTA's.
+fn bind_unix(path: &std::path::Path) -> Result<tokio::net::UnixListener> {
+    use std::os::unix::fs::{FileTypeExt, PermissionsExt};
+    if let Ok(meta) = std::fs::symlink_metadata(path) {
+        anyhow::ensure!(meta.file_type().is_socket(), "lmtp.socket {} exists and is not a socket", path.display());
+        std::fs::remove_file(path).with_context(|| format!("remove stale socket {}", path.display()))?;
+    }
+    let l = tokio::net::UnixListener::bind(path).with_context(|| format!("bind LMTP socket {}", path.display()))?;
+    std::fs::set_permissions(path, std::fs::Permissions::from_mode(0o660))
+        .with_context(|| format!("chmod LMTP socket {}", path.display()))?;
+    Ok(l)
+}
+
 /// Resolves once `rx` holds `true` (or its sender is gone).
 pub async fn stopped(mut rx: watch::Receiver<bool>) {
     // An error means the sender dropped: treat as stop.

@@ -37,6 +37,7 @@ async fn dev(args: DevArgs) -> Result<()> {
     cfg.node.admin_addr = args.admin_addr;
     cfg.imap.addr = Some(args.imap_addr);
     cfg.imap.tls_addr = Some(args.imaps_addr);
+    cfg.lmtp.addr = Some(args.lmtp_addr);
     cfg.dev.demo_password = args.demo_password;
     // Local development on loopback: cleartext LOGIN is allowed (production default is off).
     cfg.imap.allow_plaintext_auth = true;
@@ -95,6 +96,7 @@ async fn dev(args: DevArgs) -> Result<()> {
     });
     let server = ImapServer::new(frontend)?;
     let (stop_tx, stop) = launch::shutdown_signal();
+    let lmtp = launch::lmtp_listeners(&cfg, server.storage().clone(), &stop).await?;
     let listeners = launch::imap_listeners(server, cfg.imap.addr, cfg.imap.tls_addr, Some(&tls), &stop).await?;
 
     // The first words of these lines are parsed by tests/support: keep them stable.
@@ -114,6 +116,7 @@ async fn dev(args: DevArgs) -> Result<()> {
     if let Some(a) = listeners.imaps {
         println!("imaps    {a}   implicit TLS, self-signed certificate");
     }
+    print_lmtp(&lmtp);
     println!("grpc     {}", grpc.trim_start_matches("https://"));
     println!("admin    {}", admin_url.trim_start_matches("https://"));
     println!("certs    {}", certs.dir.display());
@@ -134,6 +137,7 @@ async fn dev(args: DevArgs) -> Result<()> {
     launch::stopped(stop).await;
     drop(stop_tx);
     listeners.join().await;
+    lmtp.join().await;
     if let Some(node) = node {
         node.shutdown().await;
     }
@@ -141,6 +145,16 @@ async fn dev(args: DevArgs) -> Result<()> {
         cluster.shutdown().await;
     }
     Ok(())
+}
+
+/// The LMTP banner lines (`lmtp <addr>`, `lmtp-sock <path>`; tests/support reads them).
+fn print_lmtp(lmtp: &launch::LmtpListeners) {
+    if let Some(a) = lmtp.addr {
+        println!("lmtp     {a}   LMTP delivery (RFC 2033), no authentication: keep it off public networks");
+    }
+    if let Some(p) = &lmtp.socket {
+        println!("lmtp-sock {}", p.display());
+    }
 }
 
 /// The telemetry defaults `dev` compares against before quieting the log.
@@ -219,6 +233,9 @@ async fn frontend(args: FrontendArgs) -> Result<()> {
     if let Some(a) = args.imaps_addr {
         cfg.imap.tls_addr = Some(a);
     }
+    if let Some(a) = args.lmtp_addr {
+        cfg.lmtp.addr = Some(a);
+    }
     cfg.validate().context("invalid configuration")?;
     cfg.check_frontend_security().context("invalid configuration")?;
     let _telemetry = mailraft_telemetry::init(&cfg.telemetry)?;
@@ -238,7 +255,9 @@ async fn frontend(args: FrontendArgs) -> Result<()> {
     if args.exit_on_stdin_eof {
         watch_stdin(stop_tx.clone())?;
     }
+    let lmtp = launch::lmtp_listeners(&cfg, server.storage().clone(), &stop).await?;
     let listeners = launch::imap_listeners(server, cfg.imap.addr, cfg.imap.tls_addr, tls.as_ref(), &stop).await?;
+    print_lmtp(&lmtp);
     if let Some(a) = listeners.imap {
         println!("imap     {a}");
     }
@@ -248,6 +267,7 @@ async fn frontend(args: FrontendArgs) -> Result<()> {
     launch::stopped(stop.clone()).await;
     drop(stop_tx);
     listeners.join().await;
+    lmtp.join().await;
     Ok(())
 }
 

@@ -66,6 +66,8 @@ fn example_lists_every_option() {
     full.imap.tls_cert = Some("cert.pem".into());
     full.imap.tls_key = Some("key.pem".into());
     full.telemetry.otlp_endpoint = Some("http://collector:4317".into());
+    full.lmtp.addr = Some("127.0.0.1:24".parse().unwrap());
+    full.lmtp.socket = Some("/run/mailraft/lmtp.sock".into());
     let fields = keys(&toml::Value::try_from(&full).unwrap());
 
     let text = std::fs::read_to_string(example_path()).unwrap();

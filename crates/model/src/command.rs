@@ -302,6 +302,54 @@ pub enum Command {
         /// 1 to [`crate::limits::MAX_MESSAGES_PER_COMMAND`].
         max_rows: u32,
     },
+    /// LMTP delivery (RFC 2033): `body` for every target, all accounts of `tenant`, in one entry.
+    /// Each target succeeds or fails on its own ([`Delivery`]); see `apply/deliver.rs`.
+    Deliver {
+        /// The recipients' tenant.
+        tenant: TenantId,
+        /// The message as received, once for all targets.
+        #[serde(with = "serde_bytes")]
+        body: Vec<u8>,
+        /// 1 to [`crate::limits::MAX_DELIVERY_RECIPIENTS`] recipients, in order.
+        targets: Vec<DeliveryTarget>,
+    },
+}
+
+/// One recipient of a [`Command::Deliver`], resolved by the proposer.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct DeliveryTarget {
+    /// The account (of the command's tenant).
+    pub account: AccountId,
+    /// Mailbox name; INBOX is used when it does not exist at apply time.
+    pub mailbox: String,
+    /// Header lines prepended to the body for this recipient (`Return-Path:`, `Delivered-To:`).
+    #[serde(with = "serde_bytes")]
+    pub prefix: Vec<u8>,
+    /// postcard-encoded `mailraft_mime::MessageInfo` of prefix + body.
+    #[serde(with = "serde_bytes")]
+    pub structure: Vec<u8>,
+}
+
+/// What became of one [`DeliveryTarget`].
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub enum Delivery {
+    /// Stored.
+    Delivered {
+        /// The mailbox it went into.
+        mailbox: MailboxId,
+        /// Its UIDVALIDITY.
+        uidvalidity: u32,
+        /// The new message's UID.
+        uid: Uid,
+    },
+    /// The account no longer exists.
+    UnknownAccount,
+    /// The account is disabled.
+    Disabled,
+    /// The account's or the tenant's quota would be exceeded.
+    OverQuota,
+    /// Refused for another reason.
+    Failed(ModelError),
 }
 
 impl Command {
@@ -324,6 +372,7 @@ impl Command {
             Command::SetAccountDisabled { .. } => "set_account_disabled",
             Command::DeleteAccount { .. } => "delete_account",
             Command::PurgeAccount { .. } => "purge_account",
+            Command::Deliver { .. } => "deliver",
         }
     }
 
@@ -337,7 +386,8 @@ impl Command {
             | Command::RotateSessionKey { .. }
             | Command::SetAccountDisabled { .. }
             | Command::DeleteAccount { .. }
-            | Command::PurgeAccount { .. } => None,
+            | Command::PurgeAccount { .. }
+            | Command::Deliver { .. } => None,
             Command::CreateMailbox { who, .. }
             | Command::DeleteMailbox { who, .. }
             | Command::RenameMailbox { who, .. }
@@ -487,6 +537,11 @@ pub enum Outcome {
         rows: u64,
         /// Nothing of the account is left and its deletion record is gone.
         done: bool,
+    },
+    /// Deliver: one result per target, in order.
+    Delivered {
+        /// Per recipient.
+        results: Vec<Delivery>,
     },
 }
 

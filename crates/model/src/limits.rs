@@ -33,3 +33,8 @@ pub const MAX_MAILBOXES_PER_ACCOUNT: usize = 10_000;
 /// Most messages one APPEND (RFC 3502 MULTIAPPEND) may carry. The storage node refuses more
 /// before proposing; the model checks again so no log entry can carry more.
 pub const MAX_APPEND_MESSAGES: usize = 1000;
+
+/// Most recipients of one LMTP delivery (`Command::Deliver`): each costs a few point reads and
+/// writes and its header prefix and MIME structure in the entry, so this bounds the apply and
+/// the entry's size beyond the body. The front-end refuses more at RCPT (452 4.5.3).
+pub const MAX_DELIVERY_RECIPIENTS: usize = 1000;

@@ -32,6 +32,7 @@ pub mod authz;
 mod changes;
 pub mod cluster_id;
 pub mod convert;
+mod deliver;
 pub mod directory;
 pub mod error;
 mod fetch;

@@ -142,6 +142,17 @@ impl Storage for StorageService {
         unary!(self, "RefreshToken", refresh_token_op, request)
     }
 
+    async fn check_recipient(
+        &self,
+        request: Request<pb::CheckRecipientRequest>,
+    ) -> Result<Response<pb::CheckRecipientResponse>, Status> {
+        self.check_recipient_rpc(request).await
+    }
+
+    async fn deliver(&self, request: Request<pb::DeliverRequest>) -> Result<Response<pb::DeliverResponse>, Status> {
+        self.deliver_rpc(request).await
+    }
+
     async fn watch(&self, request: Request<pb::WatchRequest>) -> Result<Response<Self::WatchStream>, Status> {
         let req = request.into_inner();
         let span = rpc_span("Watch", "");

@@ -162,6 +162,17 @@ impl Storage for Mock {
         }))
     }
 
+    async fn check_recipient(
+        &self,
+        _request: Request<proto::CheckRecipientRequest>,
+    ) -> Result<Response<proto::CheckRecipientResponse>, Status> {
+        Err(Status::unimplemented("not scripted"))
+    }
+
+    async fn deliver(&self, _request: Request<proto::DeliverRequest>) -> Result<Response<proto::DeliverResponse>, Status> {
+        Err(Status::unimplemented("not scripted"))
+    }
+
     async fn refresh_token(
         &self,
         request: Request<proto::RefreshTokenRequest>,

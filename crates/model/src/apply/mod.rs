@@ -14,6 +14,7 @@
 
 mod account;
 pub mod dedup;
+mod deliver;
 mod mailbox;
 mod message;
 
@@ -123,6 +124,7 @@ fn dispatch(txn: &mut Txn<'_>, cmd: &Command) -> Reply {
         Command::Copy { who, mailbox, uidvalidity, uids, destination, is_move } => {
             message::copy(txn, *who, *mailbox, *uidvalidity, uids, destination, *is_move)
         }
+        Command::Deliver { tenant, body, targets } => deliver::deliver(txn, *tenant, body, targets),
     }
 }
 
