@@ -10,9 +10,12 @@
 //! - [`cluster_keeps_every_acknowledged_append_without_the_old_leader`]: three storage nodes,
 //!   the followers on slow disks, lose power at the same instant, and only the two followers
 //!   come back. They can only hold every acknowledged APPEND if each fsynced its Raft log before
-//!   acknowledging an entry to the leader. (A node's state machine fsyncs the same RocksDB WAL
-//!   when it applies, which hides a missing log fsync on the leader, and on a follower once it
-//!   has applied: the slow disks keep followers applying well after the client's OK.)
+//!   acknowledging an entry to the leader.
+//!
+//! Both also cover a crash between the log's fsync and the state machine's apply: apply writes
+//! its batch without an fsync of its own (the log already made the entry durable), so a cut
+//! right after an OK drops the applied state of the newest entries, and the node must re-apply
+//! them from its log with the same UIDs.
 //!
 //! Each node's data dir is the root of its own faultfs mount, so it exists durably before the
 //! node starts, as a provisioned volume does; everything a node creates inside is its own.

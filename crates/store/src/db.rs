@@ -218,6 +218,14 @@ pub(crate) fn write_sync(db: &DB, batch: WriteBatch) -> Result<()> {
     Ok(())
 }
 
+/// Writes a batch to the WAL without waiting for an fsync: it survives a process crash (the
+/// bytes are in the page cache) and the next synced write makes it durable; a power cut before
+/// that may lose it, whole. Only for writes that can be rebuilt from something already durable.
+pub(crate) fn write_unsynced(db: &DB, batch: WriteBatch) -> Result<()> {
+    db.write_opt(batch, &WriteOptions::default())?;
+    Ok(())
+}
+
 /// Reads and decodes a postcard value.
 pub(crate) fn get_value<T: DeserializeOwned>(
     db: &DB,

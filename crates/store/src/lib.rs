@@ -8,7 +8,9 @@
 //! 2. Both go to `openraft::Raft::new` ([`Raft`] with [`TypeConfig`]). openraft appends proposed
 //!    entries through [`LogStore`] (fsynced before they count for the quorum) and hands committed
 //!    ones to [`StateMachineStore`], which runs the model's `apply` on each, commits the batch's
-//!    writes together with `last_applied` in one fsynced `WriteBatch`, and only then replies and
+//!    writes together with `last_applied` in one `WriteBatch` (not fsynced again: the log's
+//!    fsync already made the entries durable, and a power cut loses only whole apply batches,
+//!    which openraft re-applies from the log; see `state_machine.rs`), and then replies and
 //!    publishes [`mailraft_model::MailboxEvent`]s to [`StateMachineStore::subscribe`]rs.
 //! 3. Queries read the applied state through a [`StateView`] (taken with
 //!    [`StateMachineStore::reader`] before the store moves into Raft), preferably with
