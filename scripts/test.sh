@@ -15,6 +15,11 @@ export CARGO_TARGET_DIR="${CARGO_TARGET_DIR:-$HOME/.cache/mailraft-target}"
 if cargo nextest --version >/dev/null 2>&1; then
   # nextest does not run doctests; run them first so nextest's summary is the closing line.
   cargo test --workspace --doc -q
+  # Build every test binary (and the `mailraft` binary) once, then bring the compose cluster up
+  # from that binary's image (deploy/build-image.sh --binary): 3 storage nodes, 2 front-ends and
+  # Prometheus, with a storage node stopped under writes. Skips loudly without a Docker engine.
+  cargo nextest run --workspace --no-run
+  MAILRAFT_BIN="$CARGO_TARGET_DIR/debug/mailraft" python3 tests/deploy/compose_test.py
   cargo nextest run --workspace --no-fail-fast "$@"
 else
   cargo test --workspace --no-fail-fast "$@"

@@ -577,6 +577,15 @@ def dashboard_uses_exported_metrics():
     print(f"    dashboard: {len(ids)} panels over {len(used)} of {len(known)} exported metrics")
 
 
+@check
+def compose_cluster_wiring():
+    # deploy/compose.yaml without a Docker engine (the running cluster: tests/deploy/compose_test.py).
+    sys.path.insert(0, str(Path(__file__).resolve().parent))
+    import compose_static
+
+    compose_static.check(ROOT)
+
+
 def main():
     passed = failed = 0
     for fn in CHECKS:
