@@ -15,7 +15,8 @@
 //! reused channel per peer), [`raft_service`] the server side. [`node`] wires it together:
 //! [`StorageNode::start`] / [`StorageNode::shutdown`].
 //!
-//! Module map: `node` (lifecycle), `shared` (what services share: authorize / write / read),
+//! Module map: `node` (lifecycle), `shared` (what services share: authorize / write / read, with
+//! `read_index` letting concurrent reads share one read-index round),
 //! `storage_service` (dispatch) with `session`, `refresh` (token renewal), `mailboxes`, `messages`, `fetch`, `search`,
 //! `changes`; `admin_service` with `membership` (add/promote/remove/transfer); `raft_service`,
 //! `network`, `cluster_id` (which cluster a node belongs to, checked on every Raft message);
@@ -45,6 +46,7 @@ pub mod network;
 pub mod node;
 pub mod password;
 mod raft_observer;
+mod read_index;
 mod refresh;
 pub mod raft_service;
 mod search;

@@ -207,3 +207,14 @@ pub const READ_STREAMS_ACTIVE: &str = "mailraft_read_streams_active";
 pub fn read_streams_active(delta: f64) {
     metrics::gauge!(READ_STREAMS_ACTIVE).increment(delta);
 }
+
+/// Read-index rounds run (each confirms leadership with a quorum once).
+pub const READ_INDEX_ROUNDS_TOTAL: &str = "mailraft_read_index_rounds_total";
+/// Linearizable reads answered by those rounds; reads/rounds is how many reads share a round.
+pub const READ_INDEX_READS_TOTAL: &str = "mailraft_read_index_reads_total";
+
+/// Counts one read-index round covering `reads` reads (`read_index.rs`).
+pub fn read_index_round(reads: usize) {
+    metrics::counter!(READ_INDEX_ROUNDS_TOTAL).increment(1);
+    metrics::counter!(READ_INDEX_READS_TOTAL).increment(reads as u64);
+}

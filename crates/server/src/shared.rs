@@ -9,7 +9,8 @@
 //!   the first application's reply from the replicated dedup table instead of applying again.
 //!   [`Shared::write`] is the same without an id (admin calls).
 //! - [`Shared::linearize`] then [`Shared::read`]: a read-index round (the leader confirms with a
-//!   quorum that it still leads and waits until it has applied that index), then a query on a
+//!   quorum that it still leads and waits until it has applied that index; concurrent reads
+//!   share rounds, see `read_index.rs`), then a query on a
 //!   point-in-time view on the blocking pool (RocksDB reads block), at most
 //!   `limits.max_concurrent_reads` at once ([`Pools`]), so reads can never take every thread.
 
@@ -17,10 +18,12 @@ use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use mailraft_model::{Account, Command, KvRead, ModelError, Outcome, Principal, Request, RequestId, SessionKeys, query};
 use mailraft_proto::Context;
-use mailraft_store::{Raft, StateView};
+use mailraft_store::{Node, NodeId, Raft, StateView};
+use openraft::error::{CheckIsLeaderError, RaftError};
 
 use crate::error::ServerError;
 use crate::limits::Pools;
+use crate::read_index::{ReadIndexBatcher, ReadIndexError};
 use crate::metrics::record_tenant;
 use crate::token::{self, Claims};
 
@@ -40,6 +43,8 @@ pub struct Shared {
     token_ttl: Duration,
     /// Where blocking reads and password hashing run, and the guessing budgets.
     pub pools: Pools,
+    /// Shares read-index rounds between concurrent reads.
+    read_index: ReadIndexBatcher<RaftError<NodeId, CheckIsLeaderError<NodeId, Node>>>,
 }
 
 /// The idempotency key of a mutating call: `Context.request_id`, empty (or no context) = none.
@@ -64,7 +69,14 @@ impl Shared {
         cluster: std::sync::Arc<crate::cluster_id::ClusterIdentity>,
         pools: Pools,
     ) -> Self {
-        Shared { node_id, group_id, raft, view, cluster, token_ttl: crate::token::DEFAULT_TOKEN_TTL, pools }
+        let read_index = ReadIndexBatcher::new({
+            let raft = raft.clone();
+            std::sync::Arc::new(move || {
+                let raft = raft.clone();
+                Box::pin(async move { raft.ensure_linearizable().await.map(|_| ()) })
+            })
+        });
+        Shared { node_id, group_id, raft, view, cluster, token_ttl: crate::token::DEFAULT_TOKEN_TTL, pools, read_index }
     }
 
     /// Issues tokens valid for `ttl` (at least [`crate::token::MIN_TOKEN_TTL`]).
@@ -173,10 +185,14 @@ impl Shared {
     }
 
     /// Read-index: returns once this node is confirmed leader and has applied everything
-    /// committed before the call, so a following [`Shared::read`] is linearizable.
+    /// committed before the call, so a following [`Shared::read`] is linearizable. Concurrent
+    /// calls share one round that started after each of them ([`ReadIndexBatcher`]).
     pub async fn linearize(&self) -> Result<(), ServerError> {
-        self.raft.ensure_linearizable().await?;
-        Ok(())
+        match self.read_index.linearize().await {
+            Ok(()) => Ok(()),
+            Err(ReadIndexError::Failed(e)) => Err(e.into()),
+            Err(ReadIndexError::Stopped) => Err(ServerError::Unavailable("read-index round stopped".into())),
+        }
     }
 
     /// Runs a query on one point-in-time view of the applied state, on the blocking pool once
