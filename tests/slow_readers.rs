@@ -2,11 +2,13 @@
 //! `mailraft dev`.
 //!
 //! 500 logged-in sessions each send `FETCH 1:* BODY.PEEK[]` over a 15 MiB mailbox and never read
-//! a byte of the answer (their receive buffers are made tiny, so they stall at once). Every one of
-//! them then holds a storage-side FETCH stream, which the test confirms from the node's
-//! `mailraft_read_streams_active` before and after the writes: the stall is real for the whole
-//! measurement. Meanwhile another session's APPENDs must all complete with `OK` and a further
-//! session must still be able to SELECT and FETCH.
+//! a byte of the answer (their receive buffers are made tiny, so they stall at once). Their
+//! storage-side FETCH streams hold read message bytes until the account's share of the node's
+//! FETCH byte budget is full (the streams beyond that wait for bytes, holding nothing but a
+//! snapshot), which the test confirms from the node's `mailraft_fetch_buffered_bytes` before and
+//! after the writes: the stall is real for the whole measurement. Meanwhile another session's
+//! APPENDs must all complete with `OK`, and a session of another account must still be able to
+//! SELECT and FETCH.
 //!
 //! The write and stream deadlines are raised far beyond the test's length, so nothing here relies
 //! on them cutting the stalled sessions off: what keeps APPEND going is that stalled streams hold
@@ -45,6 +47,9 @@ const ENV: &[(&str, &str)] = &[
     ("MAILRAFT_LIMITS__READ_STREAM_DEADLINE_SECS", "900"),
     ("MAILRAFT_TELEMETRY__LOG_FILTER", "warn"),
 ];
+
+/// The account of the fresh reader (the stalled sessions are all [`USER`]'s).
+const READER: &str = "reader@example.test";
 
 /// A message of about `MESSAGE_BYTES`, in 76-column lines.
 fn big_message(n: usize) -> Vec<u8> {
@@ -91,10 +96,15 @@ fn stalled_session(imap: SocketAddr) -> Result<TcpStream> {
     Ok(stream)
 }
 
-/// FETCH streams the storage node is producing now.
-fn active_streams(metrics: SocketAddr) -> Result<f64> {
-    Ok(metric_sum(&scrape(metrics)?, "mailraft_read_streams_active", "").unwrap_or(0.0))
+/// Bytes the storage node's FETCH streams hold now (read, not yet taken by the transport).
+fn buffered_bytes(metrics: SocketAddr) -> Result<f64> {
+    Ok(metric_sum(&scrape(metrics)?, "mailraft_fetch_buffered_bytes", "").unwrap_or(0.0))
 }
+
+/// What the stalled streams of one account hold once its share of the FETCH byte budget is
+/// full: three quarters of the share (a quarter of the default 256 MiB budget), leaving room
+/// for the chunk that does not fit.
+const STALLED_SHARE_BYTES: f64 = 0.75 * (64 * 1024 * 1024) as f64;
 
 #[test]
 fn stalled_fetch_readers_do_not_block_appends() -> Result<()> {
@@ -107,8 +117,17 @@ fn stalled_fetch_readers_do_not_block_appends() -> Result<()> {
     for n in 0..MESSAGES {
         writer.append("INBOX", "", &big_message(n))?;
     }
-    ensure!(writer.run("CREATE Other")?.is_ok());
-    writer.append("Other", "", &big_message(0))?;
+    // The fresh reader at the end is another account: all stalled sessions are USER's, and one
+    // account's FETCH streams may hold only its share of the node's FETCH byte budget, so USER's
+    // own next FETCH rightly waits behind them (docs/SECURITY.md); another account's must not.
+    let mut args = dev.admin_args();
+    args.extend(["create-user".to_owned(), READER.to_owned()]);
+    support::mailraft(&args.iter().map(String::as_str).collect::<Vec<_>>(), &format!("{PASSWORD}\n"))?;
+    let mut other = Client::connect(dev.imap)?;
+    other.login(READER, PASSWORD)?;
+    ensure!(other.run("CREATE Other")?.is_ok());
+    other.append("Other", "", &big_message(0))?;
+    drop(other);
 
     let started = Instant::now();
     let per_thread = STALLED.div_ceil(LOGIN_THREADS);
@@ -125,11 +144,10 @@ fn stalled_fetch_readers_do_not_block_appends() -> Result<()> {
     }
     eprintln!("{} stalled sessions logged in and fetching after {:?}", stalled.len(), started.elapsed());
 
-    // Every stalled FETCH is holding its storage stream: the stall is real before we measure.
-    let everyone = STALLED as f64;
-    wait_for("every stalled FETCH to hold a storage stream", Duration::from_secs(120), || {
-        let active = active_streams(metrics)?;
-        Ok((active >= everyone).then_some(()))
+    // The stalled FETCHes hold their account's share of read bytes: the stall is real before we measure.
+    wait_for("the stalled FETCHes to fill their account's byte share", Duration::from_secs(120), || {
+        let held = buffered_bytes(metrics)?;
+        Ok((held >= STALLED_SHARE_BYTES).then_some(()))
     })?;
 
     let mut latencies = Vec::with_capacity(APPENDS);
@@ -142,17 +160,17 @@ fn stalled_fetch_readers_do_not_block_appends() -> Result<()> {
         latencies.push(took);
     }
 
-    // Reads are not starved either: a fresh session selects and fetches another mailbox.
+    // Reads are not starved either: a fresh session of another account selects and fetches.
     let mut reader = Client::connect(dev.imap)?;
-    reader.login(USER, PASSWORD)?;
+    reader.login(READER, PASSWORD)?;
     ensure!(reader.run("SELECT Other")?.is_ok());
     let fetched = reader.run("FETCH 1 BODY.PEEK[]")?;
     ensure!(fetched.is_ok(), "FETCH during the stall: {}", fetched.status);
     ensure!(fetched.untagged.iter().map(Vec::len).sum::<usize>() >= MESSAGE_BYTES, "FETCH returned too little");
 
     // ...and the stalled sessions were stalled for the whole measurement.
-    let active = active_streams(metrics)?;
-    ensure!(active >= everyone, "only {active} of {STALLED} stalled FETCH streams still open after the APPENDs");
+    let held = buffered_bytes(metrics)?;
+    ensure!(held >= STALLED_SHARE_BYTES, "the stalled FETCH streams hold only {held} bytes after the APPENDs");
 
     latencies.sort();
     eprintln!(

@@ -427,6 +427,9 @@ pub struct LimitsConfig {
     pub auth_failure_window_secs: u64,
     /// Most sources and logins whose failures are remembered at once (memory bound).
     pub auth_max_tracked: usize,
+    /// Bytes of message data FETCH streams may hold on a storage node at once, read but not yet
+    /// taken by the transport; one account may hold a quarter. Stalled readers wait for it.
+    pub fetch_buffer_bytes: usize,
 }
 
 impl Default for LimitsConfig {
@@ -446,6 +449,7 @@ impl Default for LimitsConfig {
             auth_block_secs: auth.block_for.as_secs(),
             auth_failure_window_secs: auth.window.as_secs(),
             auth_max_tracked: auth.max_tracked,
+            fetch_buffer_bytes: mailraft_server::limits::DEFAULT_FETCH_BUFFER_BYTES,
         }
     }
 }
@@ -633,8 +637,9 @@ impl Config {
         }
 
         let lim = &self.limits;
-        let positive: [(&'static str, u64); 9] = [
+        let positive: [(&'static str, u64); 10] = [
             ("limits.max_concurrent_reads", lim.max_concurrent_reads as u64),
+            ("limits.fetch_buffer_bytes", lim.fetch_buffer_bytes as u64),
             ("limits.read_stream_deadline_secs", lim.read_stream_deadline_secs),
             ("limits.auth_delay_ms", lim.auth_delay_ms),
             ("limits.auth_source_block_after", u64::from(lim.auth_source_block_after)),

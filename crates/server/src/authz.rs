@@ -7,14 +7,17 @@
 //!
 //! | role | URI SAN | peer listener | admin listener |
 //! |---|---|---|---|
-//! | storage node `N` | `spiffe://mailraft/node/N` | Raft (as node N only), Storage, Watch, health | health |
+//! | storage node `N` | `spiffe://mailraft/node/N` | Raft (as node N only), Storage, Watch, health; none but health once N is removed | health |
 //! | front-end | `spiffe://mailraft/frontend/<name>` | Storage, Watch, health | health |
 //! | operator | `spiffe://mailraft/operator/<name>` | health | Admin, health |
 //!
 //! One [`Authz`] interceptor per service checks the role before the service sees the request and
 //! puts the [`Caller`] into the request's extensions; the Raft service additionally checks that a
 //! message's `from_node` is the node its certificate names ([`check_sender`]), so one node cannot
-//! speak for another. The nodes' own calls to each other during membership changes (who are you,
+//! speak for another. A node certificate stays valid after its node is removed (there is no
+//! revocation list), so the Storage interceptor (Storage and Watch) also refuses a node
+//! certificate whose id is on the replicated list of retired node ids ([`Authz::refusing_retired`]),
+//! as the Raft service does for Raft messages. The nodes' own calls to each other during membership changes (who are you,
 //! start an election) are Raft RPCs, not Admin ones, so Admin stays operator-only.
 //!
 //! Without TLS (`insecure_plaintext`, loopback only, and in-process tests) nothing is enforced
@@ -22,6 +25,9 @@
 //!
 //! Refusals are `UNAUTHENTICATED` (no certificate) or `PERMISSION_DENIED` (a certificate whose
 //! role may not call this service), counted in `mailraft_grpc_authz_denied_total{service,reason}`.
+
+use std::collections::BTreeSet;
+use std::sync::Arc;
 
 use tonic::metadata::MetadataValue;
 use tonic::{Request, Status};
@@ -144,6 +150,12 @@ pub enum AuthzError {
         /// Who called.
         caller: String,
     },
+    /// A node certificate of a node that a membership change removed from the cluster.
+    #[error("node {0} was removed from this cluster; its certificate may not call {1} any more")]
+    RetiredNode(u64, &'static str),
+    /// The list of retired nodes could not be read, so the caller could not be checked.
+    #[error("cannot check the caller against the removed nodes: {0}")]
+    Unchecked(String),
     /// A Raft message whose `from_node` is not the node of the sender's certificate.
     #[error("node {cert} may not send raft messages as node {claimed}")]
     WrongSender {
@@ -163,6 +175,8 @@ impl AuthzError {
             AuthzError::NoRole | AuthzError::AmbiguousRole | AuthzError::BadRole(_) => "no_role",
             AuthzError::Forbidden { .. } => "wrong_role",
             AuthzError::WrongSender { .. } => "wrong_sender",
+            AuthzError::RetiredNode(..) => "retired_node",
+            AuthzError::Unchecked(_) => "unchecked",
         }
     }
 }
@@ -170,11 +184,13 @@ impl AuthzError {
 /// The wire form of a refusal: the one mapping of [`AuthzError`] to a gRPC status.
 impl From<AuthzError> for Status {
     fn from(e: AuthzError) -> Status {
-        let mut status = match e {
-            AuthzError::NoCertificate => Status::unauthenticated(e.to_string()),
-            _ => Status::permission_denied(e.to_string()),
+        let (mut status, code) = match e {
+            AuthzError::NoCertificate => (Status::unauthenticated(e.to_string()), "PERMISSION_DENIED"),
+            // A local read failed: the caller may retry (elsewhere), it was not judged.
+            AuthzError::Unchecked(_) => (Status::unavailable(e.to_string()), "UNAVAILABLE"),
+            _ => (Status::permission_denied(e.to_string()), "PERMISSION_DENIED"),
         };
-        status.metadata_mut().insert(CODE_KEY, MetadataValue::from_static("PERMISSION_DENIED"));
+        status.metadata_mut().insert(CODE_KEY, MetadataValue::from_static(code));
         status
     }
 }
@@ -233,18 +249,40 @@ impl Service {
     }
 }
 
+/// The ids of the nodes removed from the cluster, as this node has applied them.
+pub type RetiredNodes = Arc<dyn Fn() -> Result<BTreeSet<u64>, String> + Send + Sync>;
+
 /// Authorizes every call of one service (see the module docs).
-#[derive(Debug, Clone, Copy)]
+#[derive(Clone)]
 pub struct Authz {
     service: Service,
     /// False on a plaintext listener.
     enforce: bool,
+    /// Refuses node certificates of these ids, when set.
+    retired: Option<RetiredNodes>,
+}
+
+impl std::fmt::Debug for Authz {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Authz")
+            .field("service", &self.service)
+            .field("enforce", &self.enforce)
+            .field("refuses_retired", &self.retired.is_some())
+            .finish()
+    }
 }
 
 impl Authz {
     /// The interceptor for `service`; `enforce` is false only without TLS.
     pub fn new(service: Service, enforce: bool) -> Self {
-        Authz { service, enforce }
+        Authz { service, enforce, retired: None }
+    }
+
+    /// Also refuses node certificates whose id `retired` lists (one point read per call from a
+    /// node certificate; other roles are not looked up).
+    pub fn refusing_retired(mut self, retired: RetiredNodes) -> Self {
+        self.retired = Some(retired);
+        self
     }
 
     /// The caller of a request whose first peer certificate (if any) is `leaf`.
@@ -259,6 +297,11 @@ impl Authz {
                 needs: self.service.needs(),
                 caller: role.uri(),
             });
+        }
+        if let (Role::Node(id), Some(retired)) = (&role, &self.retired)
+            && retired().map_err(AuthzError::Unchecked)?.contains(id)
+        {
+            return Err(AuthzError::RetiredNode(*id, self.service.name()));
         }
         Ok(Caller::Verified(role))
     }
@@ -355,6 +398,24 @@ mod tests {
         assert!(allowed(Service::Health, &frontend));
         assert_eq!(Authz::new(Service::Admin, true).check(None), Err(AuthzError::NoCertificate));
         assert_eq!(Authz::new(Service::Admin, false).check(None), Ok(Caller::Plaintext));
+    }
+
+    #[test]
+    fn a_retired_node_certificate_is_refused_where_the_list_is_checked() {
+        let retired: RetiredNodes = Arc::new(|| Ok(BTreeSet::from([4])));
+        let storage = Authz::new(Service::Storage, true).refusing_retired(retired);
+        let cert = |role: Role| cert_with_uris(&[&role.uri()]);
+        assert_eq!(storage.check(Some(&cert(Role::Node(4)))), Err(AuthzError::RetiredNode(4, "Storage")));
+        assert_eq!(storage.check(Some(&cert(Role::Node(3)))), Ok(Caller::Verified(Role::Node(3))));
+        let frontend = Role::Frontend("f".into());
+        assert_eq!(storage.check(Some(&cert(frontend.clone()))), Ok(Caller::Verified(frontend)));
+        let refused = Status::from(storage.check(Some(&cert(Role::Node(4)))).unwrap_err());
+        assert_eq!(refused.code(), tonic::Code::PermissionDenied);
+        assert!(refused.message().contains("node 4 was removed"), "{}", refused.message());
+        // Unreadable list: refused as unavailable, not let through.
+        let broken = Authz::new(Service::Storage, true).refusing_retired(Arc::new(|| Err("disk".into())));
+        let refused = Status::from(broken.check(Some(&cert(Role::Node(3)))).unwrap_err());
+        assert_eq!(refused.code(), tonic::Code::Unavailable);
     }
 
     #[test]

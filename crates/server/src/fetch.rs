@@ -2,21 +2,30 @@
 //!
 //! After the read-index round the stream pins one RocksDB snapshot (an owned
 //! [`PinnedView`]) and produces chunks of at most [`CHUNK_MESSAGES`] messages or about
-//! [`CHUNK_BYTES`], one at a time: each chunk is read on the blocking pool under a read slot
-//! (`Pools::read`), then the producer, an async task that holds no thread and no slot while it
-//! waits, hands it to the client through a one-chunk channel. So:
-//! - memory stays bounded whatever the client asked for (one chunk queued, one being sent, and
-//!   one page of message metadata: each chunk lists the messages after the last UID sent);
+//! [`CHUNK_BYTES`], one at a time. Each chunk is first *planned* from message metadata (which
+//! messages, and exactly how many bytes of bodies and structures they will carry), then its
+//! bytes are reserved in the node's FETCH byte budget (`limits::ByteBudget`: node-wide and per
+//! account), then it is read on the blocking pool under a read slot (`Pools::read_as`), which
+//! also plans the next chunk. The producer, an async task that holds no thread and no slot while
+//! it waits, hands chunks to the client through a one-chunk channel; a chunk's bytes go back to
+//! the budget when the transport asks for the next one (it has taken this one) or the stream is
+//! dropped. So:
+//! - memory stays bounded whatever the client asked for, and whatever number of clients stall:
+//!   each stream holds at most about three chunks (being produced, queued, in the transport) and
+//!   one page of message metadata, and all streams together hold at most the byte budget, one
+//!   account at most a quarter of it (a message larger than that is still sent, alone);
 //! - a client that does not read costs no blocking thread and no read slot, so a few hundred of
 //!   them cannot starve other reads, let alone the Raft log and apply (own threads anyway);
 //! - a client that goes away (its stream is dropped) stops the producer at once, even while it
-//!   waits for a read slot or for the client, and the snapshot is released;
+//!   waits for bytes, a read slot or the client, and the snapshot is released;
 //! - no stream keeps its snapshot (and the old versions RocksDB must keep for it) longer than
-//!   `limits.read_stream_deadline_secs`: then it ends with DEADLINE_EXCEEDED after the chunks
-//!   already queued.
+//!   `limits.read_stream_deadline_secs`, waiting for bytes included: then it ends with
+//!   DEADLINE_EXCEEDED after the chunks already queued.
+//!
 //! Because the whole stream reads one snapshot, a concurrent EXPUNGE cannot remove a blob
 //! halfway through. `mailraft_read_streams_total{end}` counts how streams end,
-//! `mailraft_read_streams_active` those producing now.
+//! `mailraft_read_streams_active` those producing now, `mailraft_fetch_buffered_bytes` the
+//! bytes their chunks hold.
 //!
 //! Errors found before the first chunk (unknown mailbox, UIDVALIDITY mismatch) are returned as
 //! the RPC's status; later ones end the stream with a status.
@@ -30,11 +39,11 @@ use mailraft_proto as pb;
 use mailraft_store::PinnedView;
 use tokio::sync::{mpsc, oneshot};
 use tokio::time::Instant;
-use tokio_stream::wrappers::ReceiverStream;
 use tonic::Status;
 
 use crate::convert::{flag_strings, uid_set};
 use crate::error::ServerError;
+use crate::limits::HeldBytes;
 use crate::metrics::{read_stream_ended, read_streams_active};
 use crate::shared::Shared;
 use crate::token::Claims;
@@ -42,9 +51,8 @@ use crate::storage_service::{RpcStream, StorageService};
 
 /// Most messages per response chunk.
 pub const CHUNK_MESSAGES: usize = 64;
-/// A chunk is sent once its bodies and structures reach this size (one large message can
-/// exceed it; front-ends must accept responses larger than gRPC's 4 MiB default). Small enough
-/// that a stalled stream holds little: about three chunks between snapshot and socket.
+/// A chunk ends once its bodies and structures reach this size (one large message can exceed
+/// it; front-ends must accept responses larger than gRPC's 4 MiB default).
 pub const CHUNK_BYTES: usize = 1 << 20;
 
 /// What to attach to each message.
@@ -68,6 +76,7 @@ impl StorageService {
         let mut producer = Producer {
             shared: self.shared.clone(),
             reader: Some(reader),
+            plan: None,
             claims,
             first: true,
             deadline,
@@ -86,13 +95,47 @@ impl StorageService {
                 return Err(e);
             }
         };
-        let (tx, rx) = mpsc::channel::<pb::FetchResponse>(1);
+        let (tx, mut rx) = mpsc::channel::<Chunk>(1);
         let (end_tx, end_rx) = oneshot::channel::<ServerError>();
         tokio::spawn(producer.run(first, tx, end_tx));
+        let chunks = async_stream::stream! {
+            while let Some(Chunk { messages, held }) = rx.recv().await {
+                yield Ok::<_, Status>(pb::FetchResponse { messages });
+                // Resumed: the transport took the chunk and asks for the next, so its bytes are
+                // no longer ours to count. (Dropping the stream drops them too.)
+                drop(held);
+            }
+        };
         // The chunks, then the error that ended the stream early, if any.
         let end = futures::stream::once(end_rx).filter_map(|end| async move { end.ok().map(|e| Err(Status::from(e))) });
-        Ok(Box::pin(ReceiverStream::new(rx).map(Ok).chain(end)))
+        Ok(Box::pin(chunks.chain(end)))
     }
+}
+
+/// One chunk ready to send, and its bytes in the node's FETCH budget.
+struct Chunk {
+    messages: Vec<pb::FetchedMessage>,
+    held: HeldBytes,
+}
+
+/// The messages of the next chunk, before their bytes are read.
+#[derive(Default)]
+struct Plan {
+    messages: Vec<Planned>,
+    /// Bytes of bodies and structures the chunk will carry.
+    bytes: usize,
+}
+
+/// One message of a [`Plan`].
+struct Planned {
+    meta: MessageMeta,
+    /// For BODY[HEADER]: the header's length, from the stored structure.
+    header_len: Option<usize>,
+}
+
+/// Bodies and structures of a chunk: what the budget counts.
+fn weight(messages: &[pb::FetchedMessage]) -> usize {
+    messages.iter().fold(0usize, |n, m| n.saturating_add(m.body.len()).saturating_add(m.structure.len()))
 }
 
 /// How a stream ended, for `mailraft_read_streams_total{end}`.
@@ -103,11 +146,14 @@ enum End {
     Failed(ServerError),
 }
 
-/// Feeds one stream: reads chunks under read slots and waits for the client between them.
+/// Feeds one stream: plans chunks, reserves their bytes, reads them under read slots and waits
+/// for the client between them.
 struct Producer {
     shared: Arc<Shared>,
-    /// The snapshot and position; `None` only while a chunk is being read on the blocking pool.
+    /// The snapshot and position; `None` only while a read runs on the blocking pool.
     reader: Option<Reader>,
+    /// The next chunk, planned by the previous read (`None` before the first).
+    plan: Option<Plan>,
     /// Whose stream this is: checked again before every chunk after the first, so a password
     /// change or a disabled account also ends a FETCH that is still running.
     claims: Claims,
@@ -134,19 +180,48 @@ impl Drop for Active {
 }
 
 impl Producer {
-    /// Reads the next chunk (`None` at the end) under a read slot, within the deadline.
-    async fn next_chunk(&mut self) -> Result<Option<Vec<pb::FetchedMessage>>, ServerError> {
+    /// The next chunk (`None` at the end) with its bytes reserved, within the deadline.
+    async fn next_chunk(&mut self) -> Result<Option<Chunk>, ServerError> {
         if !std::mem::take(&mut self.first) {
             self.shared.check_account(&self.claims)?;
         }
+        let deadline = self.deadline;
+        tokio::time::timeout_at(deadline, self.produce()).await.map_err(|_| self.expired())?
+    }
+
+    async fn produce(&mut self) -> Result<Option<Chunk>, ServerError> {
+        let plan = match self.plan.take() {
+            Some(plan) => plan,
+            None => self.blocking(Reader::plan).await?,
+        };
+        if plan.messages.is_empty() {
+            return Ok(None);
+        }
+        // Before the bytes are read: a stream waiting here holds only its plan and snapshot.
+        let mut held = self.shared.pools.fetch_bytes.reserve(self.claims.principal(), plan.bytes).await?;
+        let (messages, next) = self.blocking(move |reader| reader.load(plan)).await?;
+        self.plan = Some(next);
+        held.shrink_to(weight(&messages));
+        Ok(Some(Chunk { messages, held }))
+    }
+
+    /// Runs `f` on the reader on the blocking pool under a read slot of this account.
+    async fn blocking<T, F>(&mut self, f: F) -> Result<T, ServerError>
+    where
+        T: Send + 'static,
+        F: FnOnce(&mut Reader) -> Result<T, ServerError> + Send + 'static,
+    {
         let mut reader = self.reader.take().ok_or_else(|| ServerError::internal("fetch reader lost"))?;
-        let read = self.shared.pools.read_as(self.claims.principal(), move || {
-            let chunk = reader.chunk();
-            (reader, chunk)
-        });
-        let (reader, chunk) = tokio::time::timeout_at(self.deadline, read).await.map_err(|_| self.expired())??;
+        let (reader, out) = self
+            .shared
+            .pools
+            .read_as(self.claims.principal(), move || {
+                let out = f(&mut reader);
+                (reader, out)
+            })
+            .await?;
         self.reader = Some(reader);
-        chunk
+        out
     }
 
     fn expired(&self) -> ServerError {
@@ -156,12 +231,12 @@ impl Producer {
 
     /// Sends `first` and every following chunk until the end, the client leaves, an error or
     /// the deadline; an early end is reported through `end`.
-    async fn run(mut self, first: Vec<pb::FetchedMessage>, tx: mpsc::Sender<pb::FetchResponse>, end: oneshot::Sender<ServerError>) {
+    async fn run(mut self, first: Chunk, tx: mpsc::Sender<Chunk>, end: oneshot::Sender<ServerError>) {
         let mut next = Some(first);
         let ended = loop {
-            let Some(messages) = next.take() else { break End::Complete };
+            let Some(chunk) = next.take() else { break End::Complete };
             tokio::select! {
-                sent = tx.send(pb::FetchResponse { messages }) => {
+                sent = tx.send(chunk) => {
                     if sent.is_err() {
                         break End::ClientGone;
                     }
@@ -179,6 +254,7 @@ impl Producer {
         };
         // The snapshot goes before anything else, whatever the client does next.
         self.reader = None;
+        self.plan = None;
         match ended {
             End::Complete => read_stream_ended("complete"),
             End::ClientGone => read_stream_ended("client_gone"),
@@ -197,14 +273,14 @@ impl Producer {
 }
 
 /// The blocking half of a stream: its snapshot and position. Moves to the blocking pool for
-/// each chunk and back.
+/// each read and back.
 struct Reader {
     view: PinnedView,
-    /// The mailbox, resolved (and its UIDVALIDITY checked) by the first chunk's read.
+    /// The mailbox, resolved (and its UIDVALIDITY checked) by the first plan.
     mailbox: Option<Mailbox>,
     /// The requested UID set, normalized once.
     ranges: Option<Vec<(Uid, Uid)>>,
-    /// UID of the last message sent: each chunk lists the next page after it, so the stream
+    /// UID of the last message planned: each plan lists the next page after it, so the stream
     /// holds one page of message metadata, not the whole mailbox's.
     after: Uid,
     who: Principal,
@@ -213,16 +289,26 @@ struct Reader {
 }
 
 impl Reader {
-    /// The next chunk on the pinned snapshot, `None` when every message was sent (blocking).
-    fn chunk(&mut self) -> Result<Option<Vec<pb::FetchedMessage>>, ServerError> {
+    /// Plans the next chunk on the pinned snapshot; an empty plan when every message was sent
+    /// (blocking).
+    fn plan(&mut self) -> Result<Plan, ServerError> {
         let Reader { view, mailbox, ranges, after, who, req, wanted } = self;
         let ranges = ranges.get_or_insert_with(|| uid_set(req.uids.as_ref()).normalized());
-        view.read(|kv| chunk(kv, *who, req, *wanted, mailbox, ranges, after))?
+        view.read(|kv| plan(kv, *who, req, *wanted, mailbox, ranges, after))?
+    }
+
+    /// Reads the messages of `plan`, and plans the chunk after them in the same read (blocking).
+    fn load(&mut self, plan: Plan) -> Result<(Vec<pb::FetchedMessage>, Plan), ServerError> {
+        let (tenant, wanted) = (self.who.tenant, self.wanted);
+        let messages = self.view.read(|kv| {
+            plan.messages.into_iter().map(|p| fetched(kv, tenant, p, wanted)).collect::<Result<Vec<_>, _>>()
+        })??;
+        Ok((messages, self.plan()?))
     }
 }
 
-/// Collects up to one chunk of the messages after `after`, advancing it.
-fn chunk(
+/// Plans up to one chunk of the messages after `after`, advancing it.
+fn plan(
     kv: &dyn KvRead,
     who: Principal,
     req: &pb::FetchRequest,
@@ -230,46 +316,77 @@ fn chunk(
     mailbox: &mut Option<Mailbox>,
     ranges: &[(Uid, Uid)],
     after: &mut Uid,
-) -> Result<Option<Vec<pb::FetchedMessage>>, ServerError> {
+) -> Result<Plan, ServerError> {
     let mailbox = match mailbox {
         Some(m) => m,
         None => mailbox.insert(query::mailbox_by_id(kv, who, req.mailbox_id, req.uidvalidity)?),
     };
     let page = query::messages_page(kv, who, mailbox, ranges, req.changed_since, *after, CHUNK_MESSAGES)?;
-    let mut chunk = Vec::new();
-    let mut bytes = 0usize;
+    let mut plan = Plan::default();
     for meta in page {
         *after = meta.uid;
-        let m = fetched(kv, who.tenant, meta, wanted)?;
-        bytes = bytes.saturating_add(m.body.len() + m.structure.len());
-        chunk.push(m);
-        if bytes >= CHUNK_BYTES {
+        let (bytes, header_len) = weigh(kv, who.tenant, &meta, wanted)?;
+        plan.bytes = plan.bytes.saturating_add(bytes);
+        plan.messages.push(Planned { meta, header_len });
+        if plan.bytes >= CHUNK_BYTES {
             break;
         }
     }
-    Ok((!chunk.is_empty()).then_some(chunk))
+    Ok(plan)
+}
+
+/// What one message will add to its chunk, and the header length BODY[HEADER] cuts at. The
+/// structure record is read here only to be measured and read again with the body, so that a
+/// stream waiting for its bytes holds nothing of the message.
+fn weigh(kv: &dyn KvRead, tenant: TenantId, m: &MessageMeta, wanted: Wanted) -> Result<(usize, Option<usize>), ServerError> {
+    let size = usize::try_from(m.size).unwrap_or(usize::MAX);
+    let need_meta = wanted.structure || wanted.body == pb::BodyWanted::BodyHeader;
+    let blob_meta = if need_meta { Some(query::blob_meta(kv, tenant, &m.blob).ok_or_else(|| missing(m.uid))?) } else { None };
+    let structure = match (&blob_meta, wanted.structure) {
+        (Some(b), true) => b.structure.len(),
+        _ => 0,
+    };
+    let (body, header_len) = match wanted.body {
+        pb::BodyWanted::BodyNone => (0, None),
+        pb::BodyWanted::BodyFull => (size, None),
+        pb::BodyWanted::BodyHeader => {
+            let stored = blob_meta.as_ref().and_then(|b| mailraft_mime::MessageInfo::from_bytes(&b.structure).ok());
+            // Without a readable structure the header is found when the bytes are read; until
+            // then the whole message is what it may weigh.
+            match stored.map(|i| usize::try_from(i.header_len).unwrap_or(usize::MAX).min(size)) {
+                Some(len) => (len, Some(len)),
+                None => (size, None),
+            }
+        }
+    };
+    Ok((body.saturating_add(structure), header_len))
+}
+
+fn missing(uid: Uid) -> ServerError {
+    ServerError::Model(ModelError::Corrupt(format!("blob of message {uid} missing")))
 }
 
 /// One message with what the request asked for.
-fn fetched(kv: &dyn KvRead, tenant: TenantId, m: MessageMeta, wanted: Wanted) -> Result<pb::FetchedMessage, ServerError> {
-    let corrupt = || ServerError::Model(ModelError::Corrupt(format!("blob of message {} missing", m.uid)));
-    let need_meta = wanted.structure || wanted.body == pb::BodyWanted::BodyHeader;
-    let blob_meta = if need_meta { Some(query::blob_meta(kv, tenant, &m.blob).ok_or_else(corrupt)?) } else { None };
+fn fetched(kv: &dyn KvRead, tenant: TenantId, p: Planned, wanted: Wanted) -> Result<pb::FetchedMessage, ServerError> {
+    let Planned { meta: m, header_len } = p;
     let body = match wanted.body {
         pb::BodyWanted::BodyNone => Vec::new(),
-        pb::BodyWanted::BodyFull => query::blob(kv, tenant, &m.blob).ok_or_else(corrupt)?,
+        pb::BodyWanted::BodyFull => query::blob(kv, tenant, &m.blob).ok_or_else(|| missing(m.uid))?,
         pb::BodyWanted::BodyHeader => {
-            let mut raw = query::blob(kv, tenant, &m.blob).ok_or_else(corrupt)?;
-            let stored = blob_meta.as_ref().and_then(|b| mailraft_mime::MessageInfo::from_bytes(&b.structure).ok());
-            // A structure in an unknown format is recomputed rather than trusted.
-            let header_len = stored.map_or_else(|| mailraft_mime::analyze(&raw).header_len, |i| i.header_len);
-            raw.truncate(usize::try_from(header_len).unwrap_or(usize::MAX));
+            let mut raw = query::blob(kv, tenant, &m.blob).ok_or_else(|| missing(m.uid))?;
+            // A structure in an unknown format (no `header_len` planned) is recomputed rather
+            // than trusted.
+            let header_len = header_len.unwrap_or_else(|| {
+                usize::try_from(mailraft_mime::analyze(&raw).header_len).unwrap_or(usize::MAX)
+            });
+            raw.truncate(header_len);
             raw
         }
     };
-    let structure = match (wanted.structure, blob_meta) {
-        (true, Some(b)) => b.structure,
-        _ => Vec::new(),
+    let structure = if wanted.structure {
+        query::blob_meta(kv, tenant, &m.blob).ok_or_else(|| missing(m.uid))?.structure
+    } else {
+        Vec::new()
     };
     Ok(pb::FetchedMessage {
         uid: m.uid,

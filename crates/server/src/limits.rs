@@ -13,7 +13,13 @@
 //!
 //! Long reads (SEARCH, FETCH chunks: [`Pools::read_as`]) also take a place of their account
 //! first, at most [`Limits::reads_per_account`] at once, so one user looping SEARCH on many
-//! connections waits behind their own searches instead of holding every read slot.
+//! connections waits behind their own searches instead of holding every read slot; then one of
+//! the [`Limits::long_reads`] places (three quarters of the read slots), so short reads (SELECT,
+//! STATUS, LIST, Changes: [`Pools::read`], which may use any free slot) always find a quarter of
+//! the slots that no long read can take, however many accounts run long reads at once.
+//!
+//! The bytes FETCH chunks hold between the snapshot and the transport come from a byte budget
+//! ([`ByteBudget`], `fetch_bytes.rs`), node-wide and per account.
 
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex, PoisonError};
@@ -26,6 +32,10 @@ use mailraft_store::{Executor, LimitError, Limiter};
 
 use crate::auth_budget::{AuthBudget, AuthBudgetConfig};
 use crate::error::ServerError;
+
+mod fetch_bytes;
+
+pub use fetch_bytes::{ByteBudget, DEFAULT_FETCH_BUFFER_BYTES, HeldBytes};
 
 /// Operator-tunable bounds; the binary's `[limits]` section.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -60,6 +70,13 @@ impl Limits {
         (self.max_concurrent_reads / 4).max(1)
     }
 
+    /// Long reads (all accounts together) running at once: the read slots minus a quarter (at
+    /// least one) kept for short reads; all of them with a single slot, which cannot be split.
+    pub fn long_reads(&self) -> usize {
+        let slots = self.max_concurrent_reads.max(1);
+        if slots == 1 { 1 } else { slots - (slots / 4).max(1) }
+    }
+
     /// `max_concurrent_password_hashes` with 0 resolved to twice the CPU cores.
     pub fn password_hash_threads(&self) -> usize {
         match self.max_concurrent_password_hashes {
@@ -77,9 +94,13 @@ pub struct Pools {
     reads: Limiter,
     /// Places of each account that runs a long read now.
     accounts: Arc<Mutex<HashMap<Principal, Arc<Semaphore>>>>,
+    /// Places of long reads of all accounts: [`Limits::long_reads`].
+    long: Semaphore,
     hashes: Executor,
     /// Failure budgets of Authenticate.
     pub auth: AuthBudget,
+    /// Bytes FETCH chunks may hold ([`ByteBudget`]).
+    pub fetch_bytes: ByteBudget,
 }
 
 impl Pools {
@@ -90,10 +111,18 @@ impl Pools {
         Ok(Pools {
             reads: Limiter::new("read", limits.max_concurrent_reads),
             accounts: Arc::default(),
+            long: Semaphore::new(limits.long_reads()),
             hashes,
             auth: AuthBudget::new(limits.auth.clone()),
+            fetch_bytes: ByteBudget::new(DEFAULT_FETCH_BUFFER_BYTES),
             limits,
         })
+    }
+
+    /// Sets the FETCH byte budget to `bytes` (`NodeConfig::fetch_buffer_bytes`).
+    pub fn with_fetch_buffer(mut self, bytes: usize) -> Self {
+        self.fetch_bytes = ByteBudget::new(bytes);
+        self
     }
 
     /// Runs a blocking read once a read slot is free (waiting as long as the caller does).
@@ -105,14 +134,15 @@ impl Pools {
         Ok(self.reads.run(f).await?)
     }
 
-    /// [`Pools::read`] for a long read of `who`'s: waits for one of the account's places first
-    /// (module docs), then for a read slot.
+    /// [`Pools::read`] for a long read of `who`'s: waits for one of the account's places first,
+    /// then for a long-read place, then for a read slot (module docs).
     pub async fn read_as<T, F>(&self, who: Principal, f: F) -> Result<T, ServerError>
     where
         T: Send + 'static,
         F: FnOnce() -> T + Send + 'static,
     {
         let _place = self.account_place(who).await?;
+        let _long = self.long.acquire().await.map_err(ServerError::internal)?;
         self.read(f).await
     }
 
@@ -208,6 +238,54 @@ mod tests {
             hog.await.unwrap().unwrap();
         }
         assert!(pools.accounts.lock().unwrap().is_empty(), "idle accounts are forgotten");
+    }
+
+    /// Four accounts each run as many long reads as they may, which fills every place long reads
+    /// have; a short read (of yet another account) still gets one of the slots kept for it.
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn short_reads_keep_a_quarter_of_the_slots() {
+        // 8 slots: 2 per account, 6 for long reads, 2 only for short reads.
+        let limits = Limits { max_concurrent_reads: 8, ..Limits::default() };
+        assert_eq!((limits.reads_per_account(), limits.long_reads()), (2, 6));
+        let pools = Arc::new(Pools::new(limits).unwrap());
+        let (release, gate) = std::sync::mpsc::channel::<()>();
+        let gate = Arc::new(Mutex::new(gate));
+        let started = Arc::new(AtomicUsize::new(0));
+        let mut hogs = Vec::new();
+        for account in 1..=4 {
+            for _ in 0..2 {
+                let (pools, gate, started) = (pools.clone(), gate.clone(), started.clone());
+                hogs.push(tokio::spawn(async move {
+                    pools
+                        .read_as(Principal { tenant: 1, account }, move || {
+                            started.fetch_add(1, Ordering::SeqCst);
+                            let _ = gate.lock().unwrap().recv();
+                        })
+                        .await
+                }));
+            }
+        }
+        let deadline = Instant::now() + Duration::from_secs(10);
+        while started.load(Ordering::SeqCst) < 6 {
+            assert!(Instant::now() < deadline, "the long reads never filled their places");
+            tokio::time::sleep(Duration::from_millis(5)).await;
+        }
+        // Without the reservation the eight long reads would hold all eight slots.
+        let short = tokio::time::timeout(Duration::from_secs(5), pools.read(|| 7)).await;
+        assert_eq!(short.expect("a short read waited behind long reads").unwrap(), 7);
+        assert_eq!(started.load(Ordering::SeqCst), 6, "long reads took a slot kept for short reads");
+        for _ in 0..8 {
+            release.send(()).unwrap();
+        }
+        for hog in hogs {
+            hog.await.unwrap().unwrap();
+        }
+    }
+
+    #[test]
+    fn long_reads_leave_a_quarter_of_the_slots() {
+        let long = |n| Limits { max_concurrent_reads: n, ..Limits::default() }.long_reads();
+        assert_eq!([long(0), long(1), long(2), long(3), long(4), long(32)], [1, 1, 1, 2, 3, 24]);
     }
 
     #[test]

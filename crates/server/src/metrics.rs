@@ -138,7 +138,7 @@ pub fn token_issued(kind: &'static str) {
 }
 
 /// gRPC calls refused by authorization (`authz.rs`), by service and reason (`no_certificate`,
-/// `bad_certificate`, `no_role`, `wrong_role`, `wrong_sender`).
+/// `bad_certificate`, `no_role`, `wrong_role`, `wrong_sender`, `retired_node`, `unchecked`).
 pub const AUTHZ_DENIED_TOTAL: &str = "mailraft_grpc_authz_denied_total";
 /// TLS handshakes a gRPC listener refused or that failed, by listener (`peer`, `admin`) and
 /// reason (`no_client_certificate`, `unknown_issuer`, `bad_certificate`, `timeout`, `handshake`).
@@ -206,6 +206,15 @@ pub const READ_STREAMS_ACTIVE: &str = "mailraft_read_streams_active";
 /// Moves the open-streams gauge by `delta`.
 pub fn read_streams_active(delta: f64) {
     metrics::gauge!(READ_STREAMS_ACTIVE).increment(delta);
+}
+
+/// Bytes FETCH chunks hold now on this node, from being read until the transport takes them
+/// (`limits::ByteBudget`; at most the budget, 256 MiB by default).
+pub const FETCH_BUFFERED_BYTES: &str = "mailraft_fetch_buffered_bytes";
+
+/// Moves the FETCH bytes gauge by `delta`.
+pub fn fetch_buffered_bytes(delta: f64) {
+    metrics::gauge!(FETCH_BUFFERED_BYTES).increment(delta);
 }
 
 /// Read-index rounds run (each confirms leadership with a quorum once).

@@ -40,7 +40,7 @@ use tonic::transport::Server;
 use tonic::transport::server::{Router, TcpIncoming};
 
 use crate::admin_service::{self, AdminService};
-use crate::authz::{Authz, Role, Service};
+use crate::authz::{Authz, RetiredNodes, Role, Service};
 use crate::cluster_id::ClusterIdentity;
 use crate::directory::{AdminHints, Directory};
 use crate::error::ServerError;
@@ -103,6 +103,10 @@ pub struct NodeConfig {
     pub token_ttl: Duration,
     /// Read and hashing concurrency, read-stream deadline, guessing budgets (`limits.rs`).
     pub limits: crate::limits::Limits,
+    /// Bytes all FETCH streams of this node may hold at once, a quarter of it per account
+    /// (`limits::ByteBudget`); 256 MiB by default. Outside [`crate::limits::Limits`] only because
+    /// the binary builds that struct field by field.
+    pub fetch_buffer_bytes: usize,
 }
 
 impl NodeConfig {
@@ -126,6 +130,7 @@ impl NodeConfig {
             peer_addrs: HashMap::new(),
             token_ttl: crate::token::DEFAULT_TOKEN_TTL,
             limits: crate::limits::Limits::default(),
+            fetch_buffer_bytes: crate::limits::DEFAULT_FETCH_BUFFER_BYTES,
         }
     }
 
@@ -202,7 +207,7 @@ impl StorageNode {
             directory.clone(),
         );
         let raft = Raft::new(cfg.node_id, raft_config, network.clone(), log, sm).await?;
-        let pools = crate::limits::Pools::new(cfg.limits.clone())?;
+        let pools = crate::limits::Pools::new(cfg.limits.clone())?.with_fetch_buffer(cfg.fetch_buffer_bytes);
         let shared = Arc::new(
             Shared::new(cfg.node_id, cfg.group_id, raft.clone(), view, cluster.clone(), pools)
                 .with_token_ttl(cfg.token_ttl),
@@ -216,7 +221,11 @@ impl StorageNode {
         let storage = StorageServer::new(StorageService::new(shared.clone(), stop_rx.clone()))
             .max_decoding_message_size(MAX_REQUEST_BYTES)
             .max_encoding_message_size(usize::MAX);
-        let storage = InterceptedService::new(storage, Authz::new(Service::Storage, enforce));
+        // A removed node's certificate stays valid: its id shuts it out of Storage and Watch too.
+        let view = shared.view.clone();
+        let retired: RetiredNodes = Arc::new(move || view.retired_nodes().map_err(|e| e.to_string()));
+        let storage =
+            InterceptedService::new(storage, Authz::new(Service::Storage, enforce).refusing_retired(retired));
         let admin = AdminServer::new(AdminService::new(shared.clone(), network));
         let admin = InterceptedService::new(admin, Authz::new(Service::Admin, enforce));
         let raft_rpc = RaftServer::new(RaftService::new(raft.clone(), cfg.group_id, cluster, directory.clone(), shared.view.clone()))
@@ -340,6 +349,11 @@ impl StorageNode {
     /// The local Raft handle (metrics, membership changes).
     pub fn raft(&self) -> &Raft {
         &self.shared.raft
+    }
+
+    /// The FETCH byte budget (what stalled streams hold; tests and diagnostics).
+    pub fn fetch_budget(&self) -> &crate::limits::ByteBudget {
+        &self.shared.pools.fetch_bytes
     }
 
     /// Stops serving (in-flight calls may finish within [`DRAIN_TIMEOUT`]), then stops Raft.
