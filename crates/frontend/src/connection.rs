@@ -34,6 +34,7 @@ use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::time::Instant;
 use tokio_util::sync::CancellationToken;
 
+use crate::cmd::list::ListOptions;
 use crate::cmd::{self, Ctx, Next, Reply, Shared, authenticate, capability};
 use crate::error::FrontendError;
 use crate::framer::{Frame, Framer, Limits, Rejection, tag_of};
@@ -42,6 +43,7 @@ use crate::preauth::PreauthGuard;
 use crate::response::Out;
 use crate::session::{Gate, Session, lifetime, updates};
 
+mod extended;
 mod undecodable;
 mod waits;
 
@@ -305,21 +307,28 @@ impl Connection {
 
     /// Decodes and runs one complete message.
     async fn handle_message(&mut self, message: &[u8]) -> std::io::Result<Flow> {
-        let command = match CommandCodec::new().decode(message) {
-            Ok((&[], command)) => command.into_static(),
-            _ => {
-                let tag = tag_of(message);
-                let text = describe_undecodable(message, tag.is_some());
-                self.out.maybe_tagged(tag.as_ref(), StatusKind::Bad, None, &text);
-                crate::metrics::command("unknown", "bad", Duration::ZERO);
-                return Ok(self.count_refusal());
-            }
+        let (command, list_options) = match CommandCodec::new().decode(message) {
+            Ok((&[], command)) => (command.into_static(), ListOptions::default()),
+            // LIST-EXTENDED options, which imap-codec does not parse (`connection/extended.rs`).
+            _ => match extended::decode(message) {
+                Some(extended::Extended::List(command, options)) => (command, options),
+                refused => {
+                    let tag = tag_of(message);
+                    let text = match refused {
+                        Some(extended::Extended::Unsupported(text)) => text,
+                        _ => describe_undecodable(message, tag.is_some()),
+                    };
+                    self.out.maybe_tagged(tag.as_ref(), StatusKind::Bad, None, &text);
+                    crate::metrics::command("unknown", "bad", Duration::ZERO);
+                    return Ok(self.count_refusal());
+                }
+            },
         };
-        self.run_command(command).await
+        self.run_command(command, list_options).await
     }
 
     /// Gates, runs and answers one command.
-    async fn run_command(&mut self, command: Command<'static>) -> std::io::Result<Flow> {
+    async fn run_command(&mut self, command: Command<'static>, list_options: ListOptions) -> std::io::Result<Flow> {
         let Command { tag, body } = command;
         let name = body.name();
         let started = Instant::now();
@@ -335,6 +344,7 @@ impl Connection {
                     out: &mut self.out,
                     io: &mut self.io,
                     broken: false,
+                    list_options,
                 };
                 let result = cmd::dispatch(&mut ctx, body).await;
                 if ctx.broken {
@@ -485,6 +495,7 @@ impl Connection {
                                 out: &mut self.out,
                                 io: &mut self.io,
                                 broken: false,
+                                list_options: ListOptions::default(),
                             };
                             match authenticate::finish(&mut ctx, data).await {
                                 Ok(reply) => reply,

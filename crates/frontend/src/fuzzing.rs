@@ -182,8 +182,12 @@ fn translate(body: &CommandBody<'_>, map: &SeqMap) -> Result<(), FrontendError> 
             crate::names::decode_mailbox(to).map(drop)
         }
         C::List { reference, mailbox_wildcard } | C::Lsub { reference, mailbox_wildcard } => {
-            let reference = crate::names::decode_mailbox(reference)?;
-            let pattern = crate::names::decode_list_mailbox(mailbox_wildcard)?;
+            let (Some(reference), Some(pattern)) = (
+                crate::names::decode_reference(reference),
+                crate::names::decode_list_mailbox(mailbox_wildcard),
+            ) else {
+                return Ok(());
+            };
             let pattern = crate::names::join_reference(&reference, &pattern);
             for name in NAMES {
                 crate::names::matches(&pattern, name);

@@ -11,29 +11,67 @@ use crate::error::FrontendError;
 /// The hierarchy delimiter.
 pub const DELIMITER: char = '/';
 
-/// Decodes a mailbox argument to its storage (UTF-8) name.
+/// Decodes a mailbox argument that names an existing mailbox (SELECT, STATUS, APPEND, COPY,
+/// DELETE, ...) to its storage (UTF-8) name.
+///
+/// A name that is not valid modified UTF-7 (raw UTF-8 as mbsync sends it, `&` not starting a
+/// valid shift) is still a well-formed command (RFC 3501 §9 `mailbox` is any astring): it
+/// names a mailbox that cannot exist, so the answer is `NO [NONEXISTENT]`, not `BAD`. A `BAD`
+/// would make clients such as mbsync abort the whole sync run.
 pub fn decode_mailbox(mailbox: &Mailbox<'_>) -> Result<String, FrontendError> {
+    decode_name(mailbox).map_err(|e| FrontendError::NonExistent(format!("no such mailbox: {e}")))
+}
+
+/// Decodes a mailbox argument that names a mailbox to be made (CREATE, RENAME's target,
+/// SUBSCRIBE): a name that is not valid modified UTF-7 is refused with `NO [CANNOT]`
+/// (RFC 5530 §3), for the reason given at [`decode_mailbox`].
+pub fn decode_new_mailbox(mailbox: &Mailbox<'_>) -> Result<String, FrontendError> {
+    decode_name(mailbox).map_err(|e| FrontendError::Cannot(format!("invalid mailbox name: {e}")))
+}
+
+/// Decodes a LIST/LSUB pattern argument (`*` and `%` are printable ASCII and survive decoding).
+/// `None` when it is not valid modified UTF-7: such a pattern matches no mailbox, so LIST
+/// answers `OK` with no names.
+pub fn decode_list_mailbox(pattern: &ListMailbox<'_>) -> Option<String> {
+    let bytes = match pattern {
+        ListMailbox::Token(token) => token.as_ref(),
+        ListMailbox::String(IString::Quoted(quoted)) => quoted.inner().as_bytes(),
+        ListMailbox::String(other) => other.as_ref(),
+    };
+    decode_bytes(bytes).ok()
+}
+
+/// Decodes a LIST/LSUB reference (a mailbox name, possibly empty); `None` when invalid, for
+/// the same reason as [`decode_list_mailbox`].
+pub fn decode_reference(reference: &Mailbox<'_>) -> Option<String> {
+    decode_name(reference).ok()
+}
+
+/// Why a client's mailbox name is not one this server can store.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum NameError {
+    /// 8-bit bytes: a UTF-8 name (RFC 6855 UTF8=ACCEPT, which this server does not offer, would
+    /// allow it) or garbage.
+    #[error("8-bit mailbox names need UTF8=ACCEPT, which is not enabled; use modified UTF-7 (RFC 3501 section 5.1.3)")]
+    EightBit,
+    /// Printable ASCII that is not valid modified UTF-7 (RFC 3501 §5.1.3).
+    #[error("not valid modified UTF-7 (RFC 3501 section 5.1.3): {0}")]
+    Utf7(#[from] crate::utf7::Utf7Error),
+}
+
+fn decode_name(mailbox: &Mailbox<'_>) -> Result<String, NameError> {
     match mailbox {
         Mailbox::Inbox => Ok("INBOX".to_owned()),
         Mailbox::Other(other) => decode_bytes(other.inner().as_ref()),
     }
 }
 
-/// Decodes a LIST/LSUB pattern argument (`*` and `%` are printable ASCII and survive decoding).
-pub fn decode_list_mailbox(pattern: &ListMailbox<'_>) -> Result<String, FrontendError> {
-    match pattern {
-        ListMailbox::Token(token) => decode_bytes(token.as_ref()),
-        ListMailbox::String(IString::Quoted(quoted)) => decode_bytes(quoted.inner().as_bytes()),
-        ListMailbox::String(other) => decode_bytes(other.as_ref()),
+fn decode_bytes(bytes: &[u8]) -> Result<String, NameError> {
+    if !bytes.is_ascii() {
+        return Err(NameError::EightBit);
     }
-}
-
-fn decode_bytes(bytes: &[u8]) -> Result<String, FrontendError> {
-    let text = std::str::from_utf8(bytes)
-        .map_err(|_| FrontendError::BadArguments("mailbox name is not valid modified UTF-7".into()))?;
-    let name = crate::utf7::decode(text)
-        .map_err(|e| FrontendError::BadArguments(format!("mailbox name is not valid modified UTF-7: {e}")))?;
-    Ok(normalize_inbox(name))
+    let text = std::str::from_utf8(bytes).map_err(|_| NameError::EightBit)?;
+    Ok(normalize_inbox(crate::utf7::decode(text)?))
 }
 
 /// Spells `INBOX` and its children with an upper-case `INBOX` (RFC 3501 §5.1).
@@ -162,6 +200,27 @@ mod tests {
         assert_eq!(normalize_inbox("inBox/x".into()), "INBOX/x");
         assert_eq!(normalize_inbox("inboxes".into()), "inboxes");
         assert_eq!(normalize_inbox("ü".into()), "ü");
+    }
+
+    /// RFC 3501 §9: any astring is a well-formed mailbox; one that is not valid modified UTF-7
+    /// names no mailbox (NO), it is not a syntax error (BAD).
+    #[test]
+    fn invalid_names_are_no_not_bad() {
+        use imap_codec::imap_types::response::StatusKind;
+        let name = |s: &str| Mailbox::try_from(s.to_owned()).expect("astring");
+        let odd = "!#$&'+,-.0123456789:;<=>?@^_`|[}";
+        for bad in [name(odd), name("Entw\u{fc}rfe")] {
+            let error = decode_mailbox(&bad).unwrap_err();
+            assert!(matches!(error, FrontendError::NonExistent(_)), "{error:?}");
+            assert_eq!(error.to_imap().0, StatusKind::No);
+            let error = decode_new_mailbox(&bad).unwrap_err();
+            assert!(matches!(error, FrontendError::Cannot(_)), "{error:?}");
+            assert_eq!(decode_reference(&bad), None);
+        }
+        let pattern = ListMailbox::try_from(odd).expect("list-mailbox");
+        assert_eq!(decode_list_mailbox(&pattern), None);
+        assert_eq!(decode_mailbox(&name("&AOk-t&AOk-")), Ok("\u{e9}t\u{e9}".to_owned()));
+        assert_eq!(decode_new_mailbox(&name("inbox/x")), Ok("INBOX/x".to_owned()));
     }
 
     #[test]

@@ -14,14 +14,47 @@ use crate::structure::BodyPart;
 
 /// Decoded (RFC 2047) values of every occurrence of header `name` in the top-level
 /// header, in order; `name` is case-insensitive. Used by SEARCH HEADER/FROM/TO/CC/BCC/SUBJECT.
+///
+/// For an address field (`ADDRESS_FIELDS`) the values are followed by every address it
+/// holds as `local@domain`, parsed as for ENVELOPE: RFC 3501 §6.4.4 defines FROM/TO/CC/BCC
+/// on "the envelope structure's" field, and RFC 5322 §3.4.1 allows comments and folding
+/// whitespace between the tokens of an addr-spec (`<user (c)@ (c) example.org>`), which
+/// a substring match on the header text alone would miss.
 pub fn header_values(raw: &[u8], name: &str) -> Vec<String> {
     let block = header::scan(raw, 0, raw.len());
-    block
-        .fields
-        .iter()
-        .filter(|f| f.is(raw, name))
-        .map(|f| decode_value(raw, f))
-        .collect()
+    let fields: Vec<&Field> = block.fields.iter().filter(|f| f.is(raw, name)).collect();
+    let mut values: Vec<String> = fields.iter().map(|f| decode_value(raw, f)).collect();
+    if ADDRESS_FIELDS.iter().any(|a| a.eq_ignore_ascii_case(name)) {
+        for field in fields {
+            values.extend(addr_specs(&field.unfolded(raw)));
+        }
+    }
+    values
+}
+
+/// Header fields whose value is an address list (RFC 5322 §3.6.2, §3.6.3, §3.6.6).
+const ADDRESS_FIELDS: [&str; 11] = [
+    "from",
+    "sender",
+    "reply-to",
+    "to",
+    "cc",
+    "bcc",
+    "resent-from",
+    "resent-sender",
+    "resent-to",
+    "resent-cc",
+    "resent-bcc",
+];
+
+/// The addr-specs of an address list without comments and CFWS (RFC 5322 §3.4.1), by the
+/// ENVELOPE parser so SEARCH matches what FETCH ENVELOPE shows; group markers are skipped.
+fn addr_specs(value: &str) -> impl Iterator<Item = String> {
+    crate::address::parse_address_list(value).into_iter().filter_map(|a| match (a.mailbox, a.host) {
+        (Some(mailbox), Some(host)) if !host.is_empty() => Some(format!("{mailbox}@{host}")),
+        (Some(mailbox), Some(_)) if !mailbox.is_empty() => Some(mailbox),
+        _ => None,
+    })
 }
 
 /// Unfolds and decodes RFC 2047 encoded words with mail-parser's unstructured parser;
@@ -129,6 +162,19 @@ mod tests {
             vec!["1".to_string(), "2".to_string()]
         );
         assert!(header_values(raw, "missing").is_empty());
+    }
+
+    #[test]
+    fn address_fields_yield_addr_specs_without_comments() {
+        // RFC 5322 §3.4.1: CFWS may surround the "@" of an addr-spec.
+        let raw = b"From: <user-from (comment)@ (comment) domain.org>\r\n\
+To: a (x) @ b.example, Grp: c@d.example;\r\nSubject: s (not an address)\r\n\r\n";
+        let from = header_values(raw, "FROM");
+        assert_eq!(from[0], "<user-from (comment)@ (comment) domain.org>");
+        assert!(from.contains(&"user-from@domain.org".to_string()), "{from:?}");
+        let to = header_values(raw, "to");
+        assert_eq!(to[1..], ["a@b.example".to_string(), "c@d.example".to_string()]);
+        assert_eq!(header_values(raw, "subject"), vec!["s (not an address)".to_string()]);
     }
 
     #[test]

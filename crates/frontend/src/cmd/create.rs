@@ -5,11 +5,11 @@ use imap_codec::imap_types::mailbox::Mailbox;
 
 use super::{Ctx, Reply};
 use crate::error::FrontendError;
-use crate::names::{DELIMITER, decode_mailbox};
+use crate::names::{DELIMITER, decode_new_mailbox};
 
 /// `CREATE mailbox`.
 pub async fn run(ctx: &mut Ctx<'_>, mailbox: Mailbox<'static>) -> Result<Reply, FrontendError> {
-    let mut name = decode_mailbox(&mailbox)?;
+    let mut name = decode_new_mailbox(&mailbox)?;
     while name.ends_with(DELIMITER) {
         name.pop();
     }

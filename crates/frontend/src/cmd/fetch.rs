@@ -20,6 +20,7 @@ use crate::error::FrontendError;
 use crate::render::{self, RenderOptions};
 use crate::response::other_code;
 use crate::seqset::{SeqMap, to_uid_set};
+use crate::session::updates::write_updates;
 
 /// Resolves a command's set to the UIDs of messages the client knows, ascending. Sequence
 /// numbers beyond the mailbox are an error (RFC 9051 §6.4.5); UIDs that do not exist are ignored
@@ -83,6 +84,11 @@ pub async fn run(
             let Some(seq) = selected.map.seq_of(message.uid) else {
                 continue;
             };
+            // RFC 3501 §7.2.6: another session may have set a keyword the client has not been
+            // told about yet; FLAGS announces it before this FETCH can show it.
+            if let Some(update) = selected.learn_keywords(&message.flags) {
+                write_updates(ctx.out, &[update]);
+            }
             let info = if message.structure.is_empty() {
                 None
             } else {

@@ -8,10 +8,10 @@ use imap_codec::imap_types::flag::FlagNameAttribute;
 use imap_codec::imap_types::mailbox::{ListMailbox, Mailbox};
 use imap_codec::imap_types::response::Data;
 
-use super::list::{delimiter, ordered, reference_name};
+use super::list::{delimiter, ordered};
 use super::{Ctx, Reply};
 use crate::error::FrontendError;
-use crate::names::{ancestors, decode_list_mailbox, encode_mailbox, join_reference, matches};
+use crate::names::{ancestors, decode_list_mailbox, decode_reference, encode_mailbox, join_reference, matches};
 
 /// `LSUB reference pattern`.
 pub async fn run(
@@ -19,8 +19,11 @@ pub async fn run(
     reference: Mailbox<'static>,
     pattern: ListMailbox<'static>,
 ) -> Result<Reply, FrontendError> {
-    let reference = reference_name(&reference)?;
-    let pattern = join_reference(&reference, &decode_list_mailbox(&pattern)?);
+    // A reference or pattern that is not valid modified UTF-7 matches nothing (names.rs).
+    let (Some(reference), Some(pattern)) = (decode_reference(&reference), decode_list_mailbox(&pattern)) else {
+        return Ok(Reply::ok("LSUB completed"));
+    };
+    let pattern = join_reference(&reference, &pattern);
     let user = ctx.user()?;
     let listing = ctx.shared.storage.list_mailboxes(&user.ctx).await?;
     let existing: BTreeSet<&str> = listing.mailboxes.iter().map(|m| m.name.as_str()).collect();

@@ -70,6 +70,9 @@ pub struct Ctx<'a> {
     pub io: &'a mut ImapStream,
     /// Set when a mid-command flush failed: the client is gone, stop working for it.
     pub broken: bool,
+    /// LIST-EXTENDED options of this command (RFC 5258 §3), which imap-codec does not parse
+    /// (see `list.rs`); the default for every other command.
+    pub list_options: list::ListOptions,
 }
 
 /// Output beyond which a handler flushes mid-command, bounding memory per connection.

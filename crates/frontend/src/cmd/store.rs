@@ -15,7 +15,7 @@ use mailraft_proto as proto;
 use super::{Ctx, Reply};
 use crate::error::FrontendError;
 use crate::seqset::to_uid_set;
-use crate::session::updates::flags_fetch;
+use crate::session::updates::{flags_fetch, write_updates};
 
 /// `[UID] STORE set (+|-)FLAGS[.SILENT] (flags)`.
 pub async fn run(
@@ -63,6 +63,11 @@ pub async fn run(
                 break;
             }
         }
+    }
+    // RFC 3501 §7.2.6: a keyword new to the mailbox is announced with FLAGS (and PERMANENTFLAGS)
+    // before any FETCH carries it; also after .SILENT, since the mailbox's flag set changed.
+    if let Some(update) = selected.learn_keywords(messages.iter().flat_map(|m| &m.flags)) {
+        write_updates(ctx.out, &[update]);
     }
     if response == StoreResponse::Answer {
         messages.sort_by_key(|m| m.uid);

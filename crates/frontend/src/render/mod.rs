@@ -189,12 +189,32 @@ pub fn fetch_items(
         out.push(uid(msg, seq)?);
     }
     for item in items {
-        out.push(render_one(item, msg, info, seq)?);
+        let rendered = render_one(item, msg, info, seq)?;
+        // A client may name an item twice (`FETCH 9 (FLAGS FLAGS)`, `BODY[] BODY.PEEK[]`);
+        // each data item appears once in the response (RFC 3501 §7.4.2), as clients keep
+        // one value per name.
+        if !out.iter().any(|done| same_name(done, &rendered)) {
+            out.push(rendered);
+        }
     }
     if opts.add_flags && !asked(|i| matches!(i, MessageDataItemName::Flags)) {
         out.push(MessageDataItem::Flags(fetch_flags(&msg.flags)));
     }
     Ok(out)
+}
+
+/// Whether two response items have the same name on the wire (`BODY[1]<0>`, `FLAGS`), so
+/// only one of them may be sent.
+fn same_name(a: &MessageDataItem<'_>, b: &MessageDataItem<'_>) -> bool {
+    use MessageDataItem as M;
+    match (a, b) {
+        (M::BodyExt { section: s1, origin: o1, .. }, M::BodyExt { section: s2, origin: o2, .. }) => {
+            s1 == s2 && o1 == o2
+        }
+        (M::Binary { section: s1, .. }, M::Binary { section: s2, .. })
+        | (M::BinarySize { section: s1, .. }, M::BinarySize { section: s2, .. }) => s1 == s2,
+        _ => std::mem::discriminant(a) == std::mem::discriminant(b),
+    }
 }
 
 /// One item.

@@ -155,6 +155,21 @@ fn simple_items_and_macros() {
     );
 }
 
+/// RFC 3501 §7.4.2: one FETCH response names each data item once, however often the
+/// command asked for it (the FLAGS twice seen under a compliance run).
+#[test]
+fn repeated_items_are_answered_once() {
+    let opts = RenderOptions { add_uid: true, add_flags: true };
+    let got = render(SIMPLE, "(FLAGS UID FLAGS BODY.PEEK[HEADER] BODY[HEADER] UID)", &opts);
+    assert_eq!(got.matches("FLAGS").count(), 1, "{got}");
+    assert_eq!(got.matches("UID").count(), 1, "{got}");
+    assert_eq!(got.matches("BODY[HEADER]").count(), 1, "{got}");
+    assert!(got.starts_with("* 1 FETCH (FLAGS (\\Seen $Junk) UID 42 BODY[HEADER] {"), "{got}");
+    // Different sections and partial origins are different items.
+    let got = render(SIMPLE, "(BODY.PEEK[HEADER] BODY.PEEK[TEXT] BODY.PEEK[]<0.1> BODY.PEEK[]<1.1>)", &opts);
+    assert_eq!(got.matches("BODY[").count(), 4, "{got}");
+}
+
 #[test]
 fn body_sections() {
     let o = RenderOptions::default();

@@ -31,6 +31,14 @@ pub enum Update {
     Expunge(u32),
     /// `* n EXISTS`: the mailbox now has `n` messages.
     Exists(u32),
+    /// `* FLAGS (...)` and `* OK [PERMANENTFLAGS (...)]`: the mailbox's keywords grew (RFC 3501
+    /// §7.2.6). Sent before any FETCH that carries a new keyword.
+    Keywords {
+        /// Every keyword the mailbox defines, as the client must now know them.
+        keywords: Vec<String>,
+        /// EXAMINE: PERMANENTFLAGS stays empty (RFC 3501 §6.3.2).
+        read_only: bool,
+    },
 }
 
 /// State of the selected mailbox (RFC 3501 "selected state").
@@ -53,6 +61,10 @@ pub struct Selected {
     /// Flag changes this session made itself and already reported (uid → modseq), so the next
     /// change poll does not report them twice.
     pub own_changes: HashMap<u32, u64>,
+    /// The keywords the client was told the mailbox defines (FLAGS at SELECT and since). A
+    /// keyword outside it must be announced with a new FLAGS before a FETCH shows it (RFC 3501
+    /// §7.2.6); the storage's set only grows, so the session only ever adds to it.
+    pub keywords: Vec<String>,
 }
 
 impl Selected {
@@ -70,7 +82,24 @@ impl Selected {
             highest_modseq: status.highest_modseq,
             pending_expunges: BTreeSet::new(),
             own_changes: HashMap::new(),
+            keywords: status.keywords,
         }
+    }
+
+    /// Records the keywords among `flags` the client has not been told about and returns the
+    /// FLAGS update announcing them, if there were any (RFC 3501 §7.2.6: "the update from the
+    /// FLAGS response MUST be recorded by the client", so it precedes the FETCH using them).
+    /// Keywords compare case-insensitively, as the storage keeps them.
+    pub fn learn_keywords<'a>(&mut self, flags: impl IntoIterator<Item = &'a String>) -> Option<Update> {
+        let mut learned = false;
+        for flag in flags {
+            if flag.starts_with('\\') || self.keywords.iter().any(|k| k.eq_ignore_ascii_case(flag)) {
+                continue;
+            }
+            self.keywords.push(flag.clone());
+            learned = true;
+        }
+        learned.then(|| Update::Keywords { keywords: self.keywords.clone(), read_only: self.read_only })
     }
 
     /// Number of messages in the client's view (what EXISTS last said).
@@ -90,6 +119,10 @@ impl Selected {
     pub fn apply_changes(&mut self, changes: &proto::ChangesResponse, allow_expunge: bool) -> Vec<Update> {
         let mut updates = Vec::new();
         let expunged: BTreeSet<u32> = changes.expunged.iter().copied().collect();
+        // New messages (APPEND, COPY, MOVE) and flag changes, this session's own included, may
+        // bring keywords the client does not know yet.
+        let live = changes.changed.iter().filter(|c| !expunged.contains(&c.uid));
+        updates.extend(self.learn_keywords(live.flat_map(|c| &c.flags)));
         for uid in &expunged {
             if self.map.seq_of(*uid).is_some() {
                 self.pending_expunges.insert(*uid);
@@ -259,6 +292,36 @@ mod tests {
             ]
         );
         assert!(sel.own_changes.is_empty());
+    }
+
+    /// RFC 3501 §7.2.6: a keyword new to the client comes with FLAGS before the FETCH using it,
+    /// whether it arrives on a known message or on a new one (APPEND, COPY), and only once.
+    #[test]
+    fn new_keywords_are_announced_first_and_once() {
+        let mut sel = selected(&[1, 2]);
+        sel.keywords = vec!["$Junk".into()];
+        let kw = |uid, modseq, flags: &[&str]| proto::MessageFlags {
+            uid,
+            flags: flags.iter().map(|f| (*f).to_owned()).collect(),
+            modseq,
+        };
+        let changes = proto::ChangesResponse {
+            changed: vec![kw(1, 11, &["\\Seen", "$label1"]), kw(3, 12, &["$junk", "$label2"])],
+            highest_modseq: 12,
+            ..Default::default()
+        };
+        let updates = sel.apply_changes(&changes, true);
+        let announced = vec!["$Junk".to_owned(), "$label1".to_owned(), "$label2".to_owned()];
+        assert_eq!(updates[0], Update::Keywords { keywords: announced.clone(), read_only: false });
+        assert!(matches!(updates[1], Update::Flags { seq: 1, .. }), "{updates:?}");
+        assert_eq!(updates[2], Update::Exists(3));
+        let changes = proto::ChangesResponse {
+            changed: vec![kw(2, 13, &["$LABEL1", "\\Flagged"])],
+            highest_modseq: 13,
+            ..Default::default()
+        };
+        assert!(matches!(sel.apply_changes(&changes, true)[..], [Update::Flags { seq: 2, .. }]));
+        assert_eq!(sel.keywords, announced);
     }
 
     #[test]

@@ -11,7 +11,7 @@ use std::num::NonZeroU32;
 
 use imap_codec::imap_types::core::Vec1;
 use imap_codec::imap_types::fetch::MessageDataItem;
-use imap_codec::imap_types::response::Data;
+use imap_codec::imap_types::response::{Code, Data, StatusKind};
 use mailraft_proto as proto;
 
 use super::{Session, Update};
@@ -53,7 +53,16 @@ pub async fn poll(
         // The log cannot say whose flags changed, so report every known message's current flags
         // (RFC 3501 §7.4.2 allows unsolicited FETCH FLAGS at any time); the client's cache is
         // then exact again. Only reached after very long disconnections or huge change bursts.
-        updates.extend(current_flags(storage, &user.ctx, &next).await?);
+        let flags = current_flags(storage, &user.ctx, &next).await?;
+        let learned = next.learn_keywords(flags.iter().flat_map(|u| match u {
+            Update::Flags { flags, .. } => flags.as_slice(),
+            _ => &[],
+        }));
+        // RFC 3501 §7.2.6: the new FLAGS before the FETCH responses that use them.
+        if let Some(learned) = learned {
+            updates.insert(0, learned);
+        }
+        updates.extend(flags);
         *selected = next;
         updates
     } else {
@@ -109,8 +118,17 @@ pub fn write_updates(out: &mut Out, updates: &[Update]) {
                     out.data(data);
                 }
             }
+            Update::Keywords { keywords, read_only } => write_mailbox_flags(out, keywords, *read_only),
         }
     }
+}
+
+/// `* FLAGS (...)` and `* OK [PERMANENTFLAGS (...)]` for a mailbox whose keywords are
+/// `keywords` (RFC 3501 §7.2.6, §7.1); a read-only mailbox has no permanent flags (§6.3.2).
+pub fn write_mailbox_flags(out: &mut Out, keywords: &[String], read_only: bool) {
+    out.data(Data::Flags(crate::flags::mailbox_flags(keywords)));
+    let permanent = if read_only { Vec::new() } else { crate::flags::permanent_flags(keywords) };
+    out.untagged(StatusKind::Ok, Some(Code::PermanentFlags(permanent)), "flags permitted");
 }
 
 /// `* seq FETCH (UID uid FLAGS (...))`.
@@ -142,6 +160,22 @@ mod tests {
         assert_eq!(
             String::from_utf8_lossy(out.as_bytes()),
             "* 2 FETCH (UID 9 FLAGS (\\Seen $Junk))\r\n* 3 EXPUNGE\r\n* 4 EXISTS\r\n"
+        );
+    }
+
+    #[test]
+    fn renders_new_keywords_as_flags_and_permanentflags() {
+        let mut out = Out::new();
+        let keywords = vec!["$Junk".to_owned()];
+        write_updates(&mut out, &[Update::Keywords { keywords: keywords.clone(), read_only: false }]);
+        write_updates(&mut out, &[Update::Keywords { keywords, read_only: true }]);
+        let flags = "* FLAGS (\\Answered \\Flagged \\Deleted \\Seen \\Draft $Junk)\r\n";
+        assert_eq!(
+            String::from_utf8_lossy(out.as_bytes()),
+            format!(
+                "{flags}* OK [PERMANENTFLAGS (\\Answered \\Flagged \\Deleted \\Seen \\Draft $Junk \\*)] flags permitted\r\n\
+                 {flags}* OK [PERMANENTFLAGS ()] flags permitted\r\n"
+            )
         );
     }
 }
