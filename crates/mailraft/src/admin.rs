@@ -159,6 +159,21 @@ pub async fn run(args: AdminArgs) -> Result<()> {
                 .await?;
             println!("node {id} removed; do not reuse its id, and wipe its data directory before reusing the machine");
         }
+        AdminAction::Backup { file, force } => {
+            // The snapshot is built and streamed by the leader: `call` follows NOT_LEADER there.
+            let stream = admin.call(|mut c| async move { c.backup(pb::BackupRequest { group_id }).await }).await?;
+            let w = crate::backup::write(stream, &file, force).await?;
+            let h = &w.header;
+            println!(
+                "backup of cluster {:016x} up to log index {} (term {}) written to {}: {} bytes, sha256 {}",
+                h.cluster_id,
+                h.last_log_index,
+                h.last_log_term,
+                file.display(),
+                h.size,
+                w.sha256
+            );
+        }
         AdminAction::TransferLeader { id } => {
             let r = admin
                 .call(|mut c| async move { c.transfer_leader(pb::TransferLeaderRequest { group_id, node_id: id }).await })

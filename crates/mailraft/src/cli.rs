@@ -74,6 +74,10 @@ pub struct DevArgs {
     /// this process. Certificates for mTLS between them are created in <data-dir>/certs.
     #[arg(long, default_value_t = 1, value_parser = clap::value_parser!(u64).range(1..=9))]
     pub nodes: u64,
+    /// Start from a backup (`mailraft admin backup`) instead of an empty state: the data directory
+    /// must hold no node state yet (see `mailraft storage --restore-from`). Only with --nodes 1.
+    #[arg(long, value_name = "FILE")]
+    pub restore_from: Option<PathBuf>,
 }
 
 /// `mailraft storage`.
@@ -108,6 +112,13 @@ pub struct StorageArgs {
     /// (repeatable; adds to `node.peer_addrs`).
     #[arg(long = "peer-addr")]
     pub peer_addrs: Vec<String>,
+    /// Create a NEW cluster from a backup (`mailraft admin backup`): FILE is verified, restored
+    /// into the data directory (which must hold no node state: no `db`, `snapshots` or
+    /// `cluster-id`) as a one-member cluster of this node with a new cluster id, and served.
+    /// Add the other nodes with `mailraft admin add-node`. Give it on the first start only: once
+    /// restored, the directory holds state and a second restore is refused.
+    #[arg(long, value_name = "FILE")]
+    pub restore_from: Option<PathBuf>,
     /// Shut down when stdin reaches end-of-file (used by `mailraft dev --nodes N` so its child
     /// nodes stop when the parent goes away).
     #[arg(long, hide = true)]
@@ -250,6 +261,17 @@ pub enum AdminAction {
     /// Print a digest of this node's state machine at its applied index as JSON
     /// (`{"applied_index","sha256","entries"}`): replicas at the same index must agree.
     StateDigest,
+    /// Write a consistent backup of the whole cluster (a Raft snapshot taken on the leader that
+    /// covers every write acknowledged before the command started) to FILE, mode 0600: it holds
+    /// password hashes and the session-signing keys. Restore it with `mailraft storage
+    /// --restore-from FILE`, which makes a new cluster.
+    Backup {
+        /// Where to write it; written to a temporary file next to it, checked, then renamed.
+        file: PathBuf,
+        /// Replace FILE if it exists.
+        #[arg(long)]
+        force: bool,
+    },
     /// Hand leadership to another voter (for maintenance of the current leader).
     TransferLeader {
         /// Node id of the new leader.

@@ -3,11 +3,13 @@
 //! `BYE`, then the storage node, so in-flight writes finish).
 
 use std::net::SocketAddr;
+use std::path::Path;
 use std::sync::Arc;
 use std::time::Duration;
 
 use anyhow::{Context, Result};
 use mailraft_frontend::{FrontendConfig, ImapServer, TlsMode, tls_config_from_pem};
+use mailraft_server::admin_service::backup;
 use mailraft_server::{NodeConfig, StorageNode};
 use tokio::net::TcpListener;
 use tokio::sync::watch;
@@ -19,6 +21,13 @@ use crate::tls::TlsMaterial;
 /// Binds the peer and admin listeners (port 0 allowed) and starts a storage node on them, with
 /// mutual TLS from `[tls]` (or loopback plaintext, which the caller has checked is configured).
 pub async fn storage_node(cfg: &Config, bootstrap: bool) -> Result<StorageNode> {
+    storage_node_from(cfg, bootstrap, None).await
+}
+
+/// [`storage_node`], first restoring the backup `restore_from` (if given) into the data directory
+/// as a new one-member cluster of this node. The restore runs after the listeners are bound, so
+/// the membership records the address the node really advertises (with port 0, the bound one).
+pub async fn storage_node_from(cfg: &Config, bootstrap: bool, restore_from: Option<&Path>) -> Result<StorageNode> {
     std::fs::create_dir_all(&cfg.node.data_dir)
         .with_context(|| format!("create data dir {}", cfg.node.data_dir.display()))?;
     let tls = crate::tls::grpc_bundle(cfg)?;
@@ -47,10 +56,31 @@ pub async fn storage_node(cfg: &Config, bootstrap: bool) -> Result<StorageNode> 
     node.snapshot_log_bytes = cfg.raft.snapshot_log_bytes;
     node.token_ttl = std::time::Duration::from_secs(cfg.auth.token_ttl_secs);
     node.limits = cfg.limits.node_limits();
+    node.fetch_buffer_bytes = cfg.limits.fetch_buffer_bytes;
     node.bootstrap = bootstrap;
     node.peer_addrs = cfg.node.peer_addr_map()?;
+    let data_dir = cfg.node.data_dir.clone();
+    if let Some(file) = restore_from {
+        let (file, advertise, id) = (file.to_path_buf(), node.advertise.clone(), node.node_id);
+        let restored = tokio::task::spawn_blocking(move || backup::restore(&data_dir, &file, id, &advertise))
+            .await?
+            .with_context(|| format!("restore {}", file_name(restore_from)))?;
+        let last = restored.backup.meta.last_log_id.map_or(0, |l| l.index);
+        tracing::info!(
+            cluster_id = %format!("{:016x}", restored.cluster_id),
+            last_log_index = last,
+            "restored the backup as a new cluster"
+        );
+    } else {
+        backup::check_no_interrupted_restore(&data_dir)?;
+    }
     let listeners = mailraft_server::Listeners { peer: listener, admin: Some(admin) };
     StorageNode::start_with(node, listeners).await.context("start storage node")
+}
+
+/// A path for messages.
+fn file_name(path: Option<&Path>) -> String {
+    path.map(|p| p.display().to_string()).unwrap_or_default()
 }
 
 /// The front-end settings derived from the process configuration.

@@ -46,6 +46,10 @@ async fn dev(args: DevArgs) -> Result<()> {
         cfg.telemetry.log_filter = "warn".to_owned();
     }
     cfg.validate().context("invalid configuration")?;
+    anyhow::ensure!(
+        args.restore_from.is_none() || args.nodes == 1,
+        "--restore-from needs --nodes 1 (restore one node, then add others with `mailraft admin add-node`)"
+    );
     let _telemetry = mailraft_telemetry::init(&cfg.telemetry)?;
     let demo_login = format!("{}@{}", cfg.dev.demo_user, cfg.dev.demo_tenant);
     // Every gRPC link runs mutual TLS with certificates made here once (dev ignores `[tls]`).
@@ -60,7 +64,7 @@ async fn dev(args: DevArgs) -> Result<()> {
 
     // Either one storage node in this process, or N child processes.
     let (node, cluster, endpoints, admin_url) = if args.nodes == 1 {
-        let node = launch::storage_node(&cfg, true).await?;
+        let node = launch::storage_node_from(&cfg, true, args.restore_from.as_deref()).await?;
         node.ensure_tenant_user(&cfg.dev.demo_tenant, &cfg.dev.demo_user, &cfg.dev.demo_password)
             .await
             .context("create demo tenant and user")?;
@@ -188,7 +192,7 @@ async fn storage(args: StorageArgs) -> Result<()> {
     cfg.validate().context("invalid configuration")?;
     cfg.check_storage_security().context("invalid configuration")?;
     let _telemetry = mailraft_telemetry::init(&cfg.telemetry)?;
-    let node = launch::storage_node(&cfg, args.bootstrap).await?;
+    let node = launch::storage_node_from(&cfg, args.bootstrap, args.restore_from.as_deref()).await?;
     // `grpc` last: whoever waits for it (dev, tests) has seen `admin` too.
     println!("admin    {}", node.admin_addr());
     println!("grpc     {}", node.local_addr());

@@ -1,5 +1,6 @@
 //! `mailraft.v1.Admin`: operator calls (tenants, users, passwords, disabling and deleting users,
-//! rotating the session key, cluster state and membership, the latter in `membership.rs`).
+//! rotating the session key, cluster state and membership, the latter in `membership.rs`, and
+//! backups, in `admin_service/backup.rs`).
 //!
 //! Like data writes, tenant and user changes are Raft entries proposed on the leader; password
 //! hashes are computed here (argon2id, random salt, on the blocking pool) so that no plaintext
@@ -25,6 +26,8 @@ use crate::metrics::{observe, rpc_span};
 use crate::network::Network;
 use crate::password::{self, Login};
 use crate::shared::Shared;
+
+pub mod backup;
 
 /// Bytes of a session key (HMAC-SHA256 key: its block size would be more than enough).
 pub const SESSION_KEY_LEN: usize = 32;
@@ -237,6 +240,17 @@ async fn auth_unblock(shared: &Shared, key: &str, all: bool) -> Result<pb::AuthU
 
 #[tonic::async_trait]
 impl Admin for AdminService {
+    type BackupStream = backup::BackupStream;
+
+    async fn backup(&self, request: Request<pb::BackupRequest>) -> Result<Response<Self::BackupStream>, Status> {
+        let req = request.into_inner();
+        let work = async {
+            self.shared.check_group(req.group_id)?;
+            backup::backup(&self.shared).await
+        };
+        observe("Backup", work).instrument(rpc_span("Backup", "")).await.map(Response::new)
+    }
+
     async fn auth_blocks(
         &self,
         request: Request<pb::AuthBlocksRequest>,

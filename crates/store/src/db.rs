@@ -252,3 +252,23 @@ pub(crate) fn log_key(index: u64) -> [u8; 8] {
 pub(crate) fn table_cf(db: &DB, table: Table) -> Result<Arc<BoundColumnFamily<'_>>> {
     cf(db, table.name())
 }
+
+/// Adds the model's `writes` to `batch`, each table in its column family.
+pub(crate) fn add_write_set(db: &DB, batch: &mut rocksdb::WriteBatch, writes: mailraft_model::WriteSet) -> Result<()> {
+    let mut cfs: std::collections::HashMap<Table, Arc<BoundColumnFamily<'_>>> = std::collections::HashMap::new();
+    for ((table, key), value) in writes.ops {
+        let cf = match cfs.get(&table) {
+            Some(cf) => cf.clone(),
+            None => {
+                let cf = table_cf(db, table)?;
+                cfs.insert(table, cf.clone());
+                cf
+            }
+        };
+        match value {
+            Some(value) => batch.put_cf(&cf, key, value),
+            None => batch.delete_cf(&cf, key),
+        }
+    }
+    Ok(())
+}

@@ -19,7 +19,8 @@
 //!    (`snapshot.rs`, [`SnapshotData`]), kept as `<data_dir>/snapshots/current.snap`; installing
 //!    one streams the file back in bounded write batches, resumably after a crash ([`open`]
 //!    finishes an interrupted install before anything reads the state). Memory stays bounded
-//!    by [`SNAPSHOT_IO_BUFFER`] plus one write batch, not by the size of the state.
+//!    by [`SNAPSHOT_IO_BUFFER`] plus one write batch, not by the size of the state. A backup is
+//!    such a file; [`restore_backup`] makes a new cluster's store from one.
 //! 5. Blocking work of the write path runs on dedicated threads ([`pool`]): the log's synced
 //!    writes on `mailraft-raft_log`, apply and snapshot installs on `mailraft-raft_apply`, so
 //!    no read or password hash queued on tokio's blocking pool can delay a commit.
@@ -47,7 +48,9 @@ pub use error::StoreError;
 pub use log_store::{LogBytes, LogStore};
 pub use pool::{Executor, LimitError, Limiter};
 pub use reader::{PinnedView, StateRead, StateView};
-pub use snapshot::{IO_BUFFER as SNAPSHOT_IO_BUFFER, SnapshotBuilder};
+pub use snapshot::{
+    BackupInfo, IO_BUFFER as SNAPSHOT_IO_BUFFER, SnapshotBuilder, restore_backup, verify_backup,
+};
 pub use state_machine::{EVENT_CHANNEL_CAPACITY, StateMachineStore};
 pub use types::{
     Entry, LogId, Membership, Node, NodeId, Raft, Snapshot, SnapshotData, SnapshotMeta,

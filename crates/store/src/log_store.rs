@@ -262,9 +262,10 @@ impl RaftLogStorage<TypeConfig> for LogStore {
         db::get_value(&self.db, CF_RAFT_META, KEY_VOTE).storage(ErrorSubject::Vote, ErrorVerb::Read)
     }
 
-    /// Not fsynced: the state machine persists its own position before replying, so a lost
-    /// `committed` only means re-learning it from the leader. It reaches disk with the next
-    /// synced write anyway (the WAL is sequential).
+    /// Not fsynced: a lost `committed` only means re-learning it from the leader (or, on a
+    /// single node, re-committing on election), after which openraft re-applies the log from
+    /// the durable `last_applied`. It reaches disk with the next synced write anyway (the WAL
+    /// is sequential).
     async fn save_committed(&mut self, committed: Option<LogId>) -> Result<(), StorageError<u64>> {
         let result = (|| -> Result<()> {
             let cf = db::cf(&self.db, CF_RAFT_META)?;

@@ -51,6 +51,7 @@
 mod crc32c;
 mod files;
 mod format;
+mod restore;
 
 use std::io::BufWriter;
 use std::path::Path;
@@ -62,6 +63,7 @@ use rocksdb::{DB, IteratorMode, ReadOptions, WriteBatch};
 
 pub use files::SnapshotData;
 pub(crate) use files::SnapshotFiles;
+pub use restore::{BackupInfo, restore_backup, verify_backup};
 use format::{FormatReader, FormatWriter, Record};
 
 use crate::db::{

@@ -25,14 +25,14 @@
 //! came from is deleted. `tests/durability_power_loss.rs` cuts power right after acknowledged
 //! APPENDs (losing every unsynced byte) and checks each is still there.
 
-use std::collections::{BTreeSet, HashMap};
+use std::collections::BTreeSet;
 use std::sync::Arc;
 use std::time::Instant;
 
-use mailraft_model::{KvRead, MailboxEvent, Outcome, Reply, Request, Table, WriteSet};
+use mailraft_model::{KvRead, MailboxEvent, Outcome, Reply, Request, WriteSet};
 use openraft::storage::RaftStateMachine;
 use openraft::{EntryPayload, ErrorSubject, ErrorVerb, OptionalSend, StorageError};
-use rocksdb::{BoundColumnFamily, DB, WriteBatch};
+use rocksdb::{DB, WriteBatch};
 use tokio::sync::broadcast;
 
 use crate::db::{self, CF_SM_STATE, KEY_LAST_APPLIED, KEY_LAST_MEMBERSHIP, KEY_RETIRED_NODES};
@@ -155,21 +155,7 @@ fn apply_batch(db: &DB, entries: Vec<Entry>) -> Result<Applied> {
     base.finish()?;
 
     let mut batch = WriteBatch::default();
-    let mut cfs: HashMap<Table, Arc<BoundColumnFamily<'_>>> = HashMap::new();
-    for ((table, key), value) in writes.ops {
-        let cf = match cfs.get(&table) {
-            Some(cf) => cf.clone(),
-            None => {
-                let cf = db::table_cf(db, table)?;
-                cfs.insert(table, cf.clone());
-                cf
-            }
-        };
-        match value {
-            Some(value) => batch.put_cf(&cf, key, value),
-            None => batch.delete_cf(&cf, key),
-        }
-    }
+    db::add_write_set(db, &mut batch, writes)?;
     let sm_state = db::cf(db, CF_SM_STATE)?;
     if let Some(id) = &last_applied {
         batch.put_cf(&sm_state, KEY_LAST_APPLIED, db::encode(id)?);

@@ -17,6 +17,7 @@ pub mod dedup;
 mod deliver;
 mod mailbox;
 mod message;
+pub mod restore;
 
 pub use account::pending_deletions;
 use sha2::{Digest, Sha256};
