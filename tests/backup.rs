@@ -21,27 +21,9 @@ use support::{Client, Dev, PASSWORD, Proc, USER};
 /// Longest an admin command or a failing start may take.
 const TIMEOUT: Duration = Duration::from_secs(120);
 
-/// `mailraft dev` flags on loopback port 0, as `Dev` starts it, on `data_dir`.
+/// `mailraft dev` flags on loopback port 0, as `Dev` starts it, on `data_dir`, restoring `backup`.
 fn dev_flags(data_dir: &Path, backup: &Path, demo_password: &str) -> Vec<String> {
-    let mut flags: Vec<String> = [
-        "dev",
-        "--imap-addr",
-        "127.0.0.1:0",
-        "--imaps-addr",
-        "127.0.0.1:0",
-        "--lmtp-addr",
-        "127.0.0.1:0",
-        "--grpc-addr",
-        "127.0.0.1:0",
-        "--admin-addr",
-        "127.0.0.1:0",
-        "--metrics-addr",
-        "127.0.0.1:0",
-        "--demo-password",
-        demo_password,
-    ]
-    .map(String::from)
-    .to_vec();
+    let mut flags = support::dev_flags("127.0.0.1:0", demo_password);
     flags.push("--data-dir".into());
     flags.push(data_dir.display().to_string());
     flags.push("--restore-from".into());

@@ -139,6 +139,30 @@ impl Drop for Proc {
     }
 }
 
+/// `mailraft dev` flags with every listener on loopback port 0, metrics on `metrics` and the
+/// demo account's password `demo_password`; the caller adds `--data-dir` and anything else.
+pub fn dev_flags(metrics: &str, demo_password: &str) -> Vec<String> {
+    [
+        "dev",
+        "--imap-addr",
+        "127.0.0.1:0",
+        "--imaps-addr",
+        "127.0.0.1:0",
+        "--lmtp-addr",
+        "127.0.0.1:0",
+        "--grpc-addr",
+        "127.0.0.1:0",
+        "--admin-addr",
+        "127.0.0.1:0",
+        "--metrics-addr",
+        metrics,
+        "--demo-password",
+        demo_password,
+    ]
+    .map(String::from)
+    .to_vec()
+}
+
 /// A running `mailraft dev` process.
 pub struct Dev {
     /// The process.
@@ -185,29 +209,13 @@ impl Dev {
 
     /// [`Dev::start_with`], logs to `log`.
     pub fn start_logged(data_dir: &Path, metrics: &str, env: &[(&str, &str)], log: Option<&Path>) -> Result<Dev> {
-        let flags = [
-            "dev",
-            "--imap-addr",
-            "127.0.0.1:0",
-            "--imaps-addr",
-            "127.0.0.1:0",
-            "--lmtp-addr",
-            "127.0.0.1:0",
-            "--grpc-addr",
-            "127.0.0.1:0",
-            "--admin-addr",
-            "127.0.0.1:0",
-            "--metrics-addr",
-            metrics,
-            "--demo-password",
-            PASSWORD,
-            "--data-dir",
-        ];
+        let mut flags = dev_flags(metrics, PASSWORD);
+        flags.push("--data-dir".into());
         let args: Vec<&std::ffi::OsStr> = flags
-        .iter()
-        .map(std::ffi::OsStr::new)
-        .chain(std::iter::once(data_dir.as_os_str()))
-        .collect();
+            .iter()
+            .map(std::ffi::OsStr::new)
+            .chain(std::iter::once(data_dir.as_os_str()))
+            .collect();
         let proc = Proc::spawn_logged(&args, env, &["imap", "imaps", "lmtp", "grpc", "admin", "cert", "certs"], log)?;
         Ok(Dev {
             imap: proc.get("imap")?,
