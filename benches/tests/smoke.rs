@@ -62,22 +62,16 @@ async fn run(args: &[&str]) -> mailraft_bench::report::Report {
     report
 }
 
+/// The bench arguments every smoke run shares: the two users `start` created, against `port`.
+fn common_args(port: &str) -> Vec<&str> {
+    vec!["mailraft-bench", "--port", port, "--users", "2", "--password", "smoke-pass", "--quiet"]
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn mix_smoke_has_no_violations() {
     let (_dir, dev) = start(1);
     let port = dev.imap.port().to_string();
-    let common = [
-        "mailraft-bench",
-        "--port",
-        &port,
-        "--users",
-        "2",
-        "--password",
-        "smoke-pass",
-        "--quiet",
-    ];
-
-    let mut args = common.to_vec();
+    let mut args = common_args(&port);
     args.extend(["--clients", "4", "--secs", "3", "--corpus", "20", "mix"]);
     let r = run(&args).await;
     assert_eq!(r.violation_count, 0, "violations: {:?}", r.violations);
@@ -92,8 +86,7 @@ async fn mix_smoke_has_no_violations() {
 
     // Persistent sessions over implicit TLS with AUTHENTICATE PLAIN.
     let tls_port = dev.imaps.port().to_string();
-    let mut args = common.to_vec();
-    args[2] = &tls_port;
+    let mut args = common_args(&tls_port);
     args.extend([
         "--tls",
         "--insecure",
@@ -129,28 +122,9 @@ async fn lmtp_append_smoke_delivers_every_acknowledged_message() {
     let (_dir, dev) = start(1);
     let port = dev.imap.port().to_string();
     let lmtp = dev.lmtp.to_string();
-    let r = run(&[
-        "mailraft-bench",
-        "--port",
-        &port,
-        "--users",
-        "2",
-        "--password",
-        "smoke-pass",
-        "--quiet",
-        "--clients",
-        "2",
-        "--secs",
-        "2",
-        "--corpus",
-        "10",
-        "append",
-        "--via",
-        "lmtp",
-        "--lmtp",
-        &lmtp,
-    ])
-    .await;
+    let mut args = common_args(&port);
+    args.extend(["--clients", "2", "--secs", "2", "--corpus", "10", "append", "--via", "lmtp", "--lmtp", &lmtp]);
+    let r = run(&args).await;
     assert_eq!(r.unsupported, None, "LMTP not usable");
     assert_eq!(r.violation_count, 0, "violations: {:?}", r.violations);
     assert!(r.errors.is_empty(), "errors: {:?}", r.errors);
@@ -166,24 +140,9 @@ async fn cluster_smoke_has_no_violations_and_counts_every_node() {
     let (_dir, dev) = start(3);
     assert_eq!(dev.nodes.len(), 3, "one banner line per storage node");
     let port = dev.imap.port().to_string();
-    let r = run(&[
-        "mailraft-bench",
-        "--port",
-        &port,
-        "--users",
-        "2",
-        "--password",
-        "smoke-pass",
-        "--quiet",
-        "--clients",
-        "4",
-        "--secs",
-        "3",
-        "--corpus",
-        "20",
-        "mix",
-    ])
-    .await;
+    let mut args = common_args(&port);
+    args.extend(["--clients", "4", "--secs", "3", "--corpus", "20", "mix"]);
+    let r = run(&args).await;
     assert_eq!(r.violation_count, 0, "violations: {:?}", r.violations);
     assert!(
         r.ops.iter().any(|o| o.op == "append" && o.count > 0),
