@@ -407,6 +407,9 @@ pub struct LimitsConfig {
     /// Longest life of a FETCH stream or SEARCH on a storage node; then it ends with
     /// DEADLINE_EXCEEDED, so no client pins a RocksDB snapshot longer.
     pub read_stream_deadline_secs: u64,
+    /// Longest a read waits for a read slot (or for its account's place) before it is answered
+    /// `NO [UNAVAILABLE]`: a node whose reads are all taken says so instead of queueing forever.
+    pub read_wait_ms: u64,
     /// argon2 computations at once (each takes 19 MiB); 0 means twice the CPU cores.
     pub max_concurrent_password_hashes: usize,
     /// Longest wait for a hashing slot; then the login is answered `NO [UNAVAILABLE]`.
@@ -439,6 +442,7 @@ impl Default for LimitsConfig {
         Self {
             max_concurrent_reads: node.max_concurrent_reads,
             read_stream_deadline_secs: node.read_stream_deadline.as_secs(),
+            read_wait_ms: node.read_wait.as_millis() as u64,
             max_concurrent_password_hashes: node.max_concurrent_password_hashes,
             password_hash_wait_ms: node.password_hash_wait.as_millis() as u64,
             auth_delay_after_failures: auth.delay_after,
@@ -461,6 +465,7 @@ impl LimitsConfig {
         mailraft_server::limits::Limits {
             max_concurrent_reads: self.max_concurrent_reads,
             read_stream_deadline: Duration::from_secs(self.read_stream_deadline_secs),
+            read_wait: Duration::from_millis(self.read_wait_ms),
             max_concurrent_password_hashes: self.max_concurrent_password_hashes,
             password_hash_wait: Duration::from_millis(self.password_hash_wait_ms),
             auth: mailraft_server::auth_budget::AuthBudgetConfig {
@@ -637,8 +642,9 @@ impl Config {
         }
 
         let lim = &self.limits;
-        let positive: [(&'static str, u64); 10] = [
+        let positive: [(&'static str, u64); 11] = [
             ("limits.max_concurrent_reads", lim.max_concurrent_reads as u64),
+            ("limits.read_wait_ms", lim.read_wait_ms),
             ("limits.fetch_buffer_bytes", lim.fetch_buffer_bytes as u64),
             ("limits.read_stream_deadline_secs", lim.read_stream_deadline_secs),
             ("limits.auth_delay_ms", lim.auth_delay_ms),

@@ -1,5 +1,7 @@
 //! Typed reads shared by `apply` and `query`: decode records, scan whole ranges page by page.
 
+use std::ops::ControlFlow;
+
 use crate::command::ModelError;
 use crate::keys::{self, KeyRange};
 use crate::kv::{KvRead, Table};
@@ -31,10 +33,32 @@ pub(crate) fn scan_all(kv: &dyn KvRead, table: Table, range: &KeyRange) -> Vec<(
 /// At most `max` entries of `range`, ascending, fetched in pages.
 pub(crate) fn scan_up_to(kv: &dyn KvRead, table: Table, range: &KeyRange, max: usize) -> Vec<(Vec<u8>, Vec<u8>)> {
     let mut out = Vec::new();
+    let all: Result<(), std::convert::Infallible> = for_each_page(kv, table, range, max, |page| {
+        out.extend(page);
+        Ok(ControlFlow::Continue(()))
+    });
+    match all {
+        Ok(()) => out,
+        Err(never) => match never {},
+    }
+}
+
+/// Hands at most `max` entries of `range` to `f`, ascending, one page at a time, until `f`
+/// breaks: a caller that keeps only part of each entry (a UID, a sum) holds one page of values,
+/// never the whole range's.
+pub(crate) fn for_each_page<E>(
+    kv: &dyn KvRead,
+    table: Table,
+    range: &KeyRange,
+    max: usize,
+    mut f: impl FnMut(Vec<(Vec<u8>, Vec<u8>)>) -> Result<ControlFlow<()>, E>,
+) -> Result<(), E> {
     let mut start = range.start.clone();
-    while out.len() < max {
-        let want = PAGE.min(max - out.len());
+    let mut left = max;
+    while left > 0 {
+        let want = PAGE.min(left);
         let page = kv.scan(table, &start, range.end.as_deref(), want);
+        left -= page.len();
         // A full page may have more after it: continue at the next key, `last ++ [0]`.
         let next = if page.len() == want {
             page.last().map(|(k, _)| {
@@ -45,11 +69,13 @@ pub(crate) fn scan_up_to(kv: &dyn KvRead, table: Table, range: &KeyRange, max: u
         } else {
             None
         };
-        out.extend(page);
+        if f(page)?.is_break() {
+            break;
+        }
         match next {
             Some(k) => start = k,
             None => break,
         }
     }
-    out
+    Ok(())
 }

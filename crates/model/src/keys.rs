@@ -25,6 +25,7 @@
 //! | Changes | tenant, mailbox, modseq, uid | `Change` |
 //! | BlobMeta | tenant, sha256 | `BlobMetaRecord` |
 //! | BlobData | tenant, sha256 | raw message bytes |
+//! | BlobRefs | tenant, sha256 | refcount (u64 BE) |
 //! | Dedup | request id | `DedupRecord` |
 //! | DedupByTime | time (order-preserving u64), request id | empty |
 //!
@@ -224,7 +225,7 @@ pub fn change_of(key: &[u8]) -> Option<(u64, Uid)> {
     Some((u64_at(key, 16)?, u32_at(key, 24)?))
 }
 
-/// BlobMeta and BlobData: a blob of a tenant, addressed by the SHA-256 of its bytes.
+/// BlobMeta, BlobData and BlobRefs: a blob of a tenant, addressed by the SHA-256 of its bytes.
 pub fn blob(tenant: TenantId, hash: &[u8; 32]) -> Vec<u8> {
     key(&[&tenant.to_be_bytes(), hash])
 }

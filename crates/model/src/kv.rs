@@ -32,7 +32,7 @@ pub enum Table {
     Messages,
     /// (tenant, mailbox, modseq, uid) → `Change` (one command touches several UIDs at one modseq)
     Changes,
-    /// (tenant, blob hash) → `BlobMeta` (refcount, structure)
+    /// (tenant, blob hash) → `BlobMeta` (size, structure; written once, when the blob is stored)
     BlobMeta,
     /// (tenant, blob hash) → raw message bytes
     BlobData,
@@ -40,11 +40,15 @@ pub enum Table {
     Dedup,
     /// (time, request id) → () — the dedup entries in expiry order, for the bounded purge.
     DedupByTime,
+    /// (tenant, blob hash) → how many message records point at the blob (u64 BE). Kept apart
+    /// from `BlobMeta` so that COPY and MOVE rewrite 8 bytes per message, not the blob's whole
+    /// precomputed structure (several KiB), which made a large COPY the most expensive apply.
+    BlobRefs,
 }
 
 impl Table {
     /// Every table, in a fixed order (column family creation, snapshots).
-    pub const ALL: [Table; 14] = [
+    pub const ALL: [Table; 15] = [
         Table::Meta,
         Table::Tenants,
         Table::TenantByDomain,
@@ -59,6 +63,7 @@ impl Table {
         Table::BlobData,
         Table::Dedup,
         Table::DedupByTime,
+        Table::BlobRefs,
     ];
 
     /// Stable name, used as the RocksDB column family name. Never rename: it is on disk.
@@ -78,6 +83,7 @@ impl Table {
             Table::BlobData => "blob_data",
             Table::Dedup => "dedup",
             Table::DedupByTime => "dedup_by_time",
+            Table::BlobRefs => "blob_refs",
         }
     }
 }

@@ -24,6 +24,17 @@ pub const MAX_MAILBOX_KEYWORDS: usize = 256;
 /// (DELETE removes every message in one apply; the refusal reads only the mailbox's counter).
 pub const MAX_MESSAGES_PER_COMMAND: usize = 100_000;
 
+/// Most bytes of records one STORE, COPY / MOVE or EXPUNGE may read, and most it may write
+/// (message records, change log, blob reference counts, mailbox and account records; message
+/// bodies are not counted: the log entry carries them and the literal limit bounds them). The
+/// message cap alone does not bound the cost: a record carries the message's keywords, up to
+/// [`MAX_MAILBOX_KEYWORDS`] × [`crate::flags::MAX_KEYWORD_LEN`] ≈ 33 KiB, so 100,000 such
+/// records were 3.3 GB read and written on every replica in one apply. An ordinary record is
+/// about 100 bytes, so a COPY of 100,000 ordinary messages reads about 10 MB and writes about
+/// 25 MB (its record, its change-log row and its blob's 8-byte count each), well inside the
+/// bound; the refusal (`Limit`) comes as soon as the bound is passed, before the rest is read.
+pub const MAX_COMMAND_BYTES: u64 = 64 << 20;
+
 /// Most mailboxes one account may have (parents created by CREATE included). A RENAME rewrites
 /// the record of every inferior of the mailbox it renames in one apply (RFC 3501 §6.3.5), so this
 /// also bounds what one RENAME costs the other tenants. Dovecot and Cyrus set no default limit;

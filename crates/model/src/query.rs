@@ -6,7 +6,9 @@
 //! because every key they build starts with `who.tenant` and `who.account` (messages, keyed by
 //! globally unique mailbox id, are read only after that mailbox was found under `who`).
 
-use crate::access::{get, get_id, scan_all, scan_up_to};
+use std::ops::ControlFlow;
+
+use crate::access::{for_each_page, get, get_id, scan_all, scan_up_to};
 use crate::command::{FlagsUpdate, ModelError, Principal};
 use crate::keys;
 use crate::kv::{KvRead, Table};
@@ -113,29 +115,42 @@ fn check_owner(kv: &dyn KvRead, who: Principal, mailbox: &Mailbox) -> Result<(),
     }
 }
 
-/// SELECT: every UID of the mailbox, ascending (read from keys only).
+/// SELECT: every UID of the mailbox, ascending (read from keys only). Records are scanned a page
+/// at a time and dropped, so a mailbox of large records (many keywords) costs one page of them
+/// and four bytes per message, not every record at once.
 pub fn uids(kv: &dyn KvRead, who: Principal, mailbox: &Mailbox) -> Result<Vec<Uid>, ModelError> {
     check_owner(kv, who, mailbox)?;
     let range = keys::prefix_range(keys::mailbox_prefix(who.tenant, mailbox.id));
-    scan_all(kv, Table::Messages, &range)
-        .into_iter()
-        .map(|(k, _)| keys::uid_of(&k).ok_or_else(|| ModelError::Corrupt("message key".into())))
-        .collect()
+    let mut out = Vec::with_capacity(mailbox.exists as usize);
+    for_each_page(kv, Table::Messages, &range, usize::MAX, |page| {
+        for (k, _) in page {
+            out.push(keys::uid_of(&k).ok_or_else(|| ModelError::Corrupt("message key".into()))?);
+        }
+        Ok(ControlFlow::Continue(()))
+    })?;
+    Ok(out)
 }
 
-/// SELECT `[UNSEEN n]`: the lowest UID without `\Seen`.
+/// SELECT `[UNSEEN n]`: the lowest UID without `\Seen`, scanning a page at a time and stopping
+/// at the first.
 pub fn first_unseen(kv: &dyn KvRead, who: Principal, mailbox: &Mailbox) -> Result<Option<Uid>, ModelError> {
     check_owner(kv, who, mailbox)?;
     if mailbox.unseen == 0 {
         return Ok(None);
     }
-    let all = UidSet::range(1, Uid::MAX);
-    for m in messages_in(kv, who.tenant, mailbox.id, &all)? {
-        if !m.flags.contains(&Flag::Seen) {
-            return Ok(Some(m.uid));
+    let range = keys::prefix_range(keys::mailbox_prefix(who.tenant, mailbox.id));
+    let mut found = None;
+    for_each_page(kv, Table::Messages, &range, usize::MAX, |page| {
+        for (_, v) in page {
+            let m = MessageMeta::decode(&v)?;
+            if !m.flags.contains(&Flag::Seen) {
+                found = Some(m.uid);
+                return Ok(ControlFlow::Break(()));
+            }
         }
-    }
-    Ok(None)
+        Ok::<_, ModelError>(ControlFlow::Continue(()))
+    })?;
+    Ok(found)
 }
 
 /// FETCH: the existing messages among `uids`, ascending; with `changed_since > 0` only those
@@ -224,6 +239,16 @@ pub fn blob(kv: &dyn KvRead, tenant: TenantId, blob: &[u8; 32]) -> Option<Vec<u8
     kv.get(Table::BlobData, &keys::blob(tenant, blob))
 }
 
+/// How many message records of the tenant point at a blob (0 when it does not exist): its
+/// `BlobRefs` row, or for a blob stored before that table existed, its `BlobMeta`'s count.
+pub fn blob_refcount(kv: &dyn KvRead, tenant: TenantId, blob: &[u8; 32]) -> Result<u64, ModelError> {
+    let key = keys::blob(tenant, blob);
+    if let Some(v) = kv.get(Table::BlobRefs, &key) {
+        return keys::decode_id_value(&v).ok_or_else(|| ModelError::Corrupt("blob refcount".into()));
+    }
+    Ok(get::<BlobMeta>(kv, Table::BlobMeta, &key)?.map_or(0, |m| m.refcount))
+}
+
 /// FETCH BODYSTRUCTURE / ENVELOPE: the blob's bookkeeping and precomputed structure. `None`
 /// when absent (or undecodable, which `apply` would report as `Corrupt`).
 pub fn blob_meta(kv: &dyn KvRead, tenant: TenantId, blob: &[u8; 32]) -> Option<BlobMeta> {
@@ -247,7 +272,13 @@ pub struct ChangesView {
     pub resync: bool,
 }
 
-/// Changes of `mailbox` with a modseq greater than `since_modseq`, at most `max` of them.
+/// Most bytes of flag names one [`changes`] answer carries: a message may hold ~33 KiB of
+/// keywords, so `max` changes alone do not bound the answer (10,000 of them would be 330 MB);
+/// past this the answer is `resync`, like past `max`.
+pub const MAX_CHANGES_FLAG_BYTES: usize = 4 << 20;
+
+/// Changes of `mailbox` with a modseq greater than `since_modseq`, at most `max` of them and at
+/// most [`MAX_CHANGES_FLAG_BYTES`] of flags.
 pub fn changes(
     kv: &dyn KvRead,
     who: Principal,
@@ -268,6 +299,7 @@ pub fn changes(
         view.resync = true;
         return Ok(view);
     }
+    let mut flag_bytes = 0usize;
     for (k, v) in rows {
         let (modseq, uid) = keys::change_of(&k).ok_or_else(|| ModelError::Corrupt("change key".into()))?;
         match Change::decode(&v)? {
@@ -276,6 +308,11 @@ pub fn changes(
                 let m = get::<MessageMeta>(kv, Table::Messages, &keys::message(who.tenant, mb.id, uid))?
                     .filter(|m| m.modseq == modseq)
                     .ok_or_else(|| ModelError::Corrupt(format!("change log entry {modseq}/{uid} is stale")))?;
+                flag_bytes = m.flags.iter().fold(flag_bytes, |n, f| n.saturating_add(f.as_imap().len() + 1));
+                if flag_bytes > MAX_CHANGES_FLAG_BYTES {
+                    // The session reloads the mailbox through FETCH, whose byte budget holds it.
+                    return Ok(ChangesView { resync: true, expunged: Vec::new(), changed: Vec::new(), ..view });
+                }
                 view.changed.push(FlagsUpdate { uid, flags: m.flags, modseq });
             }
         }

@@ -206,7 +206,9 @@ pub struct MessageMeta {
 /// Bookkeeping of one stored message body.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct BlobMeta {
-    /// Message records of the tenant pointing at this blob; the blob is deleted at 0.
+    /// Message records of the tenant pointing at this blob when the blob was stored. The live
+    /// count is the blob's `BlobRefs` row (`query::blob_refcount`); this field is read only for a
+    /// blob stored before that table existed, which has no row until its count first changes.
     pub refcount: u64,
     /// Length of the bytes.
     pub size: u64,

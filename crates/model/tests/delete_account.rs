@@ -72,9 +72,11 @@ fn assert_gone_and_consistent(s: &Sys, who: Principal, mailboxes: &BTreeSet<Mail
         .kv
         .data
         .iter()
-        .filter(|((t, _), _)| *t == Table::BlobMeta)
-        .map(|((_, k), v)| (k.clone(), BlobMeta::decode(v).unwrap().refcount))
+        .filter(|((t, _), _)| *t == Table::BlobRefs)
+        .map(|((_, k), v)| (k.clone(), keys::decode_id_value(v).unwrap()))
         .collect();
+    let described: BTreeSet<&Vec<u8>> = s.kv.data.keys().filter(|(t, _)| *t == Table::BlobMeta).map(|(_, k)| k).collect();
+    assert_eq!(described, metas.keys().collect::<BTreeSet<_>>(), "blob bookkeeping exists exactly for the referenced blobs");
     assert_eq!(metas, refs, "blob refcounts match the messages left");
     let data: BTreeSet<&Vec<u8>> = s.kv.data.keys().filter(|(t, _)| *t == Table::BlobData).map(|(_, k)| k).collect();
     assert_eq!(data, metas.keys().collect::<BTreeSet<_>>(), "blob bytes exist exactly for the referenced blobs");

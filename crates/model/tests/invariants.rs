@@ -570,8 +570,8 @@ impl Harness {
             }
         }
         for (i, body) in BODIES.iter().enumerate() {
-            let meta = query::blob_meta(&kv, who.tenant, &sha(body));
-            assert_eq!(meta.map(|m| m.refcount).unwrap_or(0), refs[i], "refcount of body {i}");
+            assert_eq!(query::blob_refcount(&kv, who.tenant, &sha(body)).unwrap(), refs[i], "refcount of body {i}");
+            assert_eq!(query::blob_meta(&kv, who.tenant, &sha(body)).is_some(), refs[i] > 0, "blob meta of body {i}");
             assert_eq!(query::blob(&kv, who.tenant, &sha(body)).is_some(), refs[i] > 0, "blob data of body {i}");
         }
         assert_eq!(query::account(&kv, who).unwrap().used_bytes, used);

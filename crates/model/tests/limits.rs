@@ -9,7 +9,8 @@ use std::cell::Cell;
 use std::collections::BTreeSet;
 
 use common::*;
-use mailraft_model::limits::{MAX_APPEND_MESSAGES, MAX_MAILBOX_KEYWORDS, MAX_MESSAGES_PER_COMMAND};
+use mailraft_model::flags::MAX_KEYWORD_LEN;
+use mailraft_model::limits::{MAX_APPEND_MESSAGES, MAX_COMMAND_BYTES, MAX_MAILBOX_KEYWORDS, MAX_MESSAGES_PER_COMMAND};
 use mailraft_model::*;
 use proptest::collection::vec;
 use proptest::prelude::*;
@@ -124,7 +125,10 @@ fn commands_over_the_message_cap_are_refused_and_change_nothing() {
     assert_eq!(s.mb(who, "INBOX").exists, cap + 1);
     assert_eq!(s.mb(who, "Dest").exists, 0);
 
-    // Exactly at the cap is allowed; the rest then fits too.
+    // Exactly at the cap is allowed (ordinary records stay far inside the byte bound); the rest
+    // then fits too.
+    let (r, _) = s.copy(who, "INBOX", UidSet::range(1, cap), "Dest", false);
+    r.unwrap();
     let (r, _) = s.store(who, "INBOX", UidSet::range(1, cap), StoreOp::Add, vec![Flag::Seen], 0);
     r.unwrap();
     let (r, _) = s.expunge(who, "INBOX", Some(UidSet::range(2, cap + 1)));
@@ -132,7 +136,72 @@ fn commands_over_the_message_cap_are_refused_and_change_nothing() {
     let (r, _) = s.expunge(who, "INBOX", None);
     r.unwrap();
     assert_eq!(s.mb(who, "INBOX").exists, 0);
-    assert_eq!(s.blob_refs(who.tenant, b"same"), None, "every reference dropped");
+    assert_eq!(s.mb(who, "Dest").exists, cap);
+    assert_eq!(s.blob_refs(who.tenant, b"same"), Some(u64::from(cap)), "only the copies' references are left");
+}
+
+/// Every keyword a mailbox may have, each as long as a keyword may be: about 33 KiB of flags on
+/// every message that carries them all.
+fn longest_keywords() -> Vec<Flag> {
+    (0..MAX_MAILBOX_KEYWORDS).map(|i| kw(&format!("{i:x>width$}", width = MAX_KEYWORD_LEN))).collect()
+}
+
+/// A set whose records are larger than [`MAX_COMMAND_BYTES`] together (far fewer messages than
+/// the message cap) is refused by COPY, MOVE, STORE and EXPUNGE, and changes nothing; half of it
+/// goes through.
+#[test]
+fn commands_over_the_byte_bound_are_refused_and_change_nothing() {
+    let (mut s, who) = Sys::setup();
+    s.create(who, "Dest");
+    let heavy = longest_keywords();
+    let record = MessageMeta { uid: 1, flags: heavy.clone(), modseq: 1, internal_date: 0, tz_offset_minutes: 0, save_date: 0, size: 4, blob: [0; 32] };
+    let n = (MAX_COMMAND_BYTES / record.encode().len() as u64 + 1) as usize;
+    assert!(n < MAX_MESSAGES_PER_COMMAND / 10, "the byte bound is what refuses here, not the message cap");
+    let mut left = n;
+    while left > 0 {
+        let k = left.min(500);
+        s.ok(Command::Append { who, mailbox: "INBOX".into(), messages: vec![msg(b"same", heavy.clone()); k] });
+        left -= k;
+    }
+    for is_move in [false, true] {
+        let (r, events) = s.copy(who, "INBOX", all(), "Dest", is_move);
+        assert!(is_limit(r), "copy (move: {is_move}) of {n} records of 33 KiB");
+        assert!(events.is_empty());
+    }
+    let (r, _) = s.store(who, "INBOX", all(), StoreOp::Add, vec![Flag::Deleted], 0);
+    assert!(is_limit(r), "store over the byte bound");
+    assert_eq!((s.mb(who, "INBOX").exists as usize, s.mb(who, "INBOX").deleted, s.mb(who, "Dest").exists), (n, 0, 0));
+    assert_eq!(s.blob_refs(who.tenant, b"same"), Some(n as u64), "no reference counted by a refused copy");
+
+    // Half the set is inside the bound.
+    let half = (n / 2) as Uid;
+    let (r, _) = s.copy(who, "INBOX", UidSet::range(1, half), "Dest", true);
+    r.unwrap();
+    assert_eq!(s.mb(who, "Dest").exists, half);
+}
+
+/// STORE reads small records but would write large ones: the write bound refuses it.
+#[test]
+fn a_store_that_would_write_over_the_byte_bound_is_refused() {
+    let (mut s, who) = Sys::setup();
+    let heavy = longest_keywords();
+    let n = (MAX_COMMAND_BYTES / (MAX_MAILBOX_KEYWORDS * MAX_KEYWORD_LEN) as u64 + 1) as usize;
+    let mut left = n;
+    while left > 0 {
+        let k = left.min(MAX_APPEND_MESSAGES);
+        s.ok(Command::Append { who, mailbox: "INBOX".into(), messages: vec![msg(b"light", vec![]); k] });
+        left -= k;
+    }
+    let (r, events) = s.store(who, "INBOX", all(), StoreOp::Add, heavy.clone(), 0);
+    match r {
+        Err(ModelError::Limit(m)) => assert!(m.contains("write"), "refused by the write bound: {m}"),
+        other => panic!("store writing {n} records of 33 KiB: {other:?}"),
+    }
+    assert!(events.is_empty());
+    assert!(s.msgs(who, "INBOX").iter().all(|m| m.flags.is_empty()), "nothing was written");
+    assert!(s.mb(who, "INBOX").keywords.is_empty());
+    let (r, _) = s.store(who, "INBOX", UidSet::range(1, (n / 2) as Uid), StoreOp::Add, heavy, 0);
+    r.unwrap();
 }
 
 /// A read view that counts scans of the message table.

@@ -185,7 +185,7 @@ impl AuthzError {
 impl From<AuthzError> for Status {
     fn from(e: AuthzError) -> Status {
         let (mut status, code) = match e {
-            AuthzError::NoCertificate => (Status::unauthenticated(e.to_string()), "PERMISSION_DENIED"),
+            AuthzError::NoCertificate => (Status::unauthenticated(e.to_string()), "UNAUTHENTICATED"),
             // A local read failed: the caller may retry (elsewhere), it was not judged.
             AuthzError::Unchecked(_) => (Status::unavailable(e.to_string()), "UNAVAILABLE"),
             _ => (Status::permission_denied(e.to_string()), "PERMISSION_DENIED"),

@@ -51,7 +51,7 @@ impl StorageService {
         let (mailbox_id, uidvalidity, since) = (req.mailbox_id, req.uidvalidity, req.since_modseq);
         let view = self
             .shared
-            .read(move |kv| {
+            .read_as(who, move |kv| {
                 let mb = query::mailbox_by_id(kv, who, mailbox_id, uidvalidity)?;
                 query::changes(kv, who, &mb, since, MAX_CHANGES)
             })
@@ -70,7 +70,11 @@ impl StorageService {
     ///
     /// WatchRequest carries no token: events contain only ids and a modseq, never names or
     /// content, and a front-end watches on behalf of all its sessions.
-    pub(crate) async fn watch_op(&self, req: pb::WatchRequest) -> Result<RpcStream<pb::WatchEvent>, ServerError> {
+    ///
+    /// `node` is the caller's node id when it called with a node certificate: the interceptor
+    /// refused it if that node had been removed, and every heartbeat checks again, so a stream
+    /// opened before the removal ends with it.
+    pub(crate) async fn watch_op(&self, req: pb::WatchRequest, node: Option<u64>) -> Result<RpcStream<pb::WatchEvent>, ServerError> {
         self.shared.check_group(req.group_id)?;
         let interval = heartbeat_interval(req.heartbeat_ms);
         // Subscribe before the leadership check: everything applied after the check is then
@@ -91,6 +95,12 @@ impl StorageService {
                     next = events.recv() => Some(next),
                 };
                 match next {
+                    None if node.is_some_and(|id| shared.view.retired_nodes().is_ok_and(|r| r.contains(&id))) => {
+                        let id = node.unwrap_or_default();
+                        tracing::info!(node = id, "watch stream ends: its node was removed");
+                        yield Err(Status::from(crate::authz::AuthzError::RetiredNode(id, "Watch")));
+                        break;
+                    }
                     None => {
                         // A read-index round proves we still lead. Bounded, so that a leader
                         // cut off from its peers ends the stream instead of blocking it.

@@ -13,14 +13,19 @@
 //! - memory stays bounded whatever the client asked for, and whatever number of clients stall:
 //!   each stream holds at most about three chunks (being produced, queued, in the transport) and
 //!   one page of message metadata, and all streams together hold at most the byte budget, one
-//!   account at most a quarter of it (a message larger than that is still sent, alone);
+//!   tenant at most half and one account at most a quarter of it (a message larger than that is
+//!   still sent, alone). A chunk's weight counts bodies, structures, flag names and a fixed
+//!   overhead per message, so `FETCH 1:* FLAGS` over messages with many keywords reserves what
+//!   it holds too; an account has at most `FETCH_STREAMS_PER_ACCOUNT` streams open;
 //! - a client that does not read costs no blocking thread and no read slot, so a few hundred of
 //!   them cannot starve other reads, let alone the Raft log and apply (own threads anyway);
 //! - a client that goes away (its stream is dropped) stops the producer at once, even while it
 //!   waits for bytes, a read slot or the client, and the snapshot is released;
 //! - no stream keeps its snapshot (and the old versions RocksDB must keep for it) longer than
 //!   `limits.read_stream_deadline_secs`, waiting for bytes included: then it ends with
-//!   DEADLINE_EXCEEDED after the chunks already queued.
+//!   DEADLINE_EXCEEDED, and gives back the bytes of its queued chunk and of the chunk in the
+//!   transport, even for a client that reads a little now and then and so never lets the
+//!   transport ask for the next chunk.
 //!
 //! Because the whole stream reads one snapshot, a concurrent EXPUNGE cannot remove a blob
 //! halfway through. `mailraft_read_streams_total{end}` counts how streams end,
@@ -30,9 +35,9 @@
 //! Errors found before the first chunk (unknown mailbox, UIDVALIDITY mismatch) are returned as
 //! the RPC's status; later ones end the stream with a status.
 
-use std::sync::Arc;
+use std::collections::VecDeque;
+use std::sync::{Arc, Mutex};
 
-use futures::StreamExt;
 use mailraft_model::records::{Mailbox, MessageMeta};
 use mailraft_model::{KvRead, ModelError, Principal, TenantId, Uid, query};
 use mailraft_proto as pb;
@@ -71,6 +76,7 @@ impl StorageService {
             .map_err(|_| ServerError::Invalid(format!("unknown body option {}", req.body)))?;
         let wanted = Wanted { structure: req.want_structure, body };
 
+        let stream_permit = self.shared.pools.fetch_bytes.open_stream(who)?;
         let deadline = Instant::now() + self.shared.pools.limits.read_stream_deadline;
         let reader = Reader { view: self.shared.view.pin(), mailbox: None, ranges: None, after: 0, who, req, wanted };
         let mut producer = Producer {
@@ -95,22 +101,77 @@ impl StorageService {
                 return Err(e);
             }
         };
-        let (tx, mut rx) = mpsc::channel::<Chunk>(1);
+        let (tx, mut rx) = mpsc::channel::<Vec<pb::FetchedMessage>>(1);
         let (end_tx, end_rx) = oneshot::channel::<ServerError>();
-        tokio::spawn(producer.run(first, tx, end_tx));
+        // The bytes of the chunks sent to the channel and not yet taken by the transport, in
+        // order. A client that reads a little now and then may not let the transport ask for the
+        // next chunk (nor poll this stream) for a long time; at the deadline the timer gives
+        // these bytes back anyway.
+        let ledger: Ledger = Arc::default();
+        tokio::spawn(producer.run(first, tx, end_tx, ledger.clone()));
+        let timer = AbortOnDrop(tokio::spawn({
+            let ledger = Arc::downgrade(&ledger);
+            async move {
+                tokio::time::sleep_until(deadline).await;
+                if let Some(ledger) = ledger.upgrade() {
+                    lock(&ledger).clear();
+                }
+            }
+        }));
+        let limit = self.shared.pools.limits.read_stream_deadline;
+        // The chunks, then the error that ended the stream early, if any.
         let chunks = async_stream::stream! {
-            while let Some(Chunk { messages, held }) = rx.recv().await {
+            let (_permit, _timer) = (stream_permit, timer);
+            let mut cut = false;
+            loop {
+                let next = tokio::select! {
+                    biased;
+                    _ = tokio::time::sleep_until(deadline) => {
+                        cut = true;
+                        None
+                    }
+                    next = rx.recv() => next,
+                };
+                let Some(messages) = next else { break };
                 yield Ok::<_, Status>(pb::FetchResponse { messages });
                 // Resumed: the transport took the chunk and asks for the next, so its bytes are
                 // no longer ours to count. (Dropping the stream drops them too.)
-                drop(held);
+                drop(lock(&ledger).pop_front());
+            }
+            drop(rx);
+            lock(&ledger).clear();
+            if cut {
+                // Even if the producer had finished: what was queued was not sent, so the
+                // client must not take the stream for complete.
+                yield Err(Status::from(expired(limit)));
+            } else if let Ok(e) = end_rx.await {
+                yield Err(Status::from(e));
             }
         };
-        // The chunks, then the error that ended the stream early, if any.
-        let end = futures::stream::once(end_rx).filter_map(|end| async move { end.ok().map(|e| Err(Status::from(e))) });
-        Ok(Box::pin(chunks.chain(end)))
+        Ok(Box::pin(chunks))
     }
 }
+
+/// The error of a stream cut at its deadline (`limit` after it started).
+fn expired(limit: std::time::Duration) -> ServerError {
+    ServerError::DeadlineExceeded(format!("fetch stream outlived its {} s deadline", limit.as_secs()))
+}
+
+/// Aborts a task when dropped: the deadline timer of a stream goes with the stream.
+struct AbortOnDrop(tokio::task::JoinHandle<()>);
+
+impl Drop for AbortOnDrop {
+    fn drop(&mut self) {
+        self.0.abort();
+    }
+}
+
+fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
+    m.lock().unwrap_or_else(std::sync::PoisonError::into_inner)
+}
+
+/// The reservations of a stream's chunks between the producer and the transport, oldest first.
+type Ledger = Arc<Mutex<VecDeque<HeldBytes>>>;
 
 /// One chunk ready to send, and its bytes in the node's FETCH budget.
 struct Chunk {
@@ -133,9 +194,25 @@ struct Planned {
     header_len: Option<usize>,
 }
 
-/// Bodies and structures of a chunk: what the budget counts.
+/// What one message costs in a chunk besides its bytes and flags: the fixed fields and the
+/// vectors' bookkeeping, rounded up. Counting it (and the flags) means even `FETCH 1:* FLAGS`
+/// reserves what it holds: a message's flags alone may be 33 KiB of keywords.
+const MESSAGE_OVERHEAD: usize = 128;
+
+/// What one flag costs in a chunk besides its name: a `String` in a `Vec`.
+const FLAG_OVERHEAD: usize = 24;
+
+/// Bytes of flag names of these lengths as a chunk carries them.
+fn flag_bytes(lengths: impl Iterator<Item = usize>) -> usize {
+    lengths.fold(0usize, |n, len| n.saturating_add(len).saturating_add(FLAG_OVERHEAD))
+}
+
+/// Bodies, structures, flags and per-message overhead of a chunk: what the budget counts.
 fn weight(messages: &[pb::FetchedMessage]) -> usize {
-    messages.iter().fold(0usize, |n, m| n.saturating_add(m.body.len()).saturating_add(m.structure.len()))
+    messages.iter().fold(0usize, |n, m| {
+        let flags = flag_bytes(m.flags.iter().map(String::len));
+        n.saturating_add(m.body.len()).saturating_add(m.structure.len()).saturating_add(flags).saturating_add(MESSAGE_OVERHEAD)
+    })
 }
 
 /// How a stream ended, for `mailraft_read_streams_total{end}`.
@@ -225,18 +302,19 @@ impl Producer {
     }
 
     fn expired(&self) -> ServerError {
-        let secs = self.shared.pools.limits.read_stream_deadline.as_secs();
-        ServerError::DeadlineExceeded(format!("fetch stream outlived its {secs} s deadline"))
+        expired(self.shared.pools.limits.read_stream_deadline)
     }
 
     /// Sends `first` and every following chunk until the end, the client leaves, an error or
     /// the deadline; an early end is reported through `end`.
-    async fn run(mut self, first: Chunk, tx: mpsc::Sender<Chunk>, end: oneshot::Sender<ServerError>) {
+    async fn run(mut self, first: Chunk, tx: mpsc::Sender<Vec<pb::FetchedMessage>>, end: oneshot::Sender<ServerError>, ledger: Ledger) {
         let mut next = Some(first);
         let ended = loop {
-            let Some(chunk) = next.take() else { break End::Complete };
+            let Some(Chunk { messages, held }) = next.take() else { break End::Complete };
+            // In the ledger before it can be taken: the stream pops one entry per chunk taken.
+            lock(&ledger).push_back(held);
             tokio::select! {
-                sent = tx.send(chunk) => {
+                sent = tx.send(messages) => {
                     if sent.is_err() {
                         break End::ClientGone;
                     }
@@ -324,8 +402,13 @@ fn plan(
     let page = query::messages_page(kv, who, mailbox, ranges, req.changed_since, *after, CHUNK_MESSAGES)?;
     let mut plan = Plan::default();
     for meta in page {
-        *after = meta.uid;
         let (bytes, header_len) = weigh(kv, who.tenant, &meta, wanted)?;
+        // A message that would take the chunk past CHUNK_BYTES starts the next one instead, so
+        // a chunk is larger than CHUNK_BYTES only when one message alone is.
+        if !plan.messages.is_empty() && plan.bytes.saturating_add(bytes) > CHUNK_BYTES {
+            break;
+        }
+        *after = meta.uid;
         plan.bytes = plan.bytes.saturating_add(bytes);
         plan.messages.push(Planned { meta, header_len });
         if plan.bytes >= CHUNK_BYTES {
@@ -335,7 +418,8 @@ fn plan(
     Ok(plan)
 }
 
-/// What one message will add to its chunk, and the header length BODY[HEADER] cuts at. The
+/// What one message will add to its chunk (the same sum [`weight`] makes of the loaded
+/// message), and the header length BODY[HEADER] cuts at. The
 /// structure record is read here only to be measured and read again with the body, so that a
 /// stream waiting for its bytes holds nothing of the message.
 fn weigh(kv: &dyn KvRead, tenant: TenantId, m: &MessageMeta, wanted: Wanted) -> Result<(usize, Option<usize>), ServerError> {
@@ -359,7 +443,8 @@ fn weigh(kv: &dyn KvRead, tenant: TenantId, m: &MessageMeta, wanted: Wanted) -> 
             }
         }
     };
-    Ok((body.saturating_add(structure), header_len))
+    let fixed = flag_bytes(m.flags.iter().map(|f| f.as_imap().len())).saturating_add(MESSAGE_OVERHEAD);
+    Ok((body.saturating_add(structure).saturating_add(fixed), header_len))
 }
 
 fn missing(uid: Uid) -> ServerError {

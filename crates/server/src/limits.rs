@@ -14,16 +14,23 @@
 //! Long reads (SEARCH, FETCH chunks: [`Pools::read_as`]) also take a place of their account
 //! first, at most [`Limits::reads_per_account`] at once, so one user looping SEARCH on many
 //! connections waits behind their own searches instead of holding every read slot; then one of
-//! the [`Limits::long_reads`] places (three quarters of the read slots), so short reads (SELECT,
-//! STATUS, LIST, Changes: [`Pools::read`], which may use any free slot) always find a quarter of
-//! the slots that no long read can take, however many accounts run long reads at once.
+//! the [`Limits::long_reads`] places (three quarters of the read slots), so short reads always
+//! find a quarter of the slots that no long read can take, however many accounts run long reads
+//! at once. Short reads of an account (SELECT, STATUS, LIST, Changes, token refresh:
+//! [`Pools::read_short_as`]) take one of that account's short-read places (as many as its
+//! long-read places, counted apart), so one user looping SELECT on dozens of connections cannot
+//! hold every slot either; reads on nobody's behalf yet (the login lookup, LMTP recipients,
+//! admin) use [`Pools::read`] directly, bounded by the hashing cap and their callers.
+//!
+//! No read waits forever: a read that gets no place and slot within [`Limits::read_wait`] is
+//! answered UNAVAILABLE (`NO [UNAVAILABLE]` in IMAP) without running.
 //!
 //! The bytes FETCH chunks hold between the snapshot and the transport come from a byte budget
-//! ([`ByteBudget`], `fetch_bytes.rs`), node-wide and per account.
+//! ([`ByteBudget`], `fetch_bytes.rs`), node-wide, per tenant and per account.
 
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex, PoisonError};
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use mailraft_model::Principal;
 use tokio::sync::{OwnedSemaphorePermit, Semaphore};
@@ -35,7 +42,7 @@ use crate::error::ServerError;
 
 mod fetch_bytes;
 
-pub use fetch_bytes::{ByteBudget, DEFAULT_FETCH_BUFFER_BYTES, HeldBytes};
+pub use fetch_bytes::{ByteBudget, DEFAULT_FETCH_BUFFER_BYTES, FETCH_STREAMS_PER_ACCOUNT, HeldBytes, StreamPermit};
 
 /// Operator-tunable bounds; the binary's `[limits]` section.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -44,6 +51,8 @@ pub struct Limits {
     pub max_concurrent_reads: usize,
     /// Longest life of a FETCH stream, and so of the snapshot it pins.
     pub read_stream_deadline: Duration,
+    /// Longest a read waits for its places and a read slot before it is refused (THROTTLED).
+    pub read_wait: Duration,
     /// argon2 computations at once; 0 means twice the number of CPU cores.
     pub max_concurrent_password_hashes: usize,
     /// Longest wait for a hashing thread before the call is answered UNAVAILABLE.
@@ -57,6 +66,7 @@ impl Default for Limits {
         Limits {
             max_concurrent_reads: 32,
             read_stream_deadline: Duration::from_secs(300),
+            read_wait: Duration::from_secs(10),
             max_concurrent_password_hashes: 0,
             password_hash_wait: Duration::from_secs(2),
             auth: AuthBudgetConfig::default(),
@@ -65,7 +75,8 @@ impl Default for Limits {
 }
 
 impl Limits {
-    /// Long reads one account may run at once: a quarter of the read slots, at least one.
+    /// Long reads one account may run at once, and short reads too (counted apart): a quarter
+    /// of the read slots, at least one.
     pub fn reads_per_account(&self) -> usize {
         (self.max_concurrent_reads / 4).max(1)
     }
@@ -93,7 +104,9 @@ pub struct Pools {
     pub limits: Limits,
     reads: Limiter,
     /// Places of each account that runs a long read now.
-    accounts: Arc<Mutex<HashMap<Principal, Arc<Semaphore>>>>,
+    accounts: AccountPlaces,
+    /// Places of each account that runs a short read now.
+    short: AccountPlaces,
     /// Places of long reads of all accounts: [`Limits::long_reads`].
     long: Semaphore,
     hashes: Executor,
@@ -110,7 +123,8 @@ impl Pools {
             .map_err(|e| ServerError::internal(format!("start password hashing threads: {e}")))?;
         Ok(Pools {
             reads: Limiter::new("read", limits.max_concurrent_reads),
-            accounts: Arc::default(),
+            accounts: AccountPlaces::new(limits.reads_per_account()),
+            short: AccountPlaces::new(limits.reads_per_account()),
             long: Semaphore::new(limits.long_reads()),
             hashes,
             auth: AuthBudget::new(limits.auth.clone()),
@@ -125,35 +139,61 @@ impl Pools {
         self
     }
 
-    /// Runs a blocking read once a read slot is free (waiting as long as the caller does).
+    /// Runs a blocking read once a read slot is free, or refuses it (THROTTLED) when none is
+    /// within [`Limits::read_wait`].
     pub async fn read<T, F>(&self, f: F) -> Result<T, ServerError>
     where
         T: Send + 'static,
         F: FnOnce() -> T + Send + 'static,
     {
-        Ok(self.reads.run(f).await?)
+        self.read_until(Instant::now() + self.limits.read_wait, f).await
+    }
+
+    async fn read_until<T, F>(&self, until: Instant, f: F) -> Result<T, ServerError>
+    where
+        T: Send + 'static,
+        F: FnOnce() -> T + Send + 'static,
+    {
+        let wait = until.saturating_duration_since(Instant::now());
+        match self.reads.run_within(Some(wait), f).await {
+            Ok(v) => Ok(v),
+            Err(LimitError::Busy(_)) => Err(self.busy()),
+            Err(LimitError::Task(e)) => Err(e.into()),
+        }
+    }
+
+    fn busy(&self) -> ServerError {
+        let ms = self.limits.read_wait.as_millis();
+        ServerError::Throttled(format!("storage node busy: no read slot within {ms} ms, try again"))
     }
 
     /// [`Pools::read`] for a long read of `who`'s: waits for one of the account's places first,
-    /// then for a long-read place, then for a read slot (module docs).
+    /// then for a long-read place, then for a read slot (module docs), all within
+    /// [`Limits::read_wait`].
     pub async fn read_as<T, F>(&self, who: Principal, f: F) -> Result<T, ServerError>
     where
         T: Send + 'static,
         F: FnOnce() -> T + Send + 'static,
     {
-        let _place = self.account_place(who).await?;
-        let _long = self.long.acquire().await.map_err(ServerError::internal)?;
-        self.read(f).await
+        let until = Instant::now() + self.limits.read_wait;
+        let _place = self.accounts.take(who, until).await.ok_or_else(|| self.busy())?;
+        let _long = tokio::time::timeout_at(until.into(), self.long.acquire())
+            .await
+            .map_err(|_| self.busy())?
+            .map_err(ServerError::internal)?;
+        self.read_until(until, f).await
     }
 
-    async fn account_place(&self, who: Principal) -> Result<AccountPlace, ServerError> {
-        let places = {
-            let mut accounts = self.accounts.lock().unwrap_or_else(PoisonError::into_inner);
-            let cap = self.limits.reads_per_account();
-            accounts.entry(who).or_insert_with(|| Arc::new(Semaphore::new(cap))).clone()
-        };
-        let permit = places.clone().acquire_owned().await.map_err(ServerError::internal)?;
-        Ok(AccountPlace { permit: Some(permit), places, who, accounts: self.accounts.clone() })
+    /// [`Pools::read`] for a short read of `who`'s: one of the account's short-read places,
+    /// then any free read slot, within [`Limits::read_wait`] (module docs).
+    pub async fn read_short_as<T, F>(&self, who: Principal, f: F) -> Result<T, ServerError>
+    where
+        T: Send + 'static,
+        F: FnOnce() -> T + Send + 'static,
+    {
+        let until = Instant::now() + self.limits.read_wait;
+        let _place = self.short.take(who, until).await.ok_or_else(|| self.busy())?;
+        self.read_until(until, f).await
     }
 
     /// Runs argon2 work on a hashing thread, or answers UNAVAILABLE (without running `f`) if
@@ -171,7 +211,38 @@ impl Pools {
     }
 }
 
-/// One of an account's long-read places; the account's entry goes when its last place does.
+/// Each account's places of one kind of read, created on first use and forgotten when unused.
+#[derive(Debug)]
+struct AccountPlaces {
+    per_account: usize,
+    map: Arc<Mutex<HashMap<Principal, Arc<Semaphore>>>>,
+}
+
+impl AccountPlaces {
+    fn new(per_account: usize) -> Self {
+        AccountPlaces { per_account, map: Arc::default() }
+    }
+
+    /// One of `who`'s places, or `None` if none is free before `until`.
+    async fn take(&self, who: Principal, until: Instant) -> Option<AccountPlace> {
+        let places = {
+            let mut accounts = self.map.lock().unwrap_or_else(PoisonError::into_inner);
+            accounts.entry(who).or_insert_with(|| Arc::new(Semaphore::new(self.per_account))).clone()
+        };
+        // Built before waiting, so a wait that times out still forgets an unused account.
+        let mut place = AccountPlace { permit: None, places: places.clone(), who, accounts: self.map.clone() };
+        let permit = tokio::time::timeout_at(until.into(), places.acquire_owned()).await.ok()?.ok()?;
+        place.permit = Some(permit);
+        Some(place)
+    }
+
+    #[cfg(test)]
+    fn is_empty(&self) -> bool {
+        self.map.lock().unwrap_or_else(PoisonError::into_inner).is_empty()
+    }
+}
+
+/// One of an account's read places; the account's entry goes when its last place does.
 struct AccountPlace {
     permit: Option<OwnedSemaphorePermit>,
     places: Arc<Semaphore>,
@@ -237,7 +308,7 @@ mod tests {
         for hog in hogs {
             hog.await.unwrap().unwrap();
         }
-        assert!(pools.accounts.lock().unwrap().is_empty(), "idle accounts are forgotten");
+        assert!(pools.accounts.is_empty(), "idle accounts are forgotten");
     }
 
     /// Four accounts each run as many long reads as they may, which fills every place long reads
@@ -280,6 +351,83 @@ mod tests {
         for hog in hogs {
             hog.await.unwrap().unwrap();
         }
+    }
+
+    /// One account runs as many short reads (SELECT, STATUS …) as it may and asks for more:
+    /// another account's short read still runs at once, and the first account's extra read waits
+    /// behind its own until `read_wait`, then is refused without running.
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn one_account_cannot_hold_every_short_read_slot() {
+        let limits = Limits { max_concurrent_reads: 8, read_wait: Duration::from_millis(300), ..Limits::default() };
+        let pools = Arc::new(Pools::new(limits).unwrap());
+        let a = Principal { tenant: 1, account: 1 };
+        let b = Principal { tenant: 2, account: 1 };
+        let (release, gate) = std::sync::mpsc::channel::<()>();
+        let gate = Arc::new(Mutex::new(gate));
+        let started = Arc::new(AtomicUsize::new(0));
+        let mut hogs = Vec::new();
+        for _ in 0..2 {
+            let (pools, gate, started) = (pools.clone(), gate.clone(), started.clone());
+            hogs.push(tokio::spawn(async move {
+                pools
+                    .read_short_as(a, move || {
+                        started.fetch_add(1, Ordering::SeqCst);
+                        let _ = gate.lock().unwrap().recv();
+                    })
+                    .await
+            }));
+        }
+        let deadline = Instant::now() + Duration::from_secs(10);
+        while started.load(Ordering::SeqCst) < 2 {
+            assert!(Instant::now() < deadline, "A's short reads never started");
+            tokio::time::sleep(Duration::from_millis(5)).await;
+        }
+        // A's third read waits for A's own places (6 slots are free) and is refused at read_wait.
+        let ran = Arc::new(AtomicUsize::new(0));
+        let extra = {
+            let ran = ran.clone();
+            pools.read_short_as(a, move || ran.fetch_add(1, Ordering::SeqCst)).await
+        };
+        assert!(matches!(extra, Err(ServerError::Throttled(_))), "{extra:?}");
+        assert_eq!(ran.load(Ordering::SeqCst), 0, "a refused read does not run");
+        // B is not affected.
+        let b_read = tokio::time::timeout(Duration::from_secs(5), pools.read_short_as(b, || 7)).await;
+        assert_eq!(b_read.expect("B waited behind A's reads").unwrap(), 7);
+        for _ in 0..2 {
+            release.send(()).unwrap();
+        }
+        for hog in hogs {
+            hog.await.unwrap().unwrap();
+        }
+        assert!(pools.short.is_empty(), "idle accounts are forgotten");
+    }
+
+    /// With every read slot held, a read on nobody's account is refused after `read_wait`.
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn a_read_waits_at_most_read_wait() {
+        let limits = Limits { max_concurrent_reads: 1, read_wait: Duration::from_millis(200), ..Limits::default() };
+        let pools = Arc::new(Pools::new(limits).unwrap());
+        let (release, gate) = std::sync::mpsc::channel::<()>();
+        let (started_tx, started) = tokio::sync::oneshot::channel();
+        let hog = {
+            let pools = pools.clone();
+            tokio::spawn(async move {
+                pools
+                    .read(move || {
+                        let _ = started_tx.send(());
+                        let _ = gate.recv();
+                    })
+                    .await
+            })
+        };
+        started.await.unwrap();
+        let waited = pools.read(|| ()).await;
+        assert!(matches!(waited, Err(ServerError::Throttled(_))), "{waited:?}");
+        let long = pools.read_as(Principal { tenant: 1, account: 1 }, || ()).await;
+        assert!(matches!(long, Err(ServerError::Throttled(_))), "{long:?}");
+        release.send(()).unwrap();
+        hog.await.unwrap().unwrap();
+        pools.read(|| ()).await.unwrap();
     }
 
     #[test]

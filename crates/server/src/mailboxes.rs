@@ -25,7 +25,7 @@ impl StorageService {
     ) -> Result<pb::ListMailboxesResponse, ServerError> {
         let who = self.shared.authorize_read(req.ctx.as_ref()).await?.principal();
         self.shared
-            .read(move |kv| {
+            .read_as(who, move |kv| {
                 let boxes = query::list_mailboxes(kv, who)?;
                 let subscriptions = query::subscriptions(kv, who)?;
                 let mailboxes = boxes
@@ -52,7 +52,7 @@ impl StorageService {
         // client_write returned after the entry was applied here, so this read sees it.
         let mailbox = self
             .shared
-            .read(move |kv| {
+            .read_as(who, move |kv| {
                 let mb = query::mailbox_by_id(kv, who, id, uidvalidity)?;
                 let subscribed = query::subscriptions(kv, who)?.contains(&mb.name);
                 Ok(mailbox_info(&mb, subscribed))
@@ -95,7 +95,7 @@ impl StorageService {
     pub(crate) async fn status_op(&self, req: pb::StatusRequest) -> Result<pb::StatusResponse, ServerError> {
         let who = self.shared.authorize_read(req.ctx.as_ref()).await?.principal();
         let name = req.name;
-        let status = self.shared.read(move |kv| Ok(mailbox_status(&query::mailbox_by_name(kv, who, &name)?))).await?;
+        let status = self.shared.read_as(who, move |kv| Ok(mailbox_status(&query::mailbox_by_name(kv, who, &name)?))).await?;
         Ok(pb::StatusResponse { status: Some(status) })
     }
 
@@ -104,7 +104,7 @@ impl StorageService {
         let who = self.shared.authorize_read(req.ctx.as_ref()).await?.principal();
         let name = req.name;
         self.shared
-            .read(move |kv| {
+            .read_as(who, move |kv| {
                 let mb = query::mailbox_by_name(kv, who, &name)?;
                 let uids = query::uids(kv, who, &mb)?;
                 let first_unseen = query::first_unseen(kv, who, &mb)?;

@@ -267,6 +267,13 @@ impl RaftRpc for RaftService {
     }
 
     async fn identify(&self, req: Request<IdentifyRequest>) -> Result<Response<IdentifyReply>, Status> {
+        // A removed node learns nothing more about the cluster, like every other Raft call.
+        if let Some(id) = authz::caller_node(req.extensions().get::<Caller>())
+            && self.view.retired_nodes().map_err(|e| Status::from(ServerError::from(e)))?.contains(&id)
+        {
+            crate::metrics::peer_refused("removed_node");
+            return Err(ServerError::PeerRefused(format!("node {id} was removed from this cluster")).into());
+        }
         let req = req.into_inner();
         if req.group_id != self.group_id {
             return Err(ServerError::Invalid(format!("this node does not serve raft group {}", req.group_id)).into());

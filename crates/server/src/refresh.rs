@@ -23,7 +23,7 @@ impl StorageService {
         let who = claims.principal();
         let account = self
             .shared
-            .read(move |kv| match query::account(kv, who) {
+            .read_as(who, move |kv| match query::account(kv, who) {
                 Ok(account) => Ok(Some(account)),
                 Err(ModelError::NotFound(_)) => Ok(None),
                 Err(e) => Err(e),

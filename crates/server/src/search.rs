@@ -17,7 +17,7 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::Instant;
 
 use mailraft_model::records::MessageMeta;
-use mailraft_model::{Flag, KvRead, ModelError, TenantId, Uid, UidSet, query};
+use mailraft_model::{Flag, KvRead, ModelError, TenantId, Uid, query};
 use mailraft_proto as pb;
 use mailraft_proto::search_key::Key;
 
@@ -25,6 +25,8 @@ use crate::convert::uid_set;
 use crate::error::ServerError;
 use crate::storage_service::StorageService;
 
+/// Message records SEARCH reads at once.
+const PAGE: usize = 256;
 /// Seconds per day, for RFC 3501 date keys that compare dates only.
 const DAY: i64 = 86_400;
 /// Headers whose decoded values TEXT also searches, so encoded words match.
@@ -45,21 +47,29 @@ impl StorageService {
         let searched = self.shared.pools.read_as(who, move || {
             view.read(|kv| -> Result<pb::SearchResponse, ServerError> {
                 let mb = query::mailbox_by_id(kv, who, mailbox_id, uidvalidity)?;
-                let all = UidSet::range(1, Uid::MAX);
+                let all = [(1, Uid::MAX)];
                 let mut uids = Vec::new();
                 let mut highest_modseq = 0;
-                for meta in query::messages(kv, who, &mb, &all, 0)? {
-                    if gone.load(Ordering::Relaxed) {
-                        return Err(ServerError::Unavailable("search abandoned by its caller".into()));
-                    }
-                    if Instant::now() >= deadline {
-                        let secs = limit.as_secs();
-                        return Err(ServerError::DeadlineExceeded(format!("search outlived its {secs} s deadline")));
-                    }
-                    let msg = Candidate::new(kv, who.tenant, meta);
-                    if eval(&key, &msg)? {
-                        uids.push(msg.meta.uid);
-                        highest_modseq = highest_modseq.max(msg.meta.modseq);
+                let mut after = 0;
+                // A page of records at a time: a mailbox of large records (keywords) costs one
+                // page of them, not all of them.
+                loop {
+                    let page = query::messages_page(kv, who, &mb, &all, 0, after, PAGE)?;
+                    let Some(last) = page.last() else { break };
+                    after = last.uid;
+                    for meta in page {
+                        if gone.load(Ordering::Relaxed) {
+                            return Err(ServerError::Unavailable("search abandoned by its caller".into()));
+                        }
+                        if Instant::now() >= deadline {
+                            let secs = limit.as_secs();
+                            return Err(ServerError::DeadlineExceeded(format!("search outlived its {secs} s deadline")));
+                        }
+                        let msg = Candidate::new(kv, who.tenant, meta);
+                        if eval(&key, &msg)? {
+                            uids.push(msg.meta.uid);
+                            highest_modseq = highest_modseq.max(msg.meta.modseq);
+                        }
                     }
                 }
                 Ok(pb::SearchResponse { uids, highest_modseq })

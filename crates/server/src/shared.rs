@@ -196,7 +196,7 @@ impl Shared {
     }
 
     /// Runs a query on one point-in-time view of the applied state, on the blocking pool once
-    /// a read slot is free.
+    /// a read slot is free (reads on nobody's behalf: logins, LMTP recipients, admin).
     pub async fn read<T, F>(&self, f: F) -> Result<T, ServerError>
     where
         T: Send + 'static,
@@ -204,6 +204,18 @@ impl Shared {
     {
         let view = self.view.clone();
         let result = self.pools.read(move || view.read(|kv| f(kv))).await??;
+        Ok(result?)
+    }
+
+    /// [`Shared::read`] on behalf of `who`: within the account's short-read places
+    /// (`Pools::read_short_as`), so one account cannot hold every read slot.
+    pub async fn read_as<T, F>(&self, who: Principal, f: F) -> Result<T, ServerError>
+    where
+        T: Send + 'static,
+        F: FnOnce(&dyn KvRead) -> Result<T, ModelError> + Send + 'static,
+    {
+        let view = self.view.clone();
+        let result = self.pools.read_short_as(who, move || view.read(|kv| f(kv))).await??;
         Ok(result?)
     }
 }

@@ -154,8 +154,10 @@ impl Storage for StorageService {
     }
 
     async fn watch(&self, request: Request<pb::WatchRequest>) -> Result<Response<Self::WatchStream>, Status> {
+        // A node's certificate is checked against the retired list again at every heartbeat.
+        let node = crate::authz::caller_node(request.extensions().get::<crate::authz::Caller>());
         let req = request.into_inner();
         let span = rpc_span("Watch", "");
-        observe("Watch", self.watch_op(req)).instrument(span).await.map(Response::new)
+        observe("Watch", self.watch_op(req, node)).instrument(span).await.map(Response::new)
     }
 }

@@ -1,6 +1,8 @@
 //! The bytes FETCH streams hold on a storage node are bounded (`limits::ByteBudget`): one
 //! account's streams that are never read hold at most its share of the budget, another account's
-//! FETCH completes beside them, and the bytes come back when the streams go.
+//! FETCH completes beside them, and the bytes come back when the streams go, or at the streams'
+//! deadline while their client still holds them open. Flags count: a FETCH of flags alone
+//! reserves bytes too.
 //!
 //! Like `isolation.rs`, the test runs its own runtime, left with `shutdown_background`, and
 //! reports failures as errors instead of panicking inside it.
@@ -24,8 +26,9 @@ use common::{config, ctx};
 const BOUND: Duration = Duration::from_secs(20);
 /// The whole test.
 const TEST_BOUND: Duration = Duration::from_secs(120);
-/// Each message is exactly this big, so a chunk (cut once it reaches 1 MiB) is 4 of them.
-const MESSAGE: usize = 256 << 10;
+/// Each message is this big, so with the 128 bytes the budget counts per message (`fetch.rs`
+/// `MESSAGE_OVERHEAD`; no flags) it weighs exactly 256 KiB, and a chunk (at most 1 MiB) is 4.
+const MESSAGE: usize = (256 << 10) - 128;
 /// The node's budget: 8 MiB, so 2 MiB (two chunks) per account.
 const BUDGET: usize = 8 << 20;
 /// Streams of the stalled account: together they would hold far more than the budget.
@@ -69,6 +72,10 @@ struct Inbox {
 
 impl Inbox {
     async fn fill(s: &mut StorageClient<Channel>, user: &str, count: usize) -> Result<Inbox, String> {
+        Self::fill_sized(s, user, count, MESSAGE).await
+    }
+
+    async fn fill_sized(s: &mut StorageClient<Channel>, user: &str, count: usize, size: usize) -> Result<Inbox, String> {
         let auth = pb::AuthenticateRequest {
             ctx: ctx(b""),
             login: format!("{user}@example.test"),
@@ -80,7 +87,7 @@ impl Inbox {
             let messages = (batch * 8..count.min(batch * 8 + 8))
                 .map(|n| {
                     let mut body = format!("Subject: m{n}\r\n\r\n").into_bytes();
-                    body.resize(MESSAGE, b'x');
+                    body.resize(size, b'x');
                     pb::AppendMessage { body, ..Default::default() }
                 })
                 .collect();
@@ -176,6 +183,50 @@ fn byte_budget_bounds_stalled_fetch_streams() -> Outcome {
             task.abort();
         }
         until("the dropped streams' bytes are back", || budget.held() == 0).await?;
+        node.shutdown().await;
+        Ok(())
+    })
+}
+
+/// Alice's 256 small messages carry 200 keywords each; a `FETCH 1:* FLAGS` stream nobody reads reserves
+/// bytes for them (flags count in the budget), and at the stream's deadline every byte comes
+/// back although the client keeps the stream open and never reads.
+#[test]
+fn stalled_flag_streams_reserve_and_release_at_their_deadline() -> Outcome {
+    run(|| async {
+        let dir = tempfile::tempdir().map_err(err)?;
+        let listener = TcpListener::bind("127.0.0.1:0").await.map_err(err)?;
+        let addr = listener.local_addr().map_err(err)?;
+        let mut cfg: NodeConfig = config(1, dir.path(), addr, true, (300, 600));
+        cfg.fetch_buffer_bytes = BUDGET;
+        cfg.limits.read_stream_deadline = Duration::from_secs(3);
+        let node = StorageNode::start(cfg, listener).await.map_err(err)?;
+        node.ensure_tenant_user("example.test", "alice", "pw").await.map_err(err)?;
+        let budget = node.fetch_budget();
+
+        let mut alice = connect(addr).await?;
+        let inbox = Inbox::fill_sized(&mut alice, "alice", 256, 100).await?;
+        let keywords: Vec<String> = (0..200).map(|i| format!("{i:k>120}")).collect();
+        let store = pb::StoreRequest {
+            ctx: ctx(&inbox.token),
+            mailbox_id: inbox.mailbox_id,
+            uidvalidity: inbox.uidvalidity,
+            uids: Some(pb::UidSet { ranges: vec![pb::UidRange { start: 1, end: u32::MAX }] }),
+            op: pb::StoreOp::StoreAdd as i32,
+            flags: keywords,
+            unchanged_since: 0,
+        };
+        alice.store(store).await.map_err(err)?;
+
+        let flags_only = pb::FetchRequest { body: pb::BodyWanted::BodyNone as i32, ..inbox.fetch_all() };
+        let mut stalled_client = connect(addr).await?;
+        let stream = stalled_client.fetch(flags_only).await.map_err(err)?;
+        // 256 messages × 200 keywords × 120 bytes is about 6 MiB of flag names, more than the
+        // transport's windows take: the stream fills alice's share (2 MiB) and waits.
+        until("the flags-only stream holds bytes", || budget.held() > 1 << 20).await?;
+        until("the deadline gave every byte back", || budget.held() == 0).await?;
+        // The client still holds the stream, unread, all along.
+        drop(stream);
         node.shutdown().await;
         Ok(())
     })

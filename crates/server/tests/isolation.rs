@@ -228,8 +228,8 @@ fn stalled_streams_hold_no_read_slot() -> Outcome {
     })
 }
 
-/// A stream older than its deadline is cut: its client, reading again, gets what was already
-/// queued, then DEADLINE_EXCEEDED.
+/// A stream older than its deadline is cut: its client, reading again, gets at most what the
+/// transport already held, then DEADLINE_EXCEEDED.
 #[test]
 fn a_stalled_stream_ends_at_its_deadline() -> Outcome {
     run(512, || async {

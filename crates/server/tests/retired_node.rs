@@ -1,6 +1,7 @@
 //! A node removed from the cluster keeps a certificate the CA signed (there is no revocation
 //! list). Its Raft messages are refused by id (`membership.rs` tests); so are its Storage and
-//! Watch calls (`authz.rs`, `Authz::refusing_retired`), while front-end certificates keep working.
+//! Watch calls (`authz.rs`, `Authz::refusing_retired`; a Watch stream it opened before ends at the
+//! next heartbeat) and its Raft.Identify calls, while front-end certificates keep working.
 #![allow(clippy::unwrap_used)]
 
 mod common;
@@ -11,6 +12,7 @@ use std::time::Duration;
 use common::{Cert, Pki, code_of, start_tls, tls_channel};
 use mailraft_proto as pb;
 use mailraft_proto::admin_client::AdminClient;
+use mailraft_proto::raft_client::RaftClient;
 use mailraft_proto::storage_client::StorageClient;
 use mailraft_server::authz::Role;
 use tonic::Code;
@@ -54,6 +56,13 @@ async fn a_removed_nodes_certificate_may_not_call_storage_or_watch() {
         tokio::time::sleep(Duration::from_millis(50)).await;
     }
 
+    // A Watch stream node 2 opened before its removal. Heartbeats every second: each also
+    // bounds a read-index round by two intervals, which a busy machine can exceed at 100 ms and
+    // end the stream for that reason instead.
+    let mut storage = StorageClient::new(tls_channel(p1, &pki.ca_pem, Some(&node2)));
+    let request = pb::WatchRequest { group_id: 1, heartbeat_ms: 1000, ..Default::default() };
+    let mut open_watch = storage.watch(request).await.unwrap().into_inner();
+
     // Node 2 joins (as a learner) and is removed again.
     let mut ops = AdminClient::new(tls_channel(a1, &pki.ca_pem, Some(&pki.issue(&Role::Operator("alice".into())))));
     let add = pb::AddNodeRequest { group_id: 1, node_id: 2, addr: format!("https://{p2}"), learner_only: true };
@@ -76,6 +85,25 @@ async fn a_removed_nodes_certificate_may_not_call_storage_or_watch() {
         assert_eq!(code_of(&refused), "PERMISSION_DENIED");
         assert!(refused.message().contains("node 2 was removed"), "{}", refused.message());
     }
+    // The stream it opened before ends at a heartbeat with the same refusal.
+    let ended = tokio::time::timeout(DEADLINE, async {
+        loop {
+            match open_watch.message().await {
+                Ok(Some(_)) => continue,
+                Ok(None) => panic!("the watch stream ended without saying why"),
+                Err(status) => break status,
+            }
+        }
+    });
+    let ended = ended.await.expect("node 2's open watch stream outlived its removal");
+    assert!(ended.message().contains("node 2 was removed"), "{ended:?}");
+
+    // Nor does it learn who the cluster is any more (Raft.Identify), while node 1 itself may ask.
+    let mut raft = RaftClient::new(tls_channel(p1, &pki.ca_pem, Some(&node2)));
+    let refused = raft.identify(pb::IdentifyRequest { group_id: 1 }).await.unwrap_err();
+    assert!(refused.message().contains("node 2 was removed"), "{refused:?}");
+    let mut raft = RaftClient::new(tls_channel(p1, &pki.ca_pem, Some(&pki.issue(&Role::Node(1)))));
+    assert_eq!(raft.identify(pb::IdentifyRequest { group_id: 1 }).await.unwrap().into_inner().node_id, 1);
 
     // A front-end certificate is not affected.
     let (authenticate, watch) = storage_and_watch(&pki, p1, &frontend).await;

@@ -37,7 +37,10 @@ use crate::error::{Result, StoreError};
 /// the bump exists so that an older build refuses a directory it could no longer read. 4 = the
 /// commands `DeleteAccount` and `PurgeAccount` with their deletion records, and the retired node
 /// ids (`retired_nodes`); format 3 data reads unchanged, so again only the version is recorded.
-pub const FORMAT_VERSION: u32 = 4;
+/// 5 = blob reference counts in their own table (`blob_refs`); a blob of format 4 has no row
+/// there and its count is still read from its `blob_meta` record, so format 4 data reads
+/// unchanged, but a format 4 build would read stale counts from format 5 data: it must refuse it.
+pub const FORMAT_VERSION: u32 = 5;
 /// Oldest format whose data (and snapshot files) this build reads as they are.
 pub const OLDEST_READABLE_FORMAT: u32 = 2;
 
@@ -171,7 +174,7 @@ fn upgrade_step(db: &DB, from: u32) -> Result<u32> {
     match from {
         1 => Err(StoreError::PreReleaseFormat { found: from }),
         // Each of these formats reads unchanged under the next: only the version moves.
-        2 | 3 => {
+        2..=4 => {
             let to = from + 1;
             let mut batch = WriteBatch::default();
             batch.put_cf(&cf(db, CF_SM_STATE)?, KEY_FORMAT_VERSION, to.to_be_bytes());

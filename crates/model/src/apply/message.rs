@@ -7,18 +7,22 @@
 //!
 //! Bounds ([`crate::limits`]): a command reads and writes at most
 //! [`MAX_MESSAGES_PER_COMMAND`] messages, an APPEND carries at most [`MAX_APPEND_MESSAGES`], and
-//! a mailbox remembers at most [`MAX_MAILBOX_KEYWORDS`] keywords. Each is checked before the
-//! command writes anything, so a refused command changes nothing (`ModelError::Limit`).
+//! a mailbox remembers at most [`MAX_MAILBOX_KEYWORDS`] keywords, and a command reads and writes
+//! at most [`MAX_COMMAND_BYTES`] of records. A refused command changes nothing
+//! (`ModelError::Limit`): the message and keyword caps are checked before it writes anything, and
+//! the write bound discards the command's private writes like any other error.
 
 use std::collections::BTreeSet;
 
 use super::Txn;
-use crate::access::scan_up_to;
+use std::ops::ControlFlow;
+
+use crate::access::for_each_page;
 use crate::command::{FlagsUpdate, ModelError, NewMessage, Outcome, Principal, Reply, StoreOp};
 use crate::flags;
 use crate::keys;
 use crate::kv::Table;
-use crate::limits::{MAX_APPEND_MESSAGES, MAX_MAILBOX_KEYWORDS, MAX_MESSAGES_PER_COMMAND};
+use crate::limits::{MAX_APPEND_MESSAGES, MAX_COMMAND_BYTES, MAX_MAILBOX_KEYWORDS, MAX_MESSAGES_PER_COMMAND};
 use crate::query;
 use crate::records::{Change, Mailbox, MessageMeta, Record};
 use crate::types::{Flag, MailboxId, TenantId, Uid, UidSet};
@@ -76,7 +80,8 @@ impl Keywords {
 }
 
 /// The messages of `mailbox` among `uids`, ascending, refusing (`Limit`) a set of more than
-/// [`MAX_MESSAGES_PER_COMMAND`] ranges or messages. Reads at most one message past the bound.
+/// [`MAX_MESSAGES_PER_COMMAND`] ranges or messages, or of records larger than
+/// [`MAX_COMMAND_BYTES`] together. Reads at most one page past either bound.
 pub(super) fn bounded_messages(
     txn: &Txn<'_>,
     tenant: TenantId,
@@ -88,10 +93,26 @@ pub(super) fn bounded_messages(
         return Err(too_many());
     }
     let mut out = Vec::new();
+    let mut read = 0u64;
     for (first, last) in uids.normalized() {
         let range = keys::message_range(tenant, mailbox, first, last);
-        for (_, v) in scan_up_to(txn, Table::Messages, &range, MAX_MESSAGES_PER_COMMAND + 1 - out.len()) {
-            out.push(MessageMeta::decode(&v)?);
+        let mut over = None;
+        for_each_page(txn, Table::Messages, &range, MAX_MESSAGES_PER_COMMAND + 1 - out.len(), |page| {
+            for (_, v) in page {
+                read = read.saturating_add(v.len() as u64);
+                out.push(MessageMeta::decode(&v)?);
+            }
+            if read > MAX_COMMAND_BYTES {
+                over = Some(ModelError::Limit(format!(
+                    "a command may read at most {} MiB of message records",
+                    MAX_COMMAND_BYTES >> 20
+                )));
+                return Ok(ControlFlow::Break(()));
+            }
+            Ok(ControlFlow::Continue(()))
+        })?;
+        if let Some(e) = over {
+            return Err(e);
         }
         if out.len() > MAX_MESSAGES_PER_COMMAND {
             return Err(too_many());
@@ -216,6 +237,7 @@ pub(super) fn store(
         txn.put(Table::Changes, keys::change(who.tenant, mb.id, ms, m.uid), &Change::Flags);
         txn.put(Table::Messages, keys::message(who.tenant, mb.id, m.uid), &new);
         updated.push(FlagsUpdate { uid: new.uid, flags: new.flags, modseq: ms });
+        txn.within_bounds()?;
     }
     if let Some(ms) = modseq {
         txn.save_mailbox(who, &mb);
@@ -244,6 +266,7 @@ pub(super) fn expunge(txn: &mut Txn<'_>, who: Principal, mailbox: MailboxId, uid
         remove_message(txn, who.tenant, &mut mb, m, modseq);
         txn.drop_blob_ref(who.tenant, &m.blob)?;
         bytes = bytes.saturating_add(m.size);
+        txn.within_bounds()?;
     }
     txn.refund(who, bytes)?;
     txn.save_mailbox(who, &mb);
@@ -294,6 +317,7 @@ pub(super) fn copy(
         // RFC 8514 §2: SAVEDATE is when the copy was saved; the rest carries over.
         insert_message(txn, who.tenant, &mut dest, MessageMeta { uid, modseq: dest_modseq, save_date: now, ..m.clone() });
         dest_uids.push(uid);
+        txn.within_bounds()?;
     }
     if same {
         src = dest.clone();
@@ -303,6 +327,7 @@ pub(super) fn copy(
         for m in &msgs {
             remove_message(txn, who.tenant, &mut src, m, src_modseq);
             txn.drop_blob_ref(who.tenant, &m.blob)?;
+            txn.within_bounds()?;
         }
     }
     if !same {

@@ -25,6 +25,7 @@ use sha2::{Digest, Sha256};
 use crate::access::get;
 use crate::command::{Command, MailboxEvent, ModelError, Principal, Reply, Request};
 use crate::keys;
+use crate::limits::MAX_COMMAND_BYTES;
 use crate::kv::{KvRead, Overlay, Table, WriteSet};
 use crate::records::{Account, BlobMeta, Mailbox, Record, Tenant};
 use crate::types::{MailboxId, TenantId};
@@ -84,7 +85,7 @@ pub fn apply_detailed(kv: &dyn KvRead, writes: &mut WriteSet, req: &Request) -> 
 /// Runs the command in a [`Txn`]; merges its writes into `writes` only on success.
 fn run(kv: &dyn KvRead, writes: &mut WriteSet, req: &Request) -> Applied {
     let (reply, ws, events) = {
-        let mut txn = Txn { base: Overlay { base: kv, writes }, ws: WriteSet::default(), now_ms: req.now_ms, events: Vec::new() };
+        let mut txn = Txn::new(kv, writes, req.now_ms);
         let reply = dispatch(&mut txn, &req.command);
         (reply, txn.ws, txn.events)
     };
@@ -135,6 +136,8 @@ pub(crate) struct Txn<'a> {
     ws: WriteSet,
     now_ms: i64,
     events: Vec<MailboxEvent>,
+    /// Bytes of keys and values written so far, bodies excepted ([`Txn::within_bounds`]).
+    written: u64,
 }
 
 impl KvRead for Txn<'_> {
@@ -147,17 +150,40 @@ impl KvRead for Txn<'_> {
     }
 }
 
-impl Txn<'_> {
+impl<'a> Txn<'a> {
+    /// A command's transaction over the committed state `kv` and the batch's pending `writes`.
+    fn new(kv: &'a dyn KvRead, writes: &'a WriteSet, now_ms: i64) -> Self {
+        Txn { base: Overlay { base: kv, writes }, ws: WriteSet::default(), now_ms, events: Vec::new(), written: 0 }
+    }
+
     fn put<R: Record>(&mut self, table: Table, key: Vec<u8>, value: &R) {
-        self.ws.put(table, key, value.encode());
+        self.put_raw(table, key, value.encode());
     }
 
     fn put_raw(&mut self, table: Table, key: Vec<u8>, value: Vec<u8>) {
+        if table != Table::BlobData {
+            self.count_written(key.len() + value.len());
+        }
         self.ws.put(table, key, value);
     }
 
     fn delete(&mut self, table: Table, key: Vec<u8>) {
+        self.count_written(key.len());
         self.ws.delete(table, key);
+    }
+
+    fn count_written(&mut self, bytes: usize) {
+        self.written = self.written.saturating_add(bytes as u64);
+    }
+
+    /// `Limit` once the command has written more than [`MAX_COMMAND_BYTES`]; commands whose
+    /// writes grow with their message set call it once per message, so the refusal comes before
+    /// the rest is built. (Rewriting one key counts each time: the bound is on work, not size.)
+    fn within_bounds(&self) -> Result<(), ModelError> {
+        if self.written > MAX_COMMAND_BYTES {
+            return Err(ModelError::Limit(format!("a command may write at most {} MiB of records", MAX_COMMAND_BYTES >> 20)));
+        }
+        Ok(())
     }
 
     /// Unix seconds of the proposer's clock.
@@ -273,46 +299,48 @@ impl Txn<'_> {
         Ok(())
     }
 
-    /// Stores `body` once per tenant (content-addressed) or adds a reference to it.
+    /// Stores `body` once per tenant (content-addressed) or adds a reference to it. Only the
+    /// first store writes the bytes and the structure; every later one writes the 8-byte count.
     fn store_blob(&mut self, tenant: TenantId, body: &[u8], structure: &[u8]) -> Result<[u8; 32], ModelError> {
         let hash: [u8; 32] = Sha256::digest(body).into();
-        let key = keys::blob(tenant, &hash);
-        let meta = match get::<BlobMeta>(self, Table::BlobMeta, &key)? {
-            Some(mut m) => {
-                m.refcount += 1;
-                m
-            }
-            None => {
-                self.put_raw(Table::BlobData, key.clone(), body.to_vec());
-                BlobMeta { refcount: 1, size: body.len() as u64, structure: structure.to_vec() }
-            }
-        };
-        self.put(Table::BlobMeta, key, &meta);
+        let refs = crate::query::blob_refcount(self, tenant, &hash)?;
+        if refs == 0 {
+            let key = keys::blob(tenant, &hash);
+            self.put_raw(Table::BlobData, key.clone(), body.to_vec());
+            self.put(Table::BlobMeta, key, &BlobMeta { refcount: 1, size: body.len() as u64, structure: structure.to_vec() });
+        }
+        self.set_blob_refs(tenant, &hash, refs.saturating_add(1));
         Ok(hash)
     }
 
     /// One more message points at an existing blob (COPY, MOVE).
     fn add_blob_ref(&mut self, tenant: TenantId, hash: &[u8; 32]) -> Result<(), ModelError> {
-        let key = keys::blob(tenant, hash);
-        let mut meta = get::<BlobMeta>(self, Table::BlobMeta, &key)?
-            .ok_or_else(|| ModelError::Corrupt(format!("blob {} referenced but missing", hex::encode(hash))))?;
-        meta.refcount += 1;
-        self.put(Table::BlobMeta, key, &meta);
+        let refs = crate::query::blob_refcount(self, tenant, hash)?;
+        if refs == 0 {
+            return Err(ModelError::Corrupt(format!("blob {} referenced but missing", hex::encode(hash))));
+        }
+        self.set_blob_refs(tenant, hash, refs.saturating_add(1));
         Ok(())
     }
 
     /// One message fewer points at a blob; the last one deletes it.
     fn drop_blob_ref(&mut self, tenant: TenantId, hash: &[u8; 32]) -> Result<(), ModelError> {
+        let refs = crate::query::blob_refcount(self, tenant, hash)?;
+        if refs == 0 {
+            return Err(ModelError::Corrupt(format!("blob {} referenced but missing", hex::encode(hash))));
+        }
         let key = keys::blob(tenant, hash);
-        let mut meta = get::<BlobMeta>(self, Table::BlobMeta, &key)?
-            .ok_or_else(|| ModelError::Corrupt(format!("blob {} referenced but missing", hex::encode(hash))))?;
-        meta.refcount = meta.refcount.saturating_sub(1);
-        if meta.refcount == 0 {
+        if refs == 1 {
+            self.delete(Table::BlobRefs, key.clone());
             self.delete(Table::BlobMeta, key.clone());
             self.delete(Table::BlobData, key);
         } else {
-            self.put(Table::BlobMeta, key, &meta);
+            self.set_blob_refs(tenant, hash, refs - 1);
         }
         Ok(())
+    }
+
+    fn set_blob_refs(&mut self, tenant: TenantId, hash: &[u8; 32], refs: u64) {
+        self.put_raw(Table::BlobRefs, keys::blob(tenant, hash), keys::id_value(refs));
     }
 }

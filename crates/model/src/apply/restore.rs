@@ -10,7 +10,7 @@
 //! Pure: reads the restored state, returns the writes; the store writes them with the restore.
 
 use super::Txn;
-use crate::kv::{KvRead, Overlay, Table, WriteSet};
+use crate::kv::{KvRead, Table, WriteSet};
 use crate::records::{Mailbox, Record};
 use crate::{ModelError, keys};
 
@@ -26,7 +26,7 @@ const PAGE: usize = 1024;
 /// order) from `max(last + 1, now) + RESTORE_UIDVALIDITY_MARGIN` upwards; how many were renewed.
 pub fn renew_uidvalidities(kv: &dyn KvRead, now_ms: i64) -> Result<(WriteSet, u64), ModelError> {
     let empty = WriteSet::default();
-    let mut txn = Txn { base: Overlay { base: kv, writes: &empty }, ws: WriteSet::default(), now_ms, events: Vec::new() };
+    let mut txn = Txn::new(kv, &empty, now_ms);
     // One allocation moves the counter to max(last + 1, clock); the margin goes on top of it.
     let first = txn.alloc_uidvalidity()?;
     let start = first

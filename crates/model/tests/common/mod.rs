@@ -131,7 +131,7 @@ impl Sys {
     }
 
     pub fn blob_refs(&self, tenant: TenantId, body: &[u8]) -> Option<u64> {
-        query::blob_meta(&self.kv, tenant, &sha(body)).map(|m| m.refcount)
+        Some(query::blob_refcount(&self.kv, tenant, &sha(body)).unwrap()).filter(|n| *n > 0)
     }
 
     pub fn count(&self, table: Table) -> usize {

@@ -114,12 +114,13 @@ fn pre_release_format_1_is_refused_with_advice() {
 }
 
 #[test]
-fn formats_2_and_3_are_upgraded_in_place() {
-    // Formats 3 and 4 only add record versions, commands and state keys that older data does not
-    // contain, so each upgrade rewrites nothing but the version (which keeps older builds from
+fn formats_2_to_4_are_upgraded_in_place() {
+    // Formats 3 to 5 only add record versions, commands, state keys and a table that older data
+    // does not contain (format 4 blobs keep their count in `blob_meta`, read when `blob_refs` has
+    // no row), so each upgrade rewrites nothing but the version (which keeps older builds from
     // opening the directory).
-    const { assert!(FORMAT_VERSION == 4) };
-    for old in [2u32, 3] {
+    const { assert!(FORMAT_VERSION == 5) };
+    for old in [2u32, 3, 4] {
         let dir = tempfile::tempdir().expect("tempdir");
         drop(mailraft_store::open(dir.path()).expect("open"));
         {
