@@ -19,6 +19,17 @@ fn python_imaplib_full_session() -> Result<()> {
     Ok(())
 }
 
+/// RFC 7162 CONDSTORE as imaplib drives it (ENABLE, HIGHESTMODSEQ, MODSEQ, CHANGEDSINCE,
+/// UNCHANGEDSINCE, SEARCH MODSEQ, and a second connection's change).
+#[test]
+fn python_imaplib_condstore() -> Result<()> {
+    let dev = Dev::start()?;
+    let port = dev.imap.port().to_string();
+    let out = run_client("python3", &[&client_script("condstore_imaplib.py"), "127.0.0.1", &port, USER, PASSWORD])?;
+    assert!(out.contains("all checks passed"), "{out}");
+    Ok(())
+}
+
 #[test]
 fn curl_list_fetch_append() -> Result<()> {
     let dev = Dev::start()?;

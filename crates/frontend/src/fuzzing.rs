@@ -171,7 +171,7 @@ fn finish(message: &[u8], mode: Mode, tag: Option<Tag<'static>>, out: &mut Out) 
 fn translate(body: &CommandBody<'_>, map: &SeqMap) -> Result<(), FrontendError> {
     use CommandBody as C;
     match body {
-        C::Select { mailbox } | C::Examine { mailbox } | C::Create { mailbox } | C::Delete { mailbox } => {
+        C::Select { mailbox, .. } | C::Examine { mailbox, .. } | C::Create { mailbox } | C::Delete { mailbox } => {
             crate::names::decode_mailbox(mailbox).map(drop)
         }
         C::Subscribe { mailbox } | C::Unsubscribe { mailbox } | C::Status { mailbox, .. } => {
@@ -206,7 +206,7 @@ fn translate(body: &CommandBody<'_>, map: &SeqMap) -> Result<(), FrontendError> 
             crate::names::decode_mailbox(mailbox)?;
             crate::cmd::fetch::resolve(map, sequence_set, *uid).map(drop)
         }
-        C::Fetch { sequence_set, macro_or_item_names, uid } => {
+        C::Fetch { sequence_set, macro_or_item_names, uid, .. } => {
             crate::cmd::fetch::resolve(map, sequence_set, *uid)?;
             let items = crate::render::expand(macro_or_item_names);
             crate::render::needs(&items);
@@ -403,7 +403,7 @@ pub fn fetch_render(data: &[u8]) -> Vec<u8> {
     };
     let stored = mailraft_mime::MessageInfo::from_bytes(&message.structure).ok();
     assert_eq!(stored.as_ref(), Some(&info), "structure record does not round-trip");
-    let options = crate::render::RenderOptions { add_uid: true, add_flags: false };
+    let options = crate::render::RenderOptions { add_uid: true, add_flags: false, add_modseq: true };
     let mut out = Out::new();
     // A message whose BINARY cannot be decoded fails the item; FETCH then skips the message.
     if let Ok(rendered) = crate::render::fetch_items(&items, &message, stored.as_ref(), 1, &options)

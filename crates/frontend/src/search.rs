@@ -129,8 +129,12 @@ pub fn to_proto(key: &SearchKey<'_>, map: &SeqMap) -> Result<proto::SearchKey, S
         SearchKey::Or(a, b) => Key::Or(proto::SearchKeys {
             keys: vec![to_proto(a, map)?, to_proto(b, map)?],
         }),
+        // RFC 7162 §3.1.5: messages whose mod-sequence is at least `modseq`. The storage keeps
+        // one mod-sequence per message, not one per flag, so the optional entry name and type
+        // are ignored, as the RFC requires of such a server.
+        SearchKey::ModSequence { modseq, .. } => Key::Modseq(*modseq),
         // Keys behind imap-types features this crate does not enable today (WITHIN's
-        // OLDER/YOUNGER, CONDSTORE's MODSEQ); kept so enabling a feature does not break the build.
+        // OLDER/YOUNGER); kept so enabling a feature does not break the build.
         #[allow(unreachable_patterns)]
         _ => return Err(SearchError::Unsupported("extension")),
     };
@@ -305,6 +309,21 @@ mod tests {
     fn size_keys() {
         assert_eq!(tr(SearchKey::Larger(100)), Key::Larger(100));
         assert_eq!(tr(SearchKey::Smaller(7)), Key::Smaller(7));
+    }
+
+    /// RFC 7162 §3.1.5: MODSEQ, with or without the per-flag entry (ignored: one mod-sequence
+    /// per message), including 0 (`mod-sequence-valzer`).
+    #[test]
+    fn modseq_key() {
+        use imap_codec::decode::Decoder;
+        assert_eq!(tr(SearchKey::ModSequence { entry: None, modseq: 620 }), Key::Modseq(620));
+        assert_eq!(tr(SearchKey::ModSequence { entry: None, modseq: 0 }), Key::Modseq(0));
+        let line = b"a SEARCH MODSEQ \"/flags/\\\\draft\" all 620162338\r\n";
+        let (_, command) = imap_codec::CommandCodec::new().decode(line).expect("parses");
+        let imap_codec::imap_types::command::CommandBody::Search { criteria, .. } = command.body else {
+            panic!("not a search");
+        };
+        assert_eq!(criteria_to_proto(criteria.as_ref(), &map()), Ok(wrap(Key::Modseq(620_162_338))));
     }
 
     #[test]

@@ -28,6 +28,9 @@ pub fn capabilities(session: &Session) -> Vec1<Capability<'static>> {
         Capability::Unselect,
         Capability::Namespace,
         Capability::Id,
+        // RFC 7162 §3.1.1 (`condstore.rs`); ENABLE (RFC 5161) is how clients turn it on.
+        Capability::CondStore,
+        Capability::Enable,
     ];
     // RFC 3348 (\HasChildren) and RFC 6154 (special-use attributes in LIST).
     for other in ["CHILDREN", "SPECIAL-USE"] {

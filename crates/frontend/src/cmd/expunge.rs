@@ -19,6 +19,7 @@ use crate::session::updates::write_updates;
 
 /// `EXPUNGE` (`uids = None`) or `UID EXPUNGE set`.
 pub async fn run(ctx: &mut Ctx<'_>, uids: Option<SequenceSet>) -> Result<Reply, FrontendError> {
+    let condstore = ctx.session.condstore;
     let (user, selected) = super::selected(ctx.session)?;
     if selected.read_only {
         return Err(FrontendError::ReadOnly);
@@ -46,7 +47,7 @@ pub async fn run(ctx: &mut Ctx<'_>, uids: Option<SequenceSet>) -> Result<Reply, 
         };
         let response = ctx.shared.storage.expunge(request).await?;
         let updates = selected.expunge_own(&response.expunged);
-        write_updates(ctx.out, &updates);
+        write_updates(ctx.out, &updates, condstore);
     }
     Ok(Reply::ok("EXPUNGE completed"))
 }

@@ -5,10 +5,16 @@
 //! sets `\Seen` first (one STORE for the whole set), so the FETCH responses carry the new FLAGS
 //! (§6.4.5); on a mailbox opened with EXAMINE nothing is changed. Output is flushed while the
 //! storage streams, so a large FETCH does not accumulate in memory.
+//!
+//! CONDSTORE (RFC 7162): the MODSEQ item (§3.1.4.2) is rendered like any other; the
+//! `(CHANGEDSINCE n)` modifier (§3.1.4.1) becomes the storage's `changed_since` filter, so only
+//! messages whose mod-sequence is above `n` come back, each with MODSEQ added. The QRESYNC
+//! modifier `VANISHED` is refused (§3.2.6: BAD unless QRESYNC was enabled, which it never is).
 
 use std::collections::HashSet;
 use std::num::NonZeroU32;
 
+use imap_codec::imap_types::command::FetchModifier;
 use imap_codec::imap_types::core::Vec1;
 use imap_codec::imap_types::fetch::MacroOrMessageDataItemNames;
 use imap_codec::imap_types::response::Data;
@@ -33,13 +39,22 @@ pub fn resolve(map: &SeqMap, set: &SequenceSet, uid: bool) -> Result<Vec<u32>, F
     }
 }
 
-/// `[UID] FETCH set items`.
+/// `[UID] FETCH set items [(modifiers)]`.
 pub async fn run(
     ctx: &mut Ctx<'_>,
     set: SequenceSet,
     items: MacroOrMessageDataItemNames<'static>,
     uid: bool,
+    modifiers: &[FetchModifier],
 ) -> Result<Reply, FrontendError> {
+    let mut changed_since = None;
+    for modifier in modifiers {
+        match modifier {
+            FetchModifier::ChangedSince(modseq) => changed_since = Some(modseq.get()),
+            FetchModifier::Vanished => return Err(FrontendError::BadArguments("QRESYNC is not enabled".into())),
+        }
+    }
+    let condstore = ctx.session.condstore;
     let (user, selected) = super::selected(ctx.session)?;
     let uids = resolve(&selected.map, &set, uid)?;
     let items = render::expand(&items);
@@ -75,7 +90,7 @@ pub async fn run(
         // BODY[] through the MIME offsets, and the record is small next to the body.
         want_structure: needs.structure || needs.body == proto::BodyWanted::BodyFull,
         body: needs.body as i32,
-        changed_since: 0,
+        changed_since: changed_since.unwrap_or(0),
     };
     let mut stream = storage.fetch(request).await?;
     let mut unrenderable = 0usize;
@@ -87,14 +102,21 @@ pub async fn run(
             // RFC 3501 §7.2.6: another session may have set a keyword the client has not been
             // told about yet; FLAGS announces it before this FETCH can show it.
             if let Some(update) = selected.learn_keywords(&message.flags) {
-                write_updates(ctx.out, &[update]);
+                write_updates(ctx.out, &[update], condstore);
             }
             let info = if message.structure.is_empty() {
                 None
             } else {
                 mailraft_mime::MessageInfo::from_bytes(&message.structure).ok()
             };
-            let options = RenderOptions { add_uid: uid, add_flags: newly_seen.contains(&message.uid) };
+            let seen_now = newly_seen.contains(&message.uid);
+            let options = RenderOptions {
+                add_uid: uid,
+                add_flags: seen_now,
+                // RFC 7162 §3.1.4.1 (implied by CHANGEDSINCE) and §3.1 (a flag change a
+                // CONDSTORE client is told about carries the new mod-sequence).
+                add_modseq: changed_since.is_some() || (condstore && seen_now),
+            };
             let rendered = render::fetch_items(&items, &message, info.as_ref(), seq, &options);
             match (rendered, NonZeroU32::new(seq)) {
                 (Ok(rendered), Some(seq)) => {

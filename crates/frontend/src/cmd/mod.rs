@@ -12,6 +12,7 @@ pub mod authenticate;
 pub mod capability;
 pub mod check;
 pub mod close;
+pub mod condstore;
 pub mod copy;
 pub mod create;
 pub mod delete;
@@ -192,6 +193,11 @@ pub fn allows_expunge(body: &CommandBody<'_>) -> bool {
 /// Runs one command that passed the state gate.
 pub async fn dispatch(ctx: &mut Ctx<'_>, body: CommandBody<'static>) -> Result<Reply, FrontendError> {
     use CommandBody as C;
+    // RFC 7162 §3.1: an enabling command turns CONDSTORE on before it runs, so its own responses
+    // (SELECT's HIGHESTMODSEQ, STORE's FETCHes) already carry mod-sequences.
+    if condstore::enables(&body) {
+        ctx.session.condstore = true;
+    }
     match body {
         C::Capability => capability::run(ctx),
         C::Noop => noop::run(ctx),
@@ -201,8 +207,8 @@ pub async fn dispatch(ctx: &mut Ctx<'_>, body: CommandBody<'static>) -> Result<R
             authenticate::run(ctx, mechanism, initial_response).await
         }
         C::Login { username, password } => login::run(ctx, username, password).await,
-        C::Select { mailbox } => select::run(ctx, mailbox, false).await,
-        C::Examine { mailbox } => select::run(ctx, mailbox, true).await,
+        C::Select { mailbox, parameters } => select::run(ctx, mailbox, &parameters, false).await,
+        C::Examine { mailbox, parameters } => select::run(ctx, mailbox, &parameters, true).await,
         C::Create { mailbox } => create::run(ctx, mailbox).await,
         C::Delete { mailbox } => delete::run(ctx, mailbox).await,
         C::Rename { from, to } => rename::run(ctx, from, to).await,
@@ -220,11 +226,12 @@ pub async fn dispatch(ctx: &mut Ctx<'_>, body: CommandBody<'static>) -> Result<R
         C::Expunge => expunge::run(ctx, None).await,
         C::ExpungeUid { sequence_set } => expunge::run(ctx, Some(sequence_set)).await,
         C::Search { charset, criteria, uid } => search::run(ctx, charset, criteria, uid).await,
-        C::Fetch { sequence_set, macro_or_item_names, uid } => {
-            fetch::run(ctx, sequence_set, macro_or_item_names, uid).await
+        C::Fetch { sequence_set, macro_or_item_names, uid, modifiers } => {
+            fetch::run(ctx, sequence_set, macro_or_item_names, uid, &modifiers).await
         }
-        C::Store { sequence_set, kind, response, flags, uid } => {
-            store::run(ctx, sequence_set, kind, response, flags, uid).await
+        C::Store { sequence_set, kind, response, flags, uid, modifiers } => {
+            let request = store::StoreCommand { set: sequence_set, kind, response, flags, uid, modifiers };
+            store::run(ctx, request).await
         }
         C::Copy { sequence_set, mailbox, uid } => copy::run(ctx, sequence_set, mailbox, uid).await,
         C::Move { sequence_set, mailbox, uid } => r#move::run(ctx, sequence_set, mailbox, uid).await,

@@ -18,8 +18,9 @@ pub async fn run(ctx: &mut Ctx<'_>, set: SequenceSet, mailbox: Mailbox<'static>,
     if let Some(code) = copyuid(&response) {
         ctx.out.untagged(StatusKind::Ok, Some(code), "moved");
     }
+    let condstore = ctx.session.condstore;
     let (_, selected) = super::selected(ctx.session)?;
     let updates = selected.expunge_own(&response.source_uids);
-    write_updates(ctx.out, &updates);
+    write_updates(ctx.out, &updates, condstore);
     Ok(Reply::ok("MOVE completed"))
 }

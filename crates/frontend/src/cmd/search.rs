@@ -3,15 +3,19 @@
 //! results are mapped back to sequence numbers for the non-UID form. Messages the client has not
 //! been told about yet (arrived since the last EXISTS) are left out, so every number returned is
 //! one the client can use.
+//!
+//! A SEARCH with the MODSEQ criterion (RFC 7162 §3.1.5) ends a non-empty result with
+//! `(MODSEQ n)`, the highest mod-sequence of the matches (§3.1.6), which the storage computes
+//! next to the data.
 
-use std::num::NonZeroU32;
+use std::num::{NonZeroU32, NonZeroU64};
 
 use imap_codec::imap_types::core::{Charset, Vec1};
 use imap_codec::imap_types::response::Data;
 use imap_codec::imap_types::search::SearchKey;
 use mailraft_proto as proto;
 
-use super::{Ctx, Reply};
+use super::{Ctx, Reply, condstore};
 use crate::error::FrontendError;
 use crate::search::SearchError;
 
@@ -22,6 +26,7 @@ pub async fn run(
     criteria: Vec1<SearchKey<'static>>,
     uid: bool,
 ) -> Result<Reply, FrontendError> {
+    let with_modseq = criteria.as_ref().iter().any(condstore::has_modseq_key);
     let (user, selected) = super::selected(ctx.session)?;
     let key = crate::search::check_charset(charset.as_ref())
         .and_then(|()| crate::search::criteria_to_proto(criteria.as_ref(), &selected.map))
@@ -43,6 +48,9 @@ pub async fn run(
         .collect();
     numbers.sort_unstable();
     numbers.dedup();
-    ctx.out.data(Data::Search(numbers.into_iter().filter_map(NonZeroU32::new).collect()));
+    let numbers: Vec<NonZeroU32> = numbers.into_iter().filter_map(NonZeroU32::new).collect();
+    // RFC 7162 §3.1.6: only with a MODSEQ criterion and only for a non-empty result.
+    let modseq = if with_modseq && !numbers.is_empty() { NonZeroU64::new(response.highest_modseq) } else { None };
+    ctx.out.data(Data::Search(numbers, modseq));
     Ok(Reply::ok("SEARCH completed"))
 }

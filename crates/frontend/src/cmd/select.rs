@@ -3,20 +3,32 @@
 //! The previous selection ends first, even if the new one fails (§6.3.1). The responses are the
 //! ones §6.3.1 requires: FLAGS, EXISTS, RECENT (always 0: this server does not track `\Recent`),
 //! UNSEEN (sequence number of the first unseen message), PERMANENTFLAGS, UIDNEXT, UIDVALIDITY, and
-//! the tagged OK with READ-WRITE or READ-ONLY.
+//! the tagged OK with READ-WRITE or READ-ONLY. Once CONDSTORE is on (the `(CONDSTORE)` parameter,
+//! RFC 7162 §3.1.8, or an earlier enabling command) `OK [HIGHESTMODSEQ n]` follows (§3.1.2.1).
 
 use std::num::NonZeroU32;
 
+use imap_codec::imap_types::command::SelectParameter;
 use imap_codec::imap_types::mailbox::Mailbox;
 use imap_codec::imap_types::response::{Code, Data, StatusKind};
 
-use super::{Ctx, Reply};
+use super::{Ctx, Reply, condstore};
 use crate::error::FrontendError;
 use crate::names::decode_mailbox;
 use crate::session::Selected;
 
-/// `SELECT mailbox` (`read_only = false`) or `EXAMINE mailbox`.
-pub async fn run(ctx: &mut Ctx<'_>, mailbox: Mailbox<'static>, read_only: bool) -> Result<Reply, FrontendError> {
+/// `SELECT mailbox [(params)]` (`read_only = false`) or `EXAMINE mailbox [(params)]`.
+pub async fn run(
+    ctx: &mut Ctx<'_>,
+    mailbox: Mailbox<'static>,
+    parameters: &[SelectParameter],
+    read_only: bool,
+) -> Result<Reply, FrontendError> {
+    // RFC 7162 §3.2.5: QRESYNC without ENABLE QRESYNC (which this server never grants) is BAD,
+    // before anything changes: a BAD command leaves the current selection alone.
+    if parameters.iter().any(|p| matches!(p, SelectParameter::QResync { .. })) {
+        return Err(FrontendError::BadArguments("QRESYNC is not enabled".into()));
+    }
     let name = decode_mailbox(&mailbox)?;
     ctx.session.deselect();
     let user = ctx.user()?;
@@ -39,6 +51,9 @@ pub async fn run(ctx: &mut Ctx<'_>, mailbox: Mailbox<'static>, read_only: bool) 
     }
     if let Some(uidvalidity) = NonZeroU32::new(status.uidvalidity) {
         out.untagged(StatusKind::Ok, Some(Code::UidValidity(uidvalidity)), "UIDs valid");
+    }
+    if ctx.session.condstore {
+        out.untagged(StatusKind::Ok, Some(condstore::highest_modseq_code(status.highest_modseq)), "highest");
     }
     ctx.session.select(selected);
     Ok(if read_only {

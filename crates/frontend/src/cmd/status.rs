@@ -1,5 +1,6 @@
 //! STATUS (RFC 3501 §6.3.10): counters of a mailbox without selecting it. RECENT is always 0
-//! (this server does not track `\Recent`).
+//! (this server does not track `\Recent`). HIGHESTMODSEQ is RFC 7162 §3.1.7 (and makes STATUS a
+//! CONDSTORE enabling command, §3.1).
 
 use std::borrow::Cow;
 use std::num::NonZeroU32;
@@ -32,6 +33,7 @@ pub async fn run(
             }
             StatusDataItemName::Unseen => Some(StatusDataItem::Unseen(status.unseen)),
             StatusDataItemName::Deleted => Some(StatusDataItem::Deleted(status.deleted)),
+            StatusDataItemName::HighestModSeq => Some(StatusDataItem::HighestModSeq(status.highest_modseq)),
             // DELETED-STORAGE belongs to QUOTA (RFC 9208), which is not advertised.
             _ => None,
         };

@@ -80,6 +80,9 @@ pub struct RenderOptions {
     /// Add FLAGS if not requested, because this FETCH just set `\Seen` (RFC 3501 §6.4.5: the
     /// changed flags "SHOULD be included as part of the FETCH responses").
     pub add_flags: bool,
+    /// Add MODSEQ if not requested: CHANGEDSINCE implies it (RFC 7162 §3.1.4.1), and so does a
+    /// `\Seen` change reported to a CONDSTORE client (§3.1).
+    pub add_modseq: bool,
 }
 
 /// What the storage must return for a FETCH, and its side effect.
@@ -164,7 +167,8 @@ pub fn needs(items: &[MessageDataItemName<'_>]) -> Needs {
             MessageDataItemName::Flags
             | MessageDataItemName::InternalDate
             | MessageDataItemName::Rfc822Size
-            | MessageDataItemName::Uid => {}
+            | MessageDataItemName::Uid
+            | MessageDataItemName::ModSeq => {}
             #[allow(unreachable_patterns)]
             _ => {}
         }
@@ -199,6 +203,9 @@ pub fn fetch_items(
     }
     if opts.add_flags && !asked(|i| matches!(i, MessageDataItemName::Flags)) {
         out.push(MessageDataItem::Flags(fetch_flags(&msg.flags)));
+    }
+    if opts.add_modseq && !asked(|i| matches!(i, MessageDataItemName::ModSeq)) {
+        out.push(crate::cmd::condstore::modseq_item(msg.modseq));
     }
     Ok(out)
 }
@@ -254,6 +261,8 @@ fn render_one(
             MessageDataItem::InternalDate(internal_date(msg, seq)?)
         }
         MessageDataItemName::Uid => uid(msg, seq)?,
+        // RFC 7162 §3.1.4.2.
+        MessageDataItemName::ModSeq => crate::cmd::condstore::modseq_item(msg.modseq),
         MessageDataItemName::Rfc822Size => {
             MessageDataItem::Rfc822Size(u32::try_from(msg.size).unwrap_or(u32::MAX))
         }

@@ -135,6 +135,7 @@ fn simple_items_and_macros() {
         &RenderOptions {
             add_uid: true,
             add_flags: true,
+            add_modseq: false,
         },
     );
     assert_eq!(got, "* 1 FETCH (UID 42 FLAGS (\\Seen $Junk))\r\n");
@@ -144,6 +145,7 @@ fn simple_items_and_macros() {
         &RenderOptions {
             add_uid: true,
             add_flags: true,
+            add_modseq: false,
         },
     );
     assert_eq!(
@@ -155,16 +157,27 @@ fn simple_items_and_macros() {
     );
 }
 
+/// RFC 7162 §3.1.4.2: MODSEQ as asked for, and added once when CHANGEDSINCE implies it.
+#[test]
+fn modseq_item() {
+    let got = render(SIMPLE, "(UID MODSEQ)", &RenderOptions::default());
+    assert_eq!(got, "* 1 FETCH (UID 42 MODSEQ (7))\r\n");
+    let implied = RenderOptions { add_modseq: true, ..RenderOptions::default() };
+    assert_eq!(render(SIMPLE, "FLAGS", &implied), "* 1 FETCH (FLAGS (\\Seen $Junk) MODSEQ (7))\r\n");
+    assert_eq!(render(SIMPLE, "(MODSEQ UID)", &implied), "* 1 FETCH (MODSEQ (7) UID 42)\r\n");
+}
+
 /// RFC 3501 §7.4.2: one FETCH response names each data item once, however often the
 /// command asked for it (the FLAGS twice seen under a compliance run).
 #[test]
 fn repeated_items_are_answered_once() {
-    let opts = RenderOptions { add_uid: true, add_flags: true };
+    let opts = RenderOptions { add_uid: true, add_flags: true, add_modseq: true };
     let got = render(SIMPLE, "(FLAGS UID FLAGS BODY.PEEK[HEADER] BODY[HEADER] UID)", &opts);
     assert_eq!(got.matches("FLAGS").count(), 1, "{got}");
     assert_eq!(got.matches("UID").count(), 1, "{got}");
     assert_eq!(got.matches("BODY[HEADER]").count(), 1, "{got}");
     assert!(got.starts_with("* 1 FETCH (FLAGS (\\Seen $Junk) UID 42 BODY[HEADER] {"), "{got}");
+    assert_eq!(got.matches("MODSEQ").count(), 1, "{got}");
     // Different sections and partial origins are different items.
     let got = render(SIMPLE, "(BODY.PEEK[HEADER] BODY.PEEK[TEXT] BODY.PEEK[]<0.1> BODY.PEEK[]<1.1>)", &opts);
     assert_eq!(got.matches("BODY[").count(), 4, "{got}");

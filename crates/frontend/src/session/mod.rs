@@ -109,6 +109,10 @@ pub struct Session {
     /// The client's address, sent with LOGIN/AUTHENTICATE for the storage tier's per-source
     /// failure budget; `None` when unknown (tests).
     pub peer: Option<std::net::IpAddr>,
+    /// RFC 7162 §3.1: the client issued a CONDSTORE enabling command, so until the connection
+    /// closes every untagged FETCH carries MODSEQ and SELECT/EXAMINE report HIGHESTMODSEQ. Off
+    /// by default because clients that never asked for it may not parse those additions.
+    pub condstore: bool,
 }
 
 impl Session {
@@ -123,6 +127,7 @@ impl Session {
             allow_plaintext_auth,
             revocations: None,
             peer: None,
+            condstore: false,
         }
     }
 

@@ -18,7 +18,8 @@ use crate::seqset::SeqMap;
 /// An unsolicited update for the client, in the order it must be sent.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Update {
-    /// `* n FETCH (UID u FLAGS (...))`: flags of a known message changed.
+    /// `* n FETCH (UID u FLAGS (...))`: flags of a known message changed (with `MODSEQ (m)`
+    /// once the client enabled CONDSTORE, RFC 7162 §3.1).
     Flags {
         /// Sequence number at the time the response is sent.
         seq: u32,
@@ -26,6 +27,8 @@ pub enum Update {
         uid: u32,
         /// Current flags.
         flags: Vec<String>,
+        /// The message's mod-sequence after the change.
+        modseq: u64,
     },
     /// `* n EXPUNGE`.
     Expunge(u32),
@@ -140,7 +143,12 @@ impl Selected {
                     {
                         continue;
                     }
-                    updates.push(Update::Flags { seq, uid: change.uid, flags: change.flags.clone() });
+                    updates.push(Update::Flags {
+                        seq,
+                        uid: change.uid,
+                        flags: change.flags.clone(),
+                        modseq: change.modseq,
+                    });
                 }
                 None if self.map.last_uid().is_none_or(|last| change.uid > last) => {
                     new_uids.push(change.uid);
@@ -287,7 +295,7 @@ mod tests {
         assert_eq!(
             updates,
             vec![
-                Update::Flags { seq: 2, uid: 2, flags: vec!["\\Seen".into()] },
+                Update::Flags { seq: 2, uid: 2, flags: vec!["\\Seen".into()], modseq: 12 },
                 Update::Expunge(3),
             ]
         );

@@ -3,7 +3,8 @@
 //! Before the tagged reply of every command in the selected state (and whenever the watch hub
 //! signals a change during IDLE) the session asks the storage what changed since the highest
 //! modseq it has reported and turns the answer into `EXISTS`, `EXPUNGE` and `FETCH (FLAGS)`
-//! responses through the pure [`Selected`](super::Selected) logic. During FETCH, STORE and
+//! responses through the pure [`Selected`](super::Selected) logic; once the client enabled
+//! CONDSTORE each FETCH also carries the message's `MODSEQ` (RFC 7162 §3.1). During FETCH, STORE and
 //! SEARCH (not their UID forms) expunges are held back, because the client's sequence numbers
 //! must not shift under those commands (RFC 3501 §7.4.1).
 
@@ -27,6 +28,7 @@ pub async fn poll(
     out: &mut Out,
     allow_expunge: bool,
 ) -> Result<(), FrontendError> {
+    let condstore = session.condstore;
     let Some((user, selected)) = session.user_and_selected() else {
         return Ok(());
     };
@@ -68,7 +70,7 @@ pub async fn poll(
     } else {
         selected.apply_changes(&changes, allow_expunge)
     };
-    write_updates(out, &updates);
+    write_updates(out, &updates, condstore);
     Ok(())
 }
 
@@ -96,15 +98,15 @@ async fn current_flags(
     while let Some(chunk) = stream.next().await? {
         for msg in chunk.messages {
             if let Some(seq) = selected.map.seq_of(msg.uid) {
-                updates.push(Update::Flags { seq, uid: msg.uid, flags: msg.flags });
+                updates.push(Update::Flags { seq, uid: msg.uid, flags: msg.flags, modseq: msg.modseq });
             }
         }
     }
     Ok(updates)
 }
 
-/// Writes updates as untagged responses.
-pub fn write_updates(out: &mut Out, updates: &[Update]) {
+/// Writes updates as untagged responses; `condstore` adds MODSEQ to the FETCHes (RFC 7162 §3.1).
+pub fn write_updates(out: &mut Out, updates: &[Update], condstore: bool) {
     for update in updates {
         match update {
             Update::Exists(n) => out.data(Data::Exists(*n)),
@@ -113,8 +115,8 @@ pub fn write_updates(out: &mut Out, updates: &[Update]) {
                     out.data(Data::Expunge(seq));
                 }
             }
-            Update::Flags { seq, uid, flags } => {
-                if let Some(data) = flags_fetch(*seq, *uid, flags) {
+            Update::Flags { seq, uid, flags, modseq } => {
+                if let Some(data) = flags_fetch(*seq, *uid, flags, condstore.then_some(*modseq)) {
                     out.data(data);
                 }
             }
@@ -131,14 +133,16 @@ pub fn write_mailbox_flags(out: &mut Out, keywords: &[String], read_only: bool) 
     out.untagged(StatusKind::Ok, Some(Code::PermanentFlags(permanent)), "flags permitted");
 }
 
-/// `* seq FETCH (UID uid FLAGS (...))`.
-pub fn flags_fetch(seq: u32, uid: u32, flags: &[String]) -> Option<Data<'static>> {
+/// `* seq FETCH (UID uid FLAGS (...))`, with `MODSEQ (m)` when `modseq` is given (RFC 7162
+/// §3.1.4.2: how the server tells a CONDSTORE client about mod-sequence changes).
+pub fn flags_fetch(seq: u32, uid: u32, flags: &[String], modseq: Option<u64>) -> Option<Data<'static>> {
     let seq = NonZeroU32::new(seq)?;
     let uid = NonZeroU32::new(uid)?;
-    let items = vec![
+    let mut items = vec![
         MessageDataItem::Uid(uid),
         MessageDataItem::Flags(crate::flags::fetch_flags(flags)),
     ];
+    items.extend(modseq.map(crate::cmd::condstore::modseq_item));
     Some(Data::Fetch { seq, items: Vec1::try_from(items).ok()? })
 }
 
@@ -149,26 +153,28 @@ mod tests {
     #[test]
     fn renders_updates() {
         let mut out = Out::new();
-        write_updates(
-            &mut out,
-            &[
-                Update::Flags { seq: 2, uid: 9, flags: vec!["\\Seen".into(), "$Junk".into()] },
-                Update::Expunge(3),
-                Update::Exists(4),
-            ],
-        );
+        let updates = [
+            Update::Flags { seq: 2, uid: 9, flags: vec!["\\Seen".into(), "$Junk".into()], modseq: 17 },
+            Update::Expunge(3),
+            Update::Exists(4),
+        ];
+        write_updates(&mut out, &updates, false);
         assert_eq!(
             String::from_utf8_lossy(out.as_bytes()),
             "* 2 FETCH (UID 9 FLAGS (\\Seen $Junk))\r\n* 3 EXPUNGE\r\n* 4 EXISTS\r\n"
         );
+        // RFC 7162 §3.1: after a CONDSTORE enabling command every untagged FETCH has MODSEQ.
+        let mut out = Out::new();
+        write_updates(&mut out, &updates[..1], true);
+        assert_eq!(String::from_utf8_lossy(out.as_bytes()), "* 2 FETCH (UID 9 FLAGS (\\Seen $Junk) MODSEQ (17))\r\n");
     }
 
     #[test]
     fn renders_new_keywords_as_flags_and_permanentflags() {
         let mut out = Out::new();
         let keywords = vec!["$Junk".to_owned()];
-        write_updates(&mut out, &[Update::Keywords { keywords: keywords.clone(), read_only: false }]);
-        write_updates(&mut out, &[Update::Keywords { keywords, read_only: true }]);
+        write_updates(&mut out, &[Update::Keywords { keywords: keywords.clone(), read_only: false }], false);
+        write_updates(&mut out, &[Update::Keywords { keywords, read_only: true }], false);
         let flags = "* FLAGS (\\Answered \\Flagged \\Deleted \\Seen \\Draft $Junk)\r\n";
         assert_eq!(
             String::from_utf8_lossy(out.as_bytes()),
