@@ -8,15 +8,19 @@
 # one (different compiler flags would evict it), and run under `nice` so other builds keep going.
 # Inputs a campaign finds go to fuzz/corpus-work/<target>/ (not checked in; the next campaign
 # continues from it). The checked-in fuzz/corpus/<target>/ holds the seeds (fuzz/seeds/
-# make_seeds.py) and every crash reproducer; it is read as seeds here and replayed by the ordinary
-# test suite. A crash lands in fuzz/artifacts/<target>/; reproduce it with
+# make_seeds.py), the last campaign's minimized inputs and every crash reproducer; it is read as
+# seeds here and replayed by the ordinary test suite. To check in what a campaign found (only the
+# inputs that add coverage beyond what is there), from fuzz/ with the variables below:
+#   cargo fuzz cmin --sanitizer none TARGET corpus-work/TARGET
+#   cargo fuzz run --sanitizer none TARGET corpus/TARGET corpus-work/TARGET -- -merge=1
+# A crash lands in fuzz/artifacts/<target>/; reproduce it with
 #   cd fuzz && RUSTC_BOOTSTRAP=1 cargo fuzz run --sanitizer none TARGET artifacts/TARGET/crash-…
 # and, once fixed, copy it into fuzz/corpus/<target>/ as a regression test.
 # Logs: fuzz/logs/<target>.log. Exits non-zero if any target found a crash.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
-ALL=(imap_input fetch_render mime seqset utf7 bench_response)
+ALL=(imap_input lmtp_input fetch_render mime seqset utf7 bench_response)
 export RUSTC_BOOTSTRAP=1
 export CARGO_TARGET_DIR="${MAILRAFT_FUZZ_TARGET_DIR:-$HOME/.cache/mailraft-fuzz}"
 

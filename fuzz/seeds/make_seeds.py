@@ -1,8 +1,9 @@
 #!/usr/bin/env python3
 """Writes the hand-made seed inputs of every fuzz target into fuzz/corpus/<target>/seed-*.
 
-The checked-in corpus is these seeds plus what campaigns found and `scripts/fuzz.sh --merge`
-kept. Each target's input layout is documented at its entry function (see fuzz/Cargo.toml).
+The checked-in corpus is these seeds plus the minimized corpora of campaigns (files named by
+their SHA-1, as libFuzzer names them; see the "Fuzzing" section of docs/SECURITY.md).
+Each target's input layout is documented at its entry function (see fuzz/Cargo.toml).
 """
 import os
 import struct
@@ -62,6 +63,60 @@ imap = {
 }
 for name, (chunk, limit, data) in imap.items():
     write("imap_input", name, bytes([chunk, limit]) + data)
+
+# --- lmtp_input: [chunk pick][config pick] client bytes ------------------------------------------
+# config pick: % 3 picks max_message_bytes (64, 1024, 65536); 0x04: 1000 recipients (else 2);
+# 0x08: 20 errors before 421 (else 3). See crates/frontend/src/lmtp/fuzzing.rs.
+CAP64, CAP1K, ROOMY = 0x00, 0x01, 0x0E
+HELLO = b"LHLO mx.example.org\r\n"
+TX = HELLO + b"MAIL FROM:<alice@example.org>\r\nRCPT TO:<bob@example.org>\r\n"
+lmtp = {
+    "deliver": (WHOLE, CAP1K, TX + b"RCPT TO:<carol@example.org>\r\nDATA\r\nSubject: hi\r\n\r\nhello\r\n.\r\nQUIT\r\n"),
+    "deliver-bytewise": (BYTEWISE, CAP1K, TX + b"DATA\r\nSubject: hi\r\n\r\nx\r\n.\r\nQUIT\r\n"),
+    "deliver-small-reads": (SMALL_READS, CAP1K, TX + b"DATA\r\n..dot\r\n.\r\n"),
+    "verdicts": (WHOLE, ROOMY, HELLO + b"MAIL FROM:<>\r\nRCPT TO:<nouser@x.org>\r\nRCPT TO:<nodomain@y.org>\r\n"
+                 b"RCPT TO:<disabled@x.org>\r\nRCPT TO:<full@x.org>\r\nRCPT TO:<refused@x.org>\r\n"
+                 b"RCPT TO:<later@x.org>\r\nRCPT TO:<defer@x.org>\r\nRCPT TO:<bounce@x.org>\r\n"
+                 b"RCPT TO:<bob@x.org>\r\nDATA\r\nx\r\n.\r\n"),
+    "dot-stuffing": (WHOLE, CAP1K, TX + b"DATA\r\n..\r\n...x\r\n. \r\n.a\r\n\r\n.\r\n"),
+    "dot-smuggling-lf": (WHOLE, CAP1K, TX + b"DATA\r\nx\n.\nMAIL FROM:<e@vil.org>\r\nx\r\n.\n.\r\n\r\n.\r\n"),
+    "dot-smuggling-cr": (SMALL_READS, CAP1K, TX + b"DATA\r\nx\r.\r\ny\r\r\n.\r\n"),
+    "dot-split": (0x01, CAP1K, TX + b"DATA\r\n.\r.\r\n\r\n.\r\n"),
+    "empty-body": (WHOLE, CAP1K, TX + b"DATA\r\n.\r\nRSET\r\n"),
+    "data-too-big": (SMALL_READS, CAP64, TX + b"DATA\r\n" + b"0123456789abcdef\r\n" * 8 + b".\r\nNOOP\r\n"),
+    "data-at-limit": (WHOLE, CAP64, TX + b"DATA\r\n" + b"x" * 62 + b"\r\n.\r\n"),
+    "data-unterminated": (WHOLE, CAP64, TX + b"DATA\r\nno end\r\n."),
+    "data-refused": (WHOLE, CAP1K, HELLO + b"DATA\r\nMAIL FROM:<a@b.c>\r\nDATA\r\nRCPT TO:<nouser@b.c>\r\nDATA\r\n"),
+    "bdat": (WHOLE, CAP1K, TX + b"BDAT 5\r\nhelloBDAT 3 LAST\r\n!\r\nQUIT\r\n"),
+    "bdat-bytewise": (BYTEWISE, CAP1K, TX + b"BDAT 4\r\n.\r\nBDAT 0 LAST\r\n"),
+    "bdat-zero": (WHOLE, CAP1K, TX + b"BDAT 0\r\nBDAT 0 last\r\n"),
+    "bdat-too-big": (SMALL_READS, CAP64, TX + b"BDAT 40\r\n" + b"a" * 40 + b"BDAT 40 LAST\r\n" + b"b" * 40 + b"RSET\r\n"),
+    "bdat-declared-huge": (WHOLE, CAP64, TX + b"BDAT 18446744073709551615 LAST\r\n" + b"z" * 100),
+    "bdat-no-transaction": (WHOLE, CAP1K, HELLO + b"BDAT 3\r\nabcBDAT 2 LAST\r\nxyMAIL FROM:<>\r\nBDAT 1\r\nQ"),
+    "bdat-then-rcpt-data": (WHOLE, CAP1K, TX + b"BDAT 1\r\nxRCPT TO:<carol@example.org>\r\nDATA\r\nBDAT 1 LAST\r\ny"),
+    "bdat-syntax": (WHOLE, ROOMY, TX + b"BDAT\r\nBDAT x\r\nBDAT 1 FIRST\r\nBDAT 1 LAST x\r\nBDAT -1\r\n"),
+    "mail-params": (WHOLE, CAP1K, HELLO + b"MAIL FROM:<a@b.c> SIZE=100 BODY=8BITMIME\r\nRSET\r\n"
+                    b"MAIL FROM:<a@b.c> SIZE=99999\r\nMAIL FROM:<a@b.c> BODY=BINARYMIME\r\n"
+                    b"MAIL FROM:<a@b.c> SIZE=x\r\nMAIL FROM: <a@b.c> AUTH=<>\r\n"),
+    "mail-nested": (WHOLE, ROOMY, HELLO + b"MAIL FROM:<>\r\nMAIL FROM:<>\r\nmail from:<x@y.z>\r\n"),
+    "mail-before-lhlo": (WHOLE, ROOMY, b"MAIL FROM:<a@b.c>\r\nRCPT TO:<b@c.d>\r\nHELO x\r\nEHLO x\r\n"),
+    "addresses": (WHOLE, ROOMY, HELLO + b"MAIL FROM:<@r1,@r2:a@b.c>\r\n"
+                  b"RCPT TO:<\"q \\\" >\"@example.org>\r\nRCPT TO:<a..b@c.d>\r\nRCPT TO:<x@[127.0.0.1]>\r\n"
+                  b"RCPT TO:<Postmaster>\r\nRCPT TO:<a@-b.c>\r\nRCPT TO:<" + b"l" * 65 + b"@x.y>\r\n"
+                  b"RCPT TO:<x@" + b"d" * 64 + b".y>\r\nRCPT TO:<b@c.d> NOTIFY=NEVER\r\nRCPT TO:b@c.d\r\n"),
+    "too-many-recipients": (WHOLE, CAP1K, TX + b"RCPT TO:<c@x.y>\r\nRCPT TO:<d@x.y>\r\nRCPT TO:<e@x.y>\r\nDATA\r\nm\r\n.\r\n"),
+    "other-verbs": (WHOLE, ROOMY, b"NOOP\r\nnoop x\r\nVRFY bob\r\nEXPN list\r\nHELP\r\nRSET\r\nRSET x\r\nQUIT now\r\nSTARTTLS\r\nQUIT\r\nNOOP\r\n"),
+    "too-many-errors": (WHOLE, CAP1K, b"x\r\ny\r\nz\r\nw\r\nNOOP\r\n"),
+    "line-too-long": (SMALL_READS, ROOMY, HELLO + b"NOOP " + b"x" * 600 + b"\r\nNOOP\r\n"),
+    "line-too-long-no-end": (WHOLE, ROOMY, b"RCPT TO:<" + b"y" * 1200),
+    "line-at-limit": (WHOLE, ROOMY, b"NOOP " + b"x" * 507 + b"\r\nNOOP " + b"x" * 508 + b"\r\n"),
+    "lf-only": (WHOLE, CAP1K, b"LHLO x\nMAIL FROM:<a@b.c>\nRCPT TO:<b@c.d>\nDATA\nbody\n.\n.\r\n"),
+    "invalid-utf8": (WHOLE, ROOMY, b"\xff\xfe\r\nLHLO \xc3\xa9\r\nMAIL FROM:<a@b.c> \xc3\xa9=1\r\n\x00\r\n"),
+    "pipelined-two-transactions": (WHOLE, CAP1K, TX + b"DATA\r\none\r\n.\r\nMAIL FROM:<>\r\nRCPT TO:<defer@x.y>\r\n"
+                                   b"BDAT 3 LAST\r\ntwoLHLO again\r\nRCPT TO:<b@c.d>\r\n"),
+}
+for name, (chunk, pick, data) in lmtp.items():
+    write("lmtp_input", name, bytes([chunk, pick]) + data)
 
 # --- MIME messages (mime: as is; fetch_render: [section pick] + message) ------------------------
 def crlf(s):

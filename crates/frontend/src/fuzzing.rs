@@ -24,6 +24,9 @@ use crate::response::Out;
 use crate::seqset::{SeqMap, expand, to_imap_uid_set, to_sequence_set, to_uid_set};
 use crate::session::{Gate, Session};
 
+/// The LMTP target lives beside the code it drives (`lmtp/fuzzing.rs`).
+pub use crate::lmtp::fuzzing::lmtp_input;
+
 /// UIDs of the selected mailbox every fuzzed command is resolved against: gaps, and values near
 /// `u32::MAX` so `*` and range ends hit the edges.
 const MAP_UIDS: [u32; 12] = [1, 2, 3, 5, 8, 13, 21, 34, 55, 1000, 4_294_967_294, 4_294_967_295];

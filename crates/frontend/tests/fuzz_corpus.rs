@@ -14,6 +14,11 @@ fn imap_input_corpus() {
 }
 
 #[test]
+fn lmtp_input_corpus() {
+    replay("lmtp_input", |data| drop(fuzzing::lmtp_input(data)));
+}
+
+#[test]
 fn fetch_render_corpus() {
     replay("fetch_render", |data| drop(fuzzing::fetch_render(data)));
 }

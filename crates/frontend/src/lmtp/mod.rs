@@ -18,6 +18,9 @@
 
 pub mod connection;
 pub mod delivery;
+/// Entry point of the `lmtp_input` fuzz target; not an API.
+#[doc(hidden)]
+pub mod fuzzing;
 pub mod protocol;
 pub mod server;
 pub mod session;

@@ -228,7 +228,7 @@ fn parse_mail(rest: &str) -> Result<Command, Refusal> {
                 }
             }
             // RFC 5321 §4.1.1.11: parameters of extensions not offered.
-            _ => return Err(Reply::new(555, "5.5.4", format!("MAIL parameter {key} not supported"))),
+            _ => return Err(Reply::new(555, "5.5.4", format!("MAIL parameter {} not supported", shown_name(key)))),
         }
     }
     Ok(Command::Mail { from, size, body })
@@ -240,7 +240,7 @@ fn parse_rcpt(rest: &str) -> Result<Command, Refusal> {
     let (path, params) = split_path(args).ok_or_else(bad)?;
     if let Some(param) = params.split_ascii_whitespace().next() {
         let key = param.split_once('=').map_or(param, |(k, _)| k);
-        return Err(Reply::new(555, "5.5.4", format!("RCPT parameter {key} not supported")));
+        return Err(Reply::new(555, "5.5.4", format!("RCPT parameter {} not supported", shown_name(key))));
     }
     // RFC 5321 §4.1.1.3: <Postmaster> without a domain must be accepted by SMTP servers; an LMTP
     // server delivers to accounts of domains, so it needs the domain.
@@ -259,6 +259,18 @@ fn parse_bdat(rest: &str) -> Result<Command, Refusal> {
     match (size, words.next()) {
         (Some(size), None) => Ok(Command::Bdat { size, last }),
         _ => Err(syntax("5.5.4", "syntax: BDAT size [LAST]")),
+    }
+}
+
+/// A parameter name as a reply may show it: RFC 5321 §4.1.2 esmtp-keyword is letters, digits
+/// and `-`; anything else (control or non-ASCII octets from the client) is not echoed, and the
+/// name is cut so the reply line stays within 512 octets (§4.5.3.1.5).
+fn shown_name(key: &str) -> &str {
+    const MAX: usize = 64;
+    if key.is_empty() || key.len() > MAX || !key.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'-') {
+        "(unrecognised)"
+    } else {
+        key
     }
 }
 
@@ -284,7 +296,8 @@ pub fn parse_address(s: &str) -> Option<Address> {
         let end = loop {
             let (i, c) = chars.next()?;
             match c {
-                '\\' => local.push(chars.next()?.1),
+                // quoted-pairSMTP = %d92 %d32-126: a backslash escapes only a printable character.
+                '\\' => local.push(chars.next().map(|(_, c)| c).filter(|c| (' '..='~').contains(c))?),
                 '"' => break i,
                 c if (' '..='~').contains(&c) => local.push(c),
                 _ => return None,
@@ -429,6 +442,12 @@ impl Body {
     pub fn into_bytes(self) -> Vec<u8> {
         self.bytes
     }
+
+    /// Octets held in memory: the fuzz harness checks they never pass the limit.
+    #[doc(hidden)]
+    pub fn kept(&self) -> usize {
+        self.bytes.len()
+    }
 }
 
 /// Progress of a body reader.
@@ -503,6 +522,12 @@ impl DotReader {
     /// The body read.
     pub fn into_body(self) -> Body {
         self.body
+    }
+
+    /// The body so far (the fuzz harness checks its memory while it arrives).
+    #[doc(hidden)]
+    pub fn body(&self) -> &Body {
+        &self.body
     }
 }
 

@@ -58,11 +58,19 @@ fn rcpt_addresses() {
     assert_eq!(parse_command(b"RCPT TO:<\"john doe\"@example.org>"), Ok(Command::Rcpt(addr("john doe", "example.org"))));
     assert_eq!(parse_command(b"RCPT TO:<\"a>b\"@example.org>"), Ok(Command::Rcpt(addr("a>b", "example.org"))));
     assert_eq!(parse_command(b"RCPT TO:<x@[127.0.0.1]>"), Ok(Command::Rcpt(addr("x", "[127.0.0.1]"))));
-    for bad in [&b"RCPT TO:<>"[..], b"RCPT TO:<postmaster>", b"RCPT TO:<a..b@c>", b"RCPT TO:<a@-c>", b"RCPT TO:<j\xc3\xb6@c>"] {
+    // The last: a quoted-pair escaping a control character (fuzz finding, 2026-12-02).
+    for bad in [&b"RCPT TO:<>"[..], b"RCPT TO:<postmaster>", b"RCPT TO:<a..b@c>", b"RCPT TO:<a@-c>", b"RCPT TO:<j\xc3\xb6@c>", b"RCPT TO:<\"q \\\x1e \"@x.org>"] {
         let err = parse_command(bad).unwrap_err();
         assert_eq!((err.code, err.enhanced), (501, Some("5.1.3")), "{}", String::from_utf8_lossy(bad));
     }
     assert_eq!(parse_command(b"RCPT TO:<a@b> NOTIFY=NEVER").unwrap_err().code, 555);
+    // A parameter name that is not an esmtp-keyword is not echoed (control octets, 8-bit, length).
+    for name in [&b"\x01X"[..], b"\xc3\xa9", &[b'A'; 300]] {
+        let mut line = b"MAIL FROM:<a@b> ".to_vec();
+        line.extend_from_slice(name);
+        line.extend_from_slice(b"=1");
+        assert_eq!(parse_command(&line).unwrap_err().to_wire(), "555 5.5.4 MAIL parameter (unrecognised) not supported\r\n");
+    }
     let long = format!("RCPT TO:<{}@b>", "x".repeat(65));
     assert_eq!(parse_command(long.as_bytes()).unwrap_err().code, 501);
 }
