@@ -115,9 +115,10 @@ fn check_owner(kv: &dyn KvRead, who: Principal, mailbox: &Mailbox) -> Result<(),
     }
 }
 
-/// SELECT: every UID of the mailbox, ascending (read from keys only). Records are scanned a page
-/// at a time and dropped, so a mailbox of large records (many keywords) costs one page of them
-/// and four bytes per message, not every record at once.
+/// SELECT: every UID of the mailbox, ascending. Only the keys are kept, but the scan reads the
+/// records with them, a page at a time: a mailbox of large records (many keywords) costs one
+/// page of them at once and four bytes per message, yet reading all of them takes as long as
+/// their size (`KvRead` has no keys-only scan).
 pub fn uids(kv: &dyn KvRead, who: Principal, mailbox: &Mailbox) -> Result<Vec<Uid>, ModelError> {
     check_owner(kv, who, mailbox)?;
     let range = keys::prefix_range(keys::mailbox_prefix(who.tenant, mailbox.id));

@@ -178,6 +178,14 @@ fn commands_over_the_byte_bound_are_refused_and_change_nothing() {
     let (r, _) = s.copy(who, "INBOX", UidSet::range(1, half), "Dest", true);
     r.unwrap();
     assert_eq!(s.mb(who, "Dest").exists, half);
+
+    // DELETE reads every record too: the same bound refuses a mailbox of all of them.
+    let (r, _) = s.copy(who, "INBOX", all(), "Dest", true);
+    r.unwrap();
+    assert_eq!(s.mb(who, "Dest").exists as usize, n);
+    let e = s.err(Command::DeleteMailbox { who, name: "Dest".into() });
+    assert!(matches!(e, ModelError::Limit(_)), "delete of a mailbox of {n} records of 33 KiB: {e}");
+    assert_eq!(s.mb(who, "Dest").exists as usize, n, "the refused delete changed nothing");
 }
 
 /// STORE reads small records but would write large ones: the write bound refuses it.
@@ -195,7 +203,9 @@ fn a_store_that_would_write_over_the_byte_bound_is_refused() {
     let (r, events) = s.store(who, "INBOX", all(), StoreOp::Add, heavy.clone(), 0);
     match r {
         Err(ModelError::Limit(m)) => assert!(m.contains("write"), "refused by the write bound: {m}"),
-        other => panic!("store writing {n} records of 33 KiB: {other:?}"),
+        // Not the whole reply: it would carry megabytes of keywords.
+        Err(other) => panic!("store writing {n} records of 33 KiB: {other}"),
+        Ok(_) => panic!("store writing {n} records of 33 KiB was applied"),
     }
     assert!(events.is_empty());
     assert!(s.msgs(who, "INBOX").iter().all(|m| m.flags.is_empty()), "nothing was written");

@@ -22,10 +22,10 @@
 //! - a client that goes away (its stream is dropped) stops the producer at once, even while it
 //!   waits for bytes, a read slot or the client, and the snapshot is released;
 //! - no stream keeps its snapshot (and the old versions RocksDB must keep for it) longer than
-//!   `limits.read_stream_deadline_secs`, waiting for bytes included: then it ends with
-//!   DEADLINE_EXCEEDED, and gives back the bytes of its queued chunk and of the chunk in the
-//!   transport, even for a client that reads a little now and then and so never lets the
-//!   transport ask for the next chunk.
+//!   `limits.read_stream_deadline_secs`, waiting for bytes included: then the producer stops and
+//!   the stream ends with DEADLINE_EXCEEDED at the client's next read, dropping the chunk still
+//!   queued. Until that read the queued chunk and the one in the transport stay reserved, as
+//!   they still exist (inside the account's share).
 //!
 //! Because the whole stream reads one snapshot, a concurrent EXPUNGE cannot remove a blob
 //! halfway through. `mailraft_read_streams_total{end}` counts how streams end,
@@ -104,24 +104,17 @@ impl StorageService {
         let (tx, mut rx) = mpsc::channel::<Vec<pb::FetchedMessage>>(1);
         let (end_tx, end_rx) = oneshot::channel::<ServerError>();
         // The bytes of the chunks sent to the channel and not yet taken by the transport, in
-        // order. A client that reads a little now and then may not let the transport ask for the
-        // next chunk (nor poll this stream) for a long time; at the deadline the timer gives
-        // these bytes back anyway.
+        // order. They stay reserved as long as the chunks exist: a client that reads a little
+        // now and then keeps its last chunks (and their reservation, inside its account's share)
+        // until its next read, which then ends the stream if the deadline has passed. Giving the
+        // bytes back while the chunks still exist would let the account reserve its share again
+        // and hold more than it.
         let ledger: Ledger = Arc::default();
         tokio::spawn(producer.run(first, tx, end_tx, ledger.clone()));
-        let timer = AbortOnDrop(tokio::spawn({
-            let ledger = Arc::downgrade(&ledger);
-            async move {
-                tokio::time::sleep_until(deadline).await;
-                if let Some(ledger) = ledger.upgrade() {
-                    lock(&ledger).clear();
-                }
-            }
-        }));
         let limit = self.shared.pools.limits.read_stream_deadline;
         // The chunks, then the error that ended the stream early, if any.
         let chunks = async_stream::stream! {
-            let (_permit, _timer) = (stream_permit, timer);
+            let _permit = stream_permit;
             let mut cut = false;
             loop {
                 let next = tokio::select! {
@@ -157,15 +150,6 @@ fn expired(limit: std::time::Duration) -> ServerError {
     ServerError::DeadlineExceeded(format!("fetch stream outlived its {} s deadline", limit.as_secs()))
 }
 
-/// Aborts a task when dropped: the deadline timer of a stream goes with the stream.
-struct AbortOnDrop(tokio::task::JoinHandle<()>);
-
-impl Drop for AbortOnDrop {
-    fn drop(&mut self) {
-        self.0.abort();
-    }
-}
-
 fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
     m.lock().unwrap_or_else(std::sync::PoisonError::into_inner)
 }
@@ -185,6 +169,9 @@ struct Plan {
     messages: Vec<Planned>,
     /// Bytes of bodies and structures the chunk will carry.
     bytes: usize,
+    /// Bytes held only while the chunk is read: for BODY[HEADER], the whole body of the largest
+    /// message, read and cut to its header one message at a time.
+    transient: usize,
 }
 
 /// One message of a [`Plan`].
@@ -275,7 +262,7 @@ impl Producer {
             return Ok(None);
         }
         // Before the bytes are read: a stream waiting here holds only its plan and snapshot.
-        let mut held = self.shared.pools.fetch_bytes.reserve(self.claims.principal(), plan.bytes).await?;
+        let mut held = self.shared.pools.fetch_bytes.reserve(self.claims.principal(), plan.bytes.saturating_add(plan.transient)).await?;
         let (messages, next) = self.blocking(move |reader| reader.load(plan)).await?;
         self.plan = Some(next);
         held.shrink_to(weight(&messages));
@@ -319,7 +306,11 @@ impl Producer {
                         break End::ClientGone;
                     }
                 }
-                _ = tokio::time::sleep_until(self.deadline) => break End::Deadline,
+                _ = tokio::time::sleep_until(self.deadline) => {
+                    // Not sent: the chunk is gone, and so is its reservation (the last entry).
+                    drop(lock(&ledger).pop_back());
+                    break End::Deadline;
+                }
             }
             tokio::select! {
                 chunk = self.next_chunk() => match chunk {
@@ -403,6 +394,7 @@ fn plan(
     let mut plan = Plan::default();
     for meta in page {
         let (bytes, header_len) = weigh(kv, who.tenant, &meta, wanted)?;
+        let transient = if wanted.body == pb::BodyWanted::BodyHeader { usize::try_from(meta.size).unwrap_or(usize::MAX) } else { 0 };
         // A message that would take the chunk past CHUNK_BYTES starts the next one instead, so
         // a chunk is larger than CHUNK_BYTES only when one message alone is.
         if !plan.messages.is_empty() && plan.bytes.saturating_add(bytes) > CHUNK_BYTES {
@@ -410,6 +402,7 @@ fn plan(
         }
         *after = meta.uid;
         plan.bytes = plan.bytes.saturating_add(bytes);
+        plan.transient = plan.transient.max(transient);
         plan.messages.push(Planned { meta, header_len });
         if plan.bytes >= CHUNK_BYTES {
             break;
@@ -465,6 +458,9 @@ fn fetched(kv: &dyn KvRead, tenant: TenantId, p: Planned, wanted: Wanted) -> Res
                 usize::try_from(mailraft_mime::analyze(&raw).header_len).unwrap_or(usize::MAX)
             });
             raw.truncate(header_len);
+            // Give back the rest of the body now: the chunk keeps only headers (its reservation
+            // counted the whole body of one message, the one being read).
+            raw.shrink_to_fit();
             raw
         }
     };

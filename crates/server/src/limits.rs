@@ -386,7 +386,9 @@ mod tests {
         let ran = Arc::new(AtomicUsize::new(0));
         let extra = {
             let ran = ran.clone();
-            pools.read_short_as(a, move || ran.fetch_add(1, Ordering::SeqCst)).await
+            tokio::time::timeout(Duration::from_secs(10), pools.read_short_as(a, move || ran.fetch_add(1, Ordering::SeqCst)))
+                .await
+                .expect("the read waited past read_wait")
         };
         assert!(matches!(extra, Err(ServerError::Throttled(_))), "{extra:?}");
         assert_eq!(ran.load(Ordering::SeqCst), 0, "a refused read does not run");
@@ -421,9 +423,13 @@ mod tests {
             })
         };
         started.await.unwrap();
-        let waited = pools.read(|| ()).await;
+        // Bounded here too, so a broken read_wait fails the test instead of hanging it.
+        let bound = Duration::from_secs(10);
+        let waited = tokio::time::timeout(bound, pools.read(|| ())).await.expect("the read waited past read_wait");
         assert!(matches!(waited, Err(ServerError::Throttled(_))), "{waited:?}");
-        let long = pools.read_as(Principal { tenant: 1, account: 1 }, || ()).await;
+        let long = tokio::time::timeout(bound, pools.read_as(Principal { tenant: 1, account: 1 }, || ()))
+            .await
+            .expect("the long read waited past read_wait");
         assert!(matches!(long, Err(ServerError::Throttled(_))), "{long:?}");
         release.send(()).unwrap();
         hog.await.unwrap().unwrap();

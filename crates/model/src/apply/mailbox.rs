@@ -8,7 +8,7 @@ use crate::keys;
 use crate::limits::{MAX_MAILBOXES_PER_ACCOUNT, MAX_MESSAGES_PER_COMMAND};
 use crate::kv::{KvRead, Table};
 use crate::names::{self, SEPARATOR};
-use crate::query::{self, messages_in};
+use crate::query;
 use crate::records::{Mailbox, MessageMeta};
 use crate::types::{Uid, UidSet};
 
@@ -65,7 +65,9 @@ pub(super) fn create(txn: &mut Txn<'_>, who: Principal, name: &str, special_use:
 ///
 /// Removing every message is one apply, so a mailbox holding more than
 /// [`MAX_MESSAGES_PER_COMMAND`] is refused with `Limit` (judged by its message counter, before
-/// anything is read): the user expunges it in bounded steps first (RFC 3501 lets DELETE fail).
+/// anything is read), and so is one whose message records pass the byte bound of every command
+/// (`MAX_COMMAND_BYTES`, found as they are read): the user expunges it in bounded steps first
+/// (RFC 3501 lets DELETE fail).
 /// The change log is not bounded by this: it keeps an `Expunged` entry per UID ever expunged
 /// (nothing prunes it yet, `changelog_floor` stays 0), so a long-lived mailbox's log can be
 /// larger than its message count.
@@ -83,7 +85,9 @@ pub(super) fn delete(txn: &mut Txn<'_>, who: Principal, name: &str) -> Reply {
         )));
     }
     let mut bytes = 0u64;
-    for m in messages_in(txn, who.tenant, mb.id, &UidSet::range(1, Uid::MAX))? {
+    // Read under the same byte bound as COPY or EXPUNGE: a mailbox of records heavy with
+    // keywords is refused (`Limit`) before they are all in memory, like one of too many messages.
+    for m in bounded_messages(txn, who.tenant, mb.id, &UidSet::range(1, Uid::MAX))? {
         txn.drop_blob_ref(who.tenant, &m.blob)?;
         txn.delete(Table::Messages, keys::message(who.tenant, mb.id, m.uid));
         bytes = bytes.saturating_add(m.size);
