@@ -115,7 +115,7 @@ def node_host(node_id):
 
 
 def container(workload, name):
-    spec = workload["spec"]["template"]["spec"]
+    spec = pod_template(workload)["spec"]
     for c in spec.get("initContainers", []) + spec["containers"]:
         if c["name"] == name:
             return c
@@ -174,11 +174,16 @@ def check_crd_object(doc):
         raise AssertionError(f"unexpected custom resource {kind}")
 
 
+def pod_template(w):
+    """The pod template of a workload (a CronJob's is inside its jobTemplate)."""
+    return w["spec"]["jobTemplate"]["spec"]["template"] if w["kind"] == "CronJob" else w["spec"]["template"]
+
+
 def check_pod_specs(r):
     """What every Mailraft pod needs: resources, a non-root read-only container, probes on real ports."""
-    workloads = r.all("StatefulSet") + r.all("Deployment") + r.all("Job")
+    workloads = r.all("StatefulSet") + r.all("Deployment") + r.all("Job") + r.all("CronJob")
     for w in workloads:
-        spec = w["spec"]["template"]["spec"]
+        spec = pod_template(w)["spec"]
         assert spec["automountServiceAccountToken"] is False, w["metadata"]["name"]
         for c in spec.get("initContainers", []) + spec["containers"]:
             where = f"{w['metadata']['name']}/{c['name']}"
@@ -187,7 +192,7 @@ def check_pod_specs(r):
             assert sc["runAsNonRoot"] and sc["readOnlyRootFilesystem"] and not sc["allowPrivilegeEscalation"], where
             ports = {p["name"] for p in c.get("ports", [])}
             for probe in ("startupProbe", "livenessProbe", "readinessProbe"):
-                if w["kind"] == "Job":
+                if w["kind"] in ("Job", "CronJob"):
                     continue
                 assert probe in c, f"{where}: no {probe}"
                 port = c[probe]["httpGet"]["port"]
@@ -255,6 +260,10 @@ def check_storage(r, replicas, cert_manager=True, storage_secret=None):
         assert e["MAILRAFT_TELEMETRY__METRICS_ADDR"] == "0.0.0.0:9100"
         ports = {p["name"]: p["containerPort"] for p in c["ports"]}
         assert ports == {"grpc": 50051, "admin": 50061, "metrics": 9100}, ports
+        # Readiness is "caught up with the leader" (/ready); liveness and startup only "the process runs".
+        assert c["readinessProbe"]["httpGet"] == {"path": "/ready", "port": "metrics"}, c["readinessProbe"]
+        assert c["livenessProbe"]["httpGet"]["path"] == "/health" and c["startupProbe"]["httpGet"]["path"] == "/health"
+        assert c["readinessProbe"]["timeoutSeconds"] > 3, "the check may take 3 s before it answers 503"
         files = projected_files(volume(sts, "grpc-tls"))
         paths = sorted(p for _, _, p in files)
         want = sorted(["ca.pem"] + [f"node-{i}.pem" for i in ids] + [f"node-{i}-key.pem" for i in ids])
@@ -344,7 +353,7 @@ def check_frontend(r, replicas, autoscaling, imaps_secret):
     assert labels_match({"matchLabels": svc["spec"]["selector"]}, dep["spec"]["template"]["metadata"]["labels"])
 
 
-def check_network_policy(r, enabled):
+def check_network_policy(r, enabled, backup=False, lmtp_from=None):
     pols = {p["metadata"]["name"]: p["spec"] for p in r.all("NetworkPolicy")}
     if not enabled:
         assert not pols, "networkPolicy.enabled=false renders none"
@@ -354,9 +363,66 @@ def check_network_policy(r, enabled):
     grpc_from = {p["podSelector"]["matchLabels"]["app.kubernetes.io/component"] for p in by_port["grpc"]}
     assert grpc_from == {"storage", "frontend"}, f"peer port open to {grpc_from}"
     assert all(p["podSelector"]["matchLabels"]["app.kubernetes.io/instance"] == RELEASE for p in by_port["grpc"])
-    assert [p["podSelector"]["matchLabels"]["app.kubernetes.io/component"] for p in by_port["admin"]] == ["join"]
+    admin_from = [p["podSelector"]["matchLabels"]["app.kubernetes.io/component"] for p in by_port["admin"]]
+    assert admin_from == (["join", "backup"] if backup else ["join"]), admin_from
     assert "metrics" in by_port
-    assert pols[fullname("frontend")]["policyTypes"] == ["Ingress"]
+    frontend = pols[fullname("frontend")]
+    assert frontend["policyTypes"] == ["Ingress"]
+    lmtp_rules = [rule for rule in frontend["ingress"] if any(p["port"] == "lmtp" for p in rule["ports"])]
+    if lmtp_from is None:
+        assert not lmtp_rules, "no LMTP rule without lmtp.enabled"
+    else:
+        (rule,) = lmtp_rules
+        assert [p["port"] for p in rule["ports"]] == ["lmtp"], "the LMTP rule opens LMTP only"
+        assert rule["from"] == lmtp_from, rule["from"]
+
+
+def check_lmtp(r, enabled, hostname=None):
+    dep = r.get("Deployment", fullname("frontend"))
+    c = container(dep, "frontend")
+    ports = {p["name"]: p["containerPort"] for p in c["ports"]}
+    e = env(c)
+    svc = r.by_kind.get("Service", {}).get(fullname("lmtp"))
+    if not enabled:
+        assert "lmtp" not in ports and "MAILRAFT_LMTP__ADDR" not in e and svc is None, "LMTP is opt-in"
+        return
+    assert ports["lmtp"] == 1024 and e["MAILRAFT_LMTP__ADDR"] == "0.0.0.0:1024", (ports, e)
+    assert e.get("MAILRAFT_LMTP__HOSTNAME") == hostname
+    # No authentication on LMTP: never a LoadBalancer or NodePort.
+    assert svc["spec"]["type"] == "ClusterIP", svc["spec"]
+    assert [(p["name"], p["port"], p["targetPort"]) for p in svc["spec"]["ports"]] == [("lmtp", 24, "lmtp")]
+    assert labels_match({"matchLabels": svc["spec"]["selector"]}, dep["spec"]["template"]["metadata"]["labels"])
+    imap = r.get("Service", fullname("imap"))
+    assert all(p["name"] != "lmtp" for p in imap["spec"]["ports"]), "LMTP must not be on the public IMAP Service"
+
+
+def check_backup(r, enabled, schedule=None, file=None, claim=None, created_claim=False, operator="helm"):
+    cron = r.by_kind.get("CronJob", {}).get(fullname("backup"))
+    pvc = r.by_kind.get("PersistentVolumeClaim", {}).get(fullname("backup"))
+    if not enabled:
+        assert cron is None and pvc is None, "the backup CronJob is opt-in"
+        return
+    spec = cron["spec"]
+    assert spec["schedule"] == schedule and spec["concurrencyPolicy"] == "Forbid", spec
+    pod = pod_template(cron)
+    assert pod["metadata"]["labels"]["app.kubernetes.io/component"] == "backup", "the NetworkPolicy admits this label"
+    assert pod["spec"]["restartPolicy"] in ("Never", "OnFailure")
+    c = container(cron, "backup")
+    assert c["args"][0] == "admin" and f"--endpoint=https://{node_host(1)}:50061" in c["args"], c["args"]
+    assert f"--tls-name=operator-{operator}" in c["args"] and "--tls-dir=/etc/mailraft/operator" in c["args"]
+    i = c["args"].index("backup")
+    assert c["args"][i + 1] == f"/backup/{file}" and "--force" in c["args"][i:], c["args"]
+    mounts = {m["name"]: m["mountPath"] for m in c["volumeMounts"]}
+    assert mounts == {"operator-tls": "/etc/mailraft/operator", "backup": "/backup"}, mounts
+    vols = {v["name"]: v for v in pod["spec"]["volumes"]}
+    assert vols["backup"]["persistentVolumeClaim"]["claimName"] == claim
+    files = [p for _, _, p in projected_files(vols["operator-tls"])]
+    assert files == ["ca.pem", f"operator-{operator}.pem", f"operator-{operator}-key.pem"], files
+    if created_claim:
+        assert pvc["metadata"]["name"] == claim and pvc["metadata"]["annotations"]["helm.sh/resource-policy"] == "keep"
+        assert pvc["spec"]["resources"]["requests"]["storage"]
+    else:
+        assert pvc is None, "an existing claim: none created"
 
 
 # ---------------------------------------------------------------- checks: the chart
@@ -380,6 +446,8 @@ def chart_defaults():
     check_certificates(r, 3)
     check_frontend(r, None, autoscaling=True, imaps_secret=None)
     check_network_policy(r, True)
+    check_lmtp(r, False)
+    check_backup(r, False)
     assert not r.all("ServiceMonitor") and not r.all("PrometheusRule"), "monitoring objects are opt-in"
 
 
@@ -448,11 +516,41 @@ def chart_scale_out_upgrade_and_single_node():
 
 
 @check
+def chart_lmtp_and_backup():
+    r = render(["lmtp-backup.yaml"])
+    validate_objects(r)
+    check_pod_specs(r)
+    check_config_keys(r)
+    check_storage(r, 3)
+    mta = yaml.safe_load((VALUES / "lmtp-backup.yaml").read_text())["lmtp"]["from"]
+    check_network_policy(r, True, backup=True, lmtp_from=mta)
+    check_lmtp(r, True, hostname="mx.example.org")
+    check_backup(r, True, schedule="30 2 * * *", file="cluster.backup", claim="mailraft-backups")
+    assert r.get("CronJob", fullname("backup"))["spec"]["timeZone"] == "Europe/Berlin"
+    # Defaults of the two features: a created, kept claim; LMTP open to the namespace only.
+    r = render(sets=["backup.enabled=true", "lmtp.enabled=true"])
+    validate_objects(r)
+    check_pod_specs(r)
+    check_backup(r, True, schedule="17 3 * * *", file="mailraft.backup", claim=fullname("backup"), created_claim=True)
+    check_lmtp(r, True)
+    check_network_policy(r, True, backup=True, lmtp_from=[{"podSelector": {}}])
+    # With certificates from Secrets, the CronJob uses the operator Secret like the join Job.
+    r = render(["external-secrets.yaml"], sets=["backup.enabled=true"])
+    validate_objects(r)
+    check_backup(r, True, schedule="17 3 * * *", file="mailraft.backup", claim=fullname("backup"), created_claim=True,
+                 operator="admin")
+    cron_tls = [v for v in pod_template(r.get("CronJob", fullname("backup")))["spec"]["volumes"] if v["name"] == "operator-tls"]
+    assert projected_files(cron_tls[0])[1] == ("mailraft-operator-certs", "operator-admin.pem", "operator-admin.pem")
+
+
+@check
 def chart_refuses_unsafe_values():
     render_fails(sets=["storage.podDisruptionBudget.maxUnavailable=2"], expect="Raft quorum")
     # values.schema.json: a misspelt key or an unknown choice is refused instead of silently ignored.
     render_fails(sets=["storage.replica=5"], expect="replica")
     render_fails(sets=["storage.antiAffinity=sometimes"], expect="antiAffinity")
+    render_fails(sets=["backup.enabled=true", "backup.file=../etc/passwd"], expect="backup.file")
+    render_fails(sets=["lmtp.enable=true"], expect="enable")
     render_fails(sets=["storage.join.add={7}"], upgrade=True, expect="storage.join.add")
     render_fails(sets=["tls.grpc.certManager.enabled=false"], expect="tls.grpc.existingSecrets")
     render_fails(sets=["tls.imap.certManager.enabled=true", "tls.imap.certManager.issuerRef.name=x"],

@@ -1,5 +1,10 @@
-//! `mailraft admin`: a thin client of the Admin gRPC service. Passwords come from stdin so they
-//! never appear in the process list or shell history.
+//! `mailraft admin`: a thin client of the Admin gRPC service. Passwords come from stdin or a
+//! file (`--password-file`, e.g. a mounted Kubernetes Secret; `password.rs`) so they never
+//! appear in the process list or shell history.
+//!
+//! `create-tenant` and `create-user` take `--if-not-exists`: an existing tenant or user is then
+//! success (exit 0, "already exists, left unchanged"), so Helm hooks and compose jobs can run
+//! them on every start. `health` (`health.rs`) checks the whole group for scripts and probes.
 //!
 //! Writes and membership changes must run on the leader. Any node answers `NOT_LEADER` with the
 //! leader's admin address (`mailraft-leader` metadata); the client follows that hint a few times,
@@ -9,7 +14,6 @@
 //! `--tls-dir` (or `--ca/--cert/--key`) and verifies the node against the cluster CA.
 
 use std::future::Future;
-use std::io::BufRead;
 use std::time::Duration;
 
 use anyhow::{Context, Result, bail};
@@ -19,6 +23,9 @@ use mailraft_server::TlsBundle;
 use tonic::transport::Channel;
 
 use crate::cli::{AdminAction, AdminArgs};
+
+mod health;
+mod password;
 
 /// How many NOT_LEADER hints one command follows before giving up.
 const MAX_HINTS: usize = 3;
@@ -35,28 +42,35 @@ pub async fn run(args: AdminArgs) -> Result<()> {
     let admin = Admin { endpoint: args.endpoint.clone(), tls };
     let group_id = args.group;
     match args.action {
-        AdminAction::CreateTenant { domain } => {
+        AdminAction::CreateTenant { domain, if_not_exists } => {
             let r = admin
-                .call(|mut c| {
+                .try_call(|mut c| {
                     let req = pb::CreateTenantRequest { group_id, domain: domain.clone() };
                     async move { c.create_tenant(req).await }
                 })
                 .await?;
-            println!("tenant {domain} created (id {})", r.tenant_id);
+            match existing(r, if_not_exists)? {
+                Some(r) => println!("tenant {domain} created (id {})", r.tenant_id),
+                None => println!("tenant {domain} already exists, left unchanged"),
+            }
         }
-        AdminAction::CreateUser { login } => {
-            let password = read_password()?;
+        AdminAction::CreateUser { login, password_file, if_not_exists } => {
+            let password = password::read(password_file.as_deref())?;
             let l = login.clone();
             let r = admin
-                .call(|mut c| {
+                .try_call(|mut c| {
                     let req = pb::CreateUserRequest { group_id, login: l.clone(), password: password.clone() };
                     async move { c.create_user(req).await }
                 })
                 .await?;
-            println!("user {login} created (account id {})", r.account_id);
+            match existing(r, if_not_exists)? {
+                Some(r) => println!("user {login} created (account id {})", r.account_id),
+                // Its password is NOT changed: a re-run must not undo a later `set-password`.
+                None => println!("user {login} already exists, left unchanged (its password too)"),
+            }
         }
-        AdminAction::SetPassword { login } => {
-            let password = read_password()?;
+        AdminAction::SetPassword { login, password_file } => {
+            let password = password::read(password_file.as_deref())?;
             let l = login.clone();
             admin
                 .call(|mut c| {
@@ -129,6 +143,9 @@ pub async fn run(args: AdminArgs) -> Result<()> {
             } else {
                 print_info(&info);
             }
+        }
+        AdminAction::Health { json, max_lag } => {
+            health::run(&admin, group_id, json, max_lag).await?;
         }
         AdminAction::StateDigest => {
             // Like cluster-info, a question for this very node.
@@ -216,6 +233,18 @@ pub async fn run(args: AdminArgs) -> Result<()> {
     Ok(())
 }
 
+/// With `if_not_exists`, ALREADY_EXISTS becomes `Ok(None)`; every other error stays an error.
+fn existing<T>(result: Result<T, tonic::Status>, if_not_exists: bool) -> Result<Option<T>> {
+    match result {
+        Ok(r) => Ok(Some(r)),
+        Err(status) if if_not_exists && status.code() == tonic::Code::AlreadyExists => Ok(None),
+        Err(status) if status.code() == tonic::Code::AlreadyExists => {
+            bail!("{} (add --if-not-exists to accept an existing one)", describe(&status))
+        }
+        Err(status) => bail!("{}", describe(&status)),
+    }
+}
+
 /// `until_ms` (Unix milliseconds) as RFC 3339 in UTC.
 fn rfc3339_utc(ms: i64) -> String {
     chrono::DateTime::from_timestamp_millis(ms)
@@ -242,7 +271,17 @@ struct Admin {
 
 impl Admin {
     /// Runs `call` against the endpoint, then against the leader each NOT_LEADER names.
-    async fn call<T, F, Fut>(&self, mut call: F) -> Result<T>
+    async fn call<T, F, Fut>(&self, call: F) -> Result<T>
+    where
+        F: FnMut(AdminClient<Channel>) -> Fut,
+        Fut: Future<Output = Result<tonic::Response<T>, tonic::Status>>,
+    {
+        self.try_call(call).await?.map_err(|status| anyhow::anyhow!("{}", describe(&status)))
+    }
+
+    /// [`Admin::call`], handing back the final status (after the hints) for the caller to
+    /// interpret; the outer error is a connection failure or too many hints.
+    async fn try_call<T, F, Fut>(&self, mut call: F) -> Result<Result<T, tonic::Status>>
     where
         F: FnMut(AdminClient<Channel>) -> Fut,
         Fut: Future<Output = Result<tonic::Response<T>, tonic::Status>>,
@@ -251,7 +290,7 @@ impl Admin {
         for _ in 0..=MAX_HINTS {
             let client = connect(&target, self.tls.as_ref()).await?;
             match call(client).await {
-                Ok(resp) => return Ok(resp.into_inner()),
+                Ok(resp) => return Ok(Ok(resp.into_inner())),
                 Err(status) => {
                     let hint = status.metadata().get("mailraft-leader").and_then(|v| v.to_str().ok()).map(str::to_owned);
                     match hint {
@@ -259,7 +298,7 @@ impl Admin {
                             eprintln!("{target} is not the leader; sending to {leader}");
                             target = leader;
                         }
-                        _ => bail!("{}", describe(&status)),
+                        _ => return Ok(Err(status)),
                     }
                 }
             }
@@ -344,16 +383,4 @@ fn print_info(info: &pb::ClusterInfoResponse) {
     if info.state != "leader" {
         println!("(replication progress is known only on the leader)");
     }
-}
-
-/// First line of stdin, without its line ending.
-fn read_password() -> Result<String> {
-    eprintln!("password (read from stdin):");
-    let mut line = String::new();
-    std::io::stdin().lock().read_line(&mut line).context("read password from stdin")?;
-    let password = line.trim_end_matches(['\r', '\n']).to_string();
-    if password.is_empty() {
-        bail!("empty password");
-    }
-    Ok(password)
 }

@@ -188,16 +188,31 @@ pub enum AdminAction {
     CreateTenant {
         /// e.g. example.org
         domain: String,
+        /// Succeed (exit 0) when the tenant exists already, for jobs that run on every start.
+        #[arg(long)]
+        if_not_exists: bool,
     },
-    /// Create a user `local@domain` (the tenant must exist). The password is read from stdin.
+    /// Create a user `local@domain` (the tenant must exist). The password is read from the first
+    /// line of stdin, or from --password-file.
     CreateUser {
         /// e.g. alice@example.org
         login: String,
+        /// Read the password from FILE instead of stdin (trailing newline removed; a warning if
+        /// other users may read it).
+        #[arg(long, value_name = "FILE")]
+        password_file: Option<PathBuf>,
+        /// Succeed (exit 0) when the user exists already; its password is left unchanged.
+        #[arg(long)]
+        if_not_exists: bool,
     },
-    /// Set a user's password, read from stdin.
+    /// Set a user's password, read from the first line of stdin or from --password-file.
     SetPassword {
         /// e.g. alice@example.org
         login: String,
+        /// Read the password from FILE instead of stdin (trailing newline removed; a warning if
+        /// other users may read it).
+        #[arg(long, value_name = "FILE")]
+        password_file: Option<PathBuf>,
     },
     /// Disable a user: it can no longer log in, and its open sessions end within seconds.
     DisableUser {
@@ -233,6 +248,19 @@ pub enum AdminAction {
         /// One JSON object instead of a table.
         #[arg(long)]
         json: bool,
+    },
+    /// Check the group: the leader, every member's state, applied index and lag (each member is
+    /// asked at its admin address). Exits non-zero when no leader is known, the leader does not
+    /// answer or no majority of voters follows it, and with --max-lag also when a member does
+    /// not answer or lags more.
+    Health {
+        /// One JSON object instead of a table.
+        #[arg(long)]
+        json: bool,
+        /// Also fail when a member does not answer, or its log or applied index is more than
+        /// this many entries behind the leader's.
+        #[arg(long, value_name = "ENTRIES")]
+        max_lag: Option<u64>,
     },
     /// Add a storage node: it joins as a learner, catches up, then becomes a voter.
     AddNode {

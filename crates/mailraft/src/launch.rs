@@ -78,6 +78,22 @@ pub async fn storage_node_from(cfg: &Config, bootstrap: bool, restore_from: Opti
     StorageNode::start_with(node, listeners).await.context("start storage node")
 }
 
+/// Makes this process's `GET /ready` (on `telemetry.metrics_addr`) answer whether `node` is
+/// caught up with the leader (`mailraft_server::readiness`); `/health` stays liveness only.
+pub fn serve_readiness(node: &StorageNode) {
+    use mailraft_telemetry::Readiness;
+    use std::future::Future;
+    use std::pin::Pin;
+    let probe = node.readiness();
+    mailraft_telemetry::set_readiness_check(Arc::new(move || -> Pin<Box<dyn Future<Output = Readiness> + Send>> {
+        let probe = probe.clone();
+        Box::pin(async move {
+            let r = probe.check().await;
+            Readiness { ready: r.ready, body: r.to_json() }
+        })
+    }));
+}
+
 /// A path for messages.
 fn file_name(path: Option<&Path>) -> String {
     path.map(|p| p.display().to_string()).unwrap_or_default()

@@ -65,6 +65,7 @@ async fn dev(args: DevArgs) -> Result<()> {
     // Either one storage node in this process, or N child processes.
     let (node, cluster, endpoints, admin_url) = if args.nodes == 1 {
         let node = launch::storage_node_from(&cfg, true, args.restore_from.as_deref()).await?;
+        launch::serve_readiness(&node);
         node.ensure_tenant_user(&cfg.dev.demo_tenant, &cfg.dev.demo_user, &cfg.dev.demo_password)
             .await
             .context("create demo tenant and user")?;
@@ -126,6 +127,9 @@ async fn dev(args: DevArgs) -> Result<()> {
     println!("certs    {}", certs.dir.display());
     if let Some(m) = cfg.telemetry.metrics_addr {
         println!("metrics  http://{m}/metrics");
+        if cluster.is_none() {
+            println!("ready    http://{m}/ready");
+        }
     }
     println!("cert     {}", tls.cert_path.display());
     let shown = if cfg.dev.demo_password == "demo" { "demo" } else { "(the --demo-password you gave)" };
@@ -193,6 +197,7 @@ async fn storage(args: StorageArgs) -> Result<()> {
     cfg.check_storage_security().context("invalid configuration")?;
     let _telemetry = mailraft_telemetry::init(&cfg.telemetry)?;
     let node = launch::storage_node_from(&cfg, args.bootstrap, args.restore_from.as_deref()).await?;
+    launch::serve_readiness(&node);
     // `grpc` last: whoever waits for it (dev, tests) has seen `admin` too.
     println!("admin    {}", node.admin_addr());
     println!("grpc     {}", node.local_addr());

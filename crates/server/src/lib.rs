@@ -20,7 +20,8 @@
 //! `storage_service` (dispatch) with `session`, `refresh` (token renewal), `mailboxes`, `messages`, `fetch`, `search`,
 //! `changes`; `admin_service` with `membership` (add/promote/remove/transfer); `raft_service`,
 //! `network`, `cluster_id` (which cluster a node belongs to, checked on every Raft message);
-//! `raft_observer` (Raft gauges and leader-change log lines); `token`, `password`, `convert`,
+//! `raft_observer` (Raft gauges and leader-change log lines); `readiness` (caught up with the
+//! leader, for `GET /ready`); `token`, `password`, `convert`,
 //! `error`, `metrics`. Who may call what: `tls` (mutual TLS on both listeners and every client),
 //! `authz` (the caller's role from its certificate, checked per service), `directory` (the
 //! members' admin URLs, for `NOT_LEADER` hints on the admin listener).
@@ -49,6 +50,7 @@ mod raft_observer;
 mod read_index;
 mod refresh;
 pub mod raft_service;
+pub mod readiness;
 mod search;
 mod session;
 pub mod shared;

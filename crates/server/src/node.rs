@@ -47,6 +47,7 @@ use crate::error::ServerError;
 use crate::network::Network;
 use crate::password::Login;
 use crate::raft_service::RaftService;
+use crate::readiness::{LeaderCommit, ReadinessProbe};
 use crate::shared::Shared;
 use crate::storage_service::StorageService;
 use crate::tls::{TlsBundle, tls_incoming};
@@ -174,6 +175,8 @@ pub struct StorageNode {
     stop: watch::Sender<bool>,
     /// The gRPC server tasks: peer listener, then admin listener if separate.
     servers: Vec<ServerTask>,
+    /// "Caught up with the leader" (`readiness.rs`), for the HTTP readiness endpoint.
+    readiness: ReadinessProbe,
 }
 
 impl StorageNode {
@@ -228,7 +231,10 @@ impl StorageNode {
             InterceptedService::new(storage, Authz::new(Service::Storage, enforce).refusing_retired(retired));
         let admin = AdminServer::new(AdminService::new(shared.clone(), network));
         let admin = InterceptedService::new(admin, Authz::new(Service::Admin, enforce));
-        let raft_rpc = RaftServer::new(RaftService::new(raft.clone(), cfg.group_id, cluster, directory.clone(), shared.view.clone()))
+        let leader_commit = Arc::new(LeaderCommit::default());
+        let raft_service = RaftService::new(raft.clone(), cfg.group_id, cluster, directory.clone(), shared.view.clone())
+            .with_leader_commit(leader_commit.clone());
+        let raft_rpc = RaftServer::new(raft_service)
             .max_decoding_message_size(MAX_RAFT_MESSAGE_BYTES)
             .max_encoding_message_size(usize::MAX);
         let raft_rpc = InterceptedService::new(raft_rpc, Authz::new(Service::Raft, enforce));
@@ -257,7 +263,15 @@ impl StorageNode {
         tokio::spawn(crate::raft_observer::run(raft.clone(), stop.subscribe()));
         tokio::spawn(compact_by_size(raft.clone(), log_bytes, cfg.snapshot_log_bytes, stop.subscribe()));
 
-        let node = StorageNode { shared, advertise: cfg.advertise.clone(), local_addr, admin_addr, stop, servers };
+        // A follower that heard nothing for an election timeout would start an election; twice
+        // the longest one leaves room for a busy leader's late heartbeat.
+        let readiness = ReadinessProbe {
+            raft: raft.clone(),
+            heard: leader_commit,
+            fresh: Duration::from_millis(2 * cfg.election_max_ms),
+        };
+        let node =
+            StorageNode { shared, advertise: cfg.advertise.clone(), local_addr, admin_addr, stop, servers, readiness };
         if cfg.bootstrap
             && let Err(e) = node.bootstrap().await
         {
@@ -349,6 +363,11 @@ impl StorageNode {
     /// The local Raft handle (metrics, membership changes).
     pub fn raft(&self) -> &Raft {
         &self.shared.raft
+    }
+
+    /// Checks whether this node is caught up with the leader (`GET /ready`, `readiness.rs`).
+    pub fn readiness(&self) -> ReadinessProbe {
+        self.readiness.clone()
     }
 
     /// The FETCH byte budget (what stalled streams hold; tests and diagnostics).

@@ -24,7 +24,7 @@ use mailraft_proto::{
 };
 use mailraft_store::{Entry, LogId, NodeId, Raft, Snapshot, StateView, TypeConfig, Vote};
 use openraft::error::{Fatal, RaftError};
-use openraft::raft::{AppendEntriesRequest, SnapshotResponse, VoteRequest};
+use openraft::raft::{AppendEntriesRequest, AppendEntriesResponse, SnapshotResponse, VoteRequest};
 use serde::Serialize;
 use tokio::sync::watch;
 use tonic::{Request, Response, Status, Streaming};
@@ -38,6 +38,7 @@ use crate::directory::Directory;
 use crate::error::ServerError;
 use crate::network::decode_snapshot;
 use crate::node::MAX_REQUEST_BYTES;
+use crate::readiness::LeaderCommit;
 use staging::{Decoded, Stage, StageError, StageKey, Staging};
 
 mod staging;
@@ -68,6 +69,8 @@ pub struct RaftService {
     directory: Arc<Directory>,
     /// The applied state, for the ids of nodes that have left the membership.
     view: StateView,
+    /// The leader's commit index from the last accepted AppendEntries (`readiness.rs`).
+    leader_commit: Arc<LeaderCommit>,
 }
 
 impl RaftService {
@@ -80,7 +83,24 @@ impl RaftService {
         view: StateView,
     ) -> Self {
         let staging = Arc::new(Mutex::new(Staging::new(STAGE_CAP, STAGE_IDLE)));
-        RaftService { raft, group_id, cluster, staging, directory, view }
+        RaftService { raft, group_id, cluster, staging, directory, view, leader_commit: Arc::default() }
+    }
+
+    /// Shares `leader_commit` with the node's readiness probe instead of a private one.
+    pub fn with_leader_commit(mut self, leader_commit: Arc<LeaderCommit>) -> Self {
+        self.leader_commit = leader_commit;
+        self
+    }
+
+    /// Hands `rpc` to Raft; notes the leader's commit index when Raft accepted the sender as
+    /// its leader (any answer but a higher vote).
+    async fn append(&self, rpc: AppendEntriesRequest<TypeConfig>) -> Result<Response<RaftReply>, Status> {
+        let (vote, commit) = (rpc.vote, rpc.leader_commit);
+        let result: Result<_, RaftError<NodeId>> = self.raft.append_entries(rpc).await;
+        if matches!(&result, Ok(r) if !matches!(r, AppendEntriesResponse::HigherVote(_))) {
+            self.leader_commit.record(&vote, commit);
+        }
+        self.reply(&result)
     }
 
     fn staging(&self) -> MutexGuard<'_, Staging> {
@@ -140,8 +160,7 @@ impl RaftRpc for RaftService {
         };
         speaks_for_itself(&rpc.vote, from)?;
         self.staging().release(from, rpc.prev_log_id.as_ref(), Instant::now());
-        let result: Result<_, RaftError<NodeId>> = self.raft.append_entries(rpc).await;
-        self.reply(&result)
+        self.append(rpc).await
     }
 
     /// Adds a chunk to the sender's staged entry; once it is complete, waits (bounded) for its
@@ -203,8 +222,7 @@ impl RaftRpc for RaftService {
         // The staged copy stays until the leader moves past it: a commit whose reply was lost is
         // retried without sending the bytes again.
         rpc.entries.push(Entry::clone(&entry));
-        let result: Result<_, RaftError<NodeId>> = self.raft.append_entries(rpc).await;
-        self.reply(&result)
+        self.append(rpc).await
     }
 
     async fn vote(&self, req: Request<RaftRequest>) -> Result<Response<RaftReply>, Status> {

@@ -32,6 +32,15 @@ pub enum TelemetryError {
     /// metrics recorder is already installed).
     #[error("cannot install the prometheus exporter: {0}")]
     Prometheus(#[from] BuildError),
+    /// The metrics/health HTTP listener could not be bound.
+    #[error("cannot listen on {addr} for metrics and health: {source}")]
+    Listen {
+        /// `telemetry.metrics_addr`.
+        addr: std::net::SocketAddr,
+        /// Why (address in use, not local, no permission).
+        #[source]
+        source: std::io::Error,
+    },
     /// Another global `tracing` subscriber was installed first (for example by `init_for_tests`).
     #[error("cannot install the tracing subscriber: {0}")]
     Subscriber(#[from] tracing_subscriber::util::TryInitError),

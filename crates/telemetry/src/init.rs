@@ -19,7 +19,7 @@ use crate::{LogFormat, TelemetryConfig, TelemetryError, TelemetryGuard};
 /// half-finished first attempt must not be retried over.
 static INITIALIZED: AtomicBool = AtomicBool::new(false);
 
-/// How often histogram buckets are drained when no HTTP listener does it for us.
+/// How often histogram buckets are drained (rendering does it too, but scrapes may be rare).
 const UPKEEP_INTERVAL: std::time::Duration = std::time::Duration::from_secs(5);
 
 /// Installs telemetry for the process; call once, early in `main`, and keep the guard.
@@ -123,27 +123,18 @@ fn build_filter(
 }
 
 /// Builds the Prometheus recorder; when a listen address is configured, binds it now (so a
-/// port conflict fails `init`) and serves it on the telemetry runtime.
+/// port conflict fails `init`) and serves it (metrics, `/health`, `/ready`: `http.rs`) on the
+/// telemetry runtime.
 fn build_recorder(
     cfg: &TelemetryConfig,
     runtime: &Runtime,
 ) -> Result<PrometheusRecorder, TelemetryError> {
-    let builder = crate::metrics::prometheus_builder()?;
-    let Some(addr) = cfg.metrics_addr else {
-        let recorder = builder.build_recorder();
-        spawn_upkeep(runtime, recorder.handle());
-        return Ok(recorder);
-    };
-    // `build` spawns its own upkeep task, so it must run inside the runtime's context.
-    let (recorder, exporter) = {
-        let _entered = runtime.enter();
-        builder.with_http_listener(addr).build()?
-    };
-    runtime.spawn(async move {
-        if let Err(error) = exporter.await {
-            tracing::error!(?error, %addr, "prometheus listener stopped");
-        }
-    });
+    let recorder = crate::metrics::prometheus_builder()?.build_recorder();
+    if let Some(addr) = cfg.metrics_addr {
+        let listener = crate::http::bind(addr)?;
+        crate::http::spawn(runtime, listener, recorder.handle());
+    }
+    spawn_upkeep(runtime, recorder.handle());
     Ok(recorder)
 }
 

@@ -12,8 +12,10 @@
 //!    the W3C trace-context propagator is installed for gRPC hops.
 //! 3. A Prometheus recorder is installed as the global `metrics` recorder, so each crate's
 //!    `metrics.rs` counters and histograms land in one registry; with
-//!    [`TelemetryConfig::metrics_addr`] set, an HTTP listener serves it for scraping, and
-//!    [`render_metrics`] renders it for health endpoints and tests either way.
+//!    [`TelemetryConfig::metrics_addr`] set, an HTTP listener serves it for scraping, with
+//!    `/health` (liveness) and `/ready` (the check a process registers with
+//!    [`set_readiness_check`]) beside it (`http.rs`), and [`render_metrics`] renders it for tests
+//!    either way.
 //! 4. Dropping the guard flushes pending spans (bounded wait) and stops the exporters.
 //!
 //! Exporters run on a one-thread Tokio runtime owned by the guard rather than on the
@@ -27,6 +29,7 @@
 mod config;
 mod error;
 mod guard;
+mod http;
 mod init;
 pub mod metrics;
 
@@ -37,6 +40,7 @@ use metrics_exporter_prometheus::PrometheusHandle;
 pub use config::{LogFormat, TelemetryConfig, empty_as_none};
 pub use error::TelemetryError;
 pub use guard::TelemetryGuard;
+pub use http::{READY_TIMEOUT, Readiness, ReadinessCheck, set_readiness_check};
 pub use init::init;
 
 /// Handle of the recorder installed by [`init`]; rendering reads the live registry.
