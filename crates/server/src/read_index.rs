@@ -92,6 +92,7 @@ async fn drive<E: Clone + Send + 'static>(round: Round<E>, state: Arc<Mutex<Stat
 }
 
 #[cfg(test)]
+#[allow(clippy::unwrap_used)]
 mod tests {
     use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
     use std::time::Duration;

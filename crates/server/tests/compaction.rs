@@ -31,7 +31,7 @@ async fn log_over_its_byte_limit_is_snapshotted() {
     let ch = Channel::from_shared(format!("http://{addr}")).unwrap().connect().await.unwrap();
     let mut admin = AdminClient::new(ch.clone());
     admin.create_tenant(pb::CreateTenantRequest { group_id: 1, domain: "example.test".into() }).await.unwrap();
-    let user = pb::CreateUserRequest { group_id: 1, login: "a@example.test".into(), password: "pw".into(), ..Default::default() };
+    let user = pb::CreateUserRequest { group_id: 1, login: "a@example.test".into(), password: "pw".into() };
     admin.create_user(user).await.unwrap();
     let mut s = StorageClient::new(ch);
     let auth = pb::AuthenticateRequest { ctx: ctx(b""), login: "a@example.test".into(), password: "pw".into(), ..Default::default() };

@@ -70,7 +70,7 @@ async fn large_appends_replicate_without_an_election() {
 
     let mut a = admin(a1).await;
     a.create_tenant(pb::CreateTenantRequest { group_id: 1, domain: "example.test".into() }).await.unwrap();
-    let user = pb::CreateUserRequest { group_id: 1, login: "alice@example.test".into(), password: "pw".into(), ..Default::default() };
+    let user = pb::CreateUserRequest { group_id: 1, login: "alice@example.test".into(), password: "pw".into() };
     a.create_user(user).await.unwrap();
     let ch = channel(a1).await;
     let mut s = StorageClient::new(ch.clone()).max_encoding_message_size(usize::MAX);

@@ -34,7 +34,7 @@ async fn storage_and_watch(pki: &Pki, peer: SocketAddr, cert: &Cert) -> (Result<
         Err(s) => Err(s),
         Ok(r) => panic!("a made-up login was accepted: {r:?}"),
     };
-    let watch = storage.watch(pb::WatchRequest { group_id: 1, heartbeat_ms: 100, ..Default::default() }).await.map(|_| ());
+    let watch = storage.watch(pb::WatchRequest { group_id: 1, heartbeat_ms: 100 }).await.map(|_| ());
     (authenticate, watch)
 }
 
@@ -60,7 +60,7 @@ async fn a_removed_nodes_certificate_may_not_call_storage_or_watch() {
     // bounds a read-index round by two intervals, which a busy machine can exceed at 100 ms and
     // end the stream for that reason instead.
     let mut storage = StorageClient::new(tls_channel(p1, &pki.ca_pem, Some(&node2)));
-    let request = pb::WatchRequest { group_id: 1, heartbeat_ms: 1000, ..Default::default() };
+    let request = pb::WatchRequest { group_id: 1, heartbeat_ms: 1000 };
     let mut open_watch = storage.watch(request).await.unwrap().into_inner();
 
     // Node 2 joins (as a learner) and is removed again.

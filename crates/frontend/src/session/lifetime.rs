@@ -151,7 +151,7 @@ mod tests {
     /// A session logged in as account (1, 2) against `mock`, holding its account subscription.
     async fn logged_in(mock: Mock, ttl_ms: u64) -> (Server, Storage, Session, WatchHub) {
         let server = serve(mock).await;
-        let storage = Storage::new(&[server.addr.clone()], 1, RetryPolicy::new(DEADLINE, Duration::from_secs(1)));
+        let storage = Storage::new(std::slice::from_ref(&server.addr), 1, RetryPolicy::new(DEADLINE, Duration::from_secs(1)));
         let hub = WatchHub::new();
         let mut session = Session::new("s".into(), true, false, false);
         let response = proto::AuthenticateResponse {
