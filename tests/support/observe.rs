@@ -34,9 +34,27 @@ pub fn wait_for<T>(what: &str, timeout: Duration, mut probe: impl FnMut() -> Res
     }
 }
 
+/// How a `mailraft` command ended.
+pub struct Ran {
+    /// It exited with status 0.
+    pub success: bool,
+    pub stdout: String,
+    pub stderr: String,
+}
+
 /// Runs `mailraft <args>` with `stdin`, killing it after `timeout`; returns stdout, failing on a
 /// non-zero exit with stderr in the message.
 pub fn run_mailraft(args: &[String], stdin: &str, timeout: Duration) -> Result<String> {
+    let ran = run_mailraft_status(args, stdin, timeout)?;
+    if !ran.success {
+        bail!("mailraft {} failed: {}{}", args.join(" "), ran.stdout, ran.stderr);
+    }
+    Ok(ran.stdout)
+}
+
+/// [`run_mailraft`] for commands whose failure is the point: any exit status is returned, with
+/// both outputs; only a command that does not finish within `timeout` is an error.
+pub fn run_mailraft_status(args: &[String], stdin: &str, timeout: Duration) -> Result<Ran> {
     let mut child = Command::new(env!("CARGO_BIN_EXE_mailraft"))
         .args(args)
         .env("RUST_LOG", "warn")
@@ -71,12 +89,9 @@ pub fn run_mailraft(args: &[String], stdin: &str, timeout: Duration) -> Result<S
         }
         std::thread::park_timeout(Duration::from_millis(10));
     };
-    let out = stdout.join().map_err(|_| anyhow!("stdout reader panicked"))?;
-    let err = stderr.join().map_err(|_| anyhow!("stderr reader panicked"))?;
-    if !status.success() {
-        bail!("mailraft {} failed ({status}): {out}{err}", args.join(" "));
-    }
-    Ok(out)
+    let stdout = stdout.join().map_err(|_| anyhow!("stdout reader panicked"))?;
+    let stderr = stderr.join().map_err(|_| anyhow!("stderr reader panicked"))?;
+    Ok(Ran { success: status.success(), stdout, stderr })
 }
 
 /// `mailraft admin cluster-info --json`.

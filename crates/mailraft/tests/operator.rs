@@ -10,61 +10,19 @@ use std::io::{Read, Write};
 use std::net::SocketAddr;
 use std::os::unix::fs::PermissionsExt;
 use std::path::Path;
-use std::process::{Command, Stdio};
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
-use anyhow::{Context, Result, anyhow, bail, ensure};
+use anyhow::{Context, Result, anyhow, ensure};
 use support::cluster::{Cluster, Options};
-use support::observe::{parse_json, wait_for};
+use support::observe::{Ran, parse_json, run_mailraft_status, wait_for};
 use support::{Client, Dev, free_port};
 
 /// Longest one admin command may take.
 const TIMEOUT: Duration = Duration::from_secs(60);
 
-/// How a `mailraft` command ended.
-struct Ran {
-    success: bool,
-    stdout: String,
-    stderr: String,
-}
-
 /// Runs `mailraft <args>` with `stdin`, killed after [`TIMEOUT`]; any exit status is returned.
 fn run(args: &[String], stdin: &str) -> Result<Ran> {
-    let mut child = Command::new(env!("CARGO_BIN_EXE_mailraft"))
-        .args(args)
-        .env("RUST_LOG", "warn")
-        .stdin(Stdio::piped())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .context("spawn mailraft")?;
-    child.stdin.take().ok_or_else(|| anyhow!("no stdin"))?.write_all(stdin.as_bytes())?;
-    let drain = |pipe: Option<Box<dyn Read + Send>>| {
-        std::thread::spawn(move || {
-            let mut text = String::new();
-            if let Some(mut p) = pipe {
-                let _ = p.read_to_string(&mut text);
-            }
-            text
-        })
-    };
-    let out = drain(child.stdout.take().map(|p| Box::new(p) as Box<dyn Read + Send>));
-    let err = drain(child.stderr.take().map(|p| Box::new(p) as Box<dyn Read + Send>));
-    let deadline = Instant::now() + TIMEOUT;
-    let status = loop {
-        if let Some(status) = child.try_wait()? {
-            break status;
-        }
-        if Instant::now() >= deadline {
-            let _ = child.kill();
-            let _ = child.wait();
-            bail!("mailraft {} did not finish within {TIMEOUT:?}", args.join(" "));
-        }
-        std::thread::park_timeout(Duration::from_millis(10));
-    };
-    let stdout = out.join().map_err(|_| anyhow!("stdout reader panicked"))?;
-    let stderr = err.join().map_err(|_| anyhow!("stderr reader panicked"))?;
-    Ok(Ran { success: status.success(), stdout, stderr })
+    run_mailraft_status(args, stdin, TIMEOUT)
 }
 
 /// `mailraft admin … <action>` against `dev`.

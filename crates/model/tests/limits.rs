@@ -188,6 +188,38 @@ fn commands_over_the_byte_bound_are_refused_and_change_nothing() {
     assert_eq!(s.mb(who, "Dest").exists as usize, n, "the refused delete changed nothing");
 }
 
+/// A COPY whose records fit the read bound writes them again plus a change-log row and a blob
+/// count each, which passes the write bound: refused as it writes, nothing kept.
+#[test]
+fn a_copy_that_would_write_over_the_byte_bound_is_refused() {
+    let (mut s, who) = Sys::setup();
+    s.create(who, "Dest");
+    let heavy = longest_keywords();
+    s.ok(Command::Append { who, mailbox: "INBOX".into(), messages: vec![msg(b"same", heavy.clone()); 200] });
+    // The largest record stored (their UIDs, and so their sizes, differ by a byte or two).
+    let record = s.kv.data.iter().filter(|((t, _), _)| *t == Table::Messages).map(|(_, v)| v.len() as u64).max().unwrap();
+    let n = (MAX_COMMAND_BYTES / record) as usize;
+    let mut left = n + 10 - 200;
+    while left > 0 {
+        let k = left.min(500);
+        s.ok(Command::Append { who, mailbox: "INBOX".into(), messages: vec![msg(b"same", heavy.clone()); k] });
+        left -= k;
+    }
+    // n records are at most the read bound; written with their keys, change rows and counts
+    // (about 100 bytes each more) they pass it.
+    let (r, events) = s.copy(who, "INBOX", UidSet::range(1, n as Uid), "Dest", false);
+    match r {
+        Err(ModelError::Limit(m)) => assert!(m.contains("write"), "refused by the write bound: {m}"),
+        Err(other) => panic!("copy of {n} records: {other}"),
+        Ok(_) => panic!("copy writing {n} records of {record} bytes and their bookkeeping was applied"),
+    }
+    assert!(events.is_empty());
+    assert_eq!(s.mb(who, "Dest").exists, 0);
+    assert_eq!(s.blob_refs(who.tenant, b"same"), Some((n + 10) as u64));
+    let (r, _) = s.copy(who, "INBOX", UidSet::range(1, (n / 2) as Uid), "Dest", false);
+    r.unwrap();
+}
+
 /// STORE reads small records but would write large ones: the write bound refuses it.
 #[test]
 fn a_store_that_would_write_over_the_byte_bound_is_refused() {

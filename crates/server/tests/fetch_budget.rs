@@ -121,18 +121,24 @@ async fn until(what: &str, f: impl Fn() -> bool) -> Outcome {
     Ok(())
 }
 
+/// A single node with a [`BUDGET`] of FETCH bytes and the user alice, `tune`d first.
+async fn start(dir: &std::path::Path, tune: impl FnOnce(&mut NodeConfig)) -> Result<(StorageNode, SocketAddr), String> {
+    let listener = TcpListener::bind("127.0.0.1:0").await.map_err(err)?;
+    let addr = listener.local_addr().map_err(err)?;
+    let mut cfg: NodeConfig = config(1, dir, addr, true, (300, 600));
+    cfg.fetch_buffer_bytes = BUDGET;
+    tune(&mut cfg);
+    let node = StorageNode::start(cfg, listener).await.map_err(err)?;
+    node.ensure_tenant_user("example.test", "alice", "pw").await.map_err(err)?;
+    Ok((node, addr))
+}
+
 #[test]
 fn byte_budget_bounds_stalled_fetch_streams() -> Outcome {
     run(|| async {
         let dir = tempfile::tempdir().map_err(err)?;
-        let listener = TcpListener::bind("127.0.0.1:0").await.map_err(err)?;
-        let addr = listener.local_addr().map_err(err)?;
-        let mut cfg: NodeConfig = config(1, dir.path(), addr, true, (300, 600));
-        cfg.fetch_buffer_bytes = BUDGET;
-        let node = StorageNode::start(cfg, listener).await.map_err(err)?;
-        for user in ["alice", "bob"] {
-            node.ensure_tenant_user("example.test", user, "pw").await.map_err(err)?;
-        }
+        let (node, addr) = start(dir.path(), |_| {}).await?;
+        node.ensure_tenant_user("example.test", "bob", "pw").await.map_err(err)?;
         let budget = node.fetch_budget();
         let share = budget.per_account();
         check!(share == BUDGET / 4, "share {share}");
@@ -196,13 +202,7 @@ fn byte_budget_bounds_stalled_fetch_streams() -> Outcome {
 fn stalled_flag_streams_reserve_and_release_at_their_deadline() -> Outcome {
     run(|| async {
         let dir = tempfile::tempdir().map_err(err)?;
-        let listener = TcpListener::bind("127.0.0.1:0").await.map_err(err)?;
-        let addr = listener.local_addr().map_err(err)?;
-        let mut cfg: NodeConfig = config(1, dir.path(), addr, true, (300, 600));
-        cfg.fetch_buffer_bytes = BUDGET;
-        cfg.limits.read_stream_deadline = Duration::from_secs(3);
-        let node = StorageNode::start(cfg, listener).await.map_err(err)?;
-        node.ensure_tenant_user("example.test", "alice", "pw").await.map_err(err)?;
+        let (node, addr) = start(dir.path(), |cfg| cfg.limits.read_stream_deadline = Duration::from_secs(3)).await?;
         let budget = node.fetch_budget();
 
         let mut alice = connect(addr).await?;

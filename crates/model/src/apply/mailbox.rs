@@ -164,6 +164,7 @@ fn rename_inbox(txn: &mut Txn<'_>, who: Principal, mut inbox: Mailbox, to: &str)
             keywords.add(&mut dest, &m.flags)?;
             insert_message(txn, who.tenant, &mut dest, MessageMeta { uid, modseq: dest_modseq, ..m.clone() });
             remove_message(txn, who.tenant, &mut inbox, m, inbox_modseq);
+            txn.within_bounds()?;
         }
         txn.save_mailbox(who, &inbox);
         txn.save_mailbox(who, &dest);
