@@ -105,6 +105,17 @@ async fn fetch_modseq_and_changedsince() {
     assert_eq!(all.len(), 3, "{all:?}");
     assert!(all.iter().all(|l| l.contains("(UID ") && l.contains("MODSEQ (")), "{all:?}");
 
+    // A body fetch that sets \Seen, with CHANGEDSINCE, sets it only on what it returns (RFC 7162
+    // §3.1.4.1): message 2 alone, the others stay unseen and unchanged.
+    let read = c.ok(&format!("FETCH 1:* (BODY[HEADER]) (CHANGEDSINCE {mark})")).await;
+    let responses: Vec<&String> = read.iter().filter(|l| l.starts_with("* ") && l.contains(" FETCH (")).collect();
+    assert_eq!(responses.len(), 1, "{read:?}");
+    assert!(responses[0].starts_with("* 2 FETCH "), "{read:?}");
+    let flags = c.ok("FETCH 1:* (FLAGS)").await;
+    let seen: Vec<&String> = flags.iter().filter(|l| l.contains("\\Seen")).collect();
+    assert_eq!(seen.len(), 1, "{flags:?}");
+    assert!(seen[0].starts_with("* 2 FETCH "), "{flags:?}");
+
     let refused = c.tagged("UID FETCH 1:* (FLAGS) (CHANGEDSINCE 1 VANISHED)").await;
     assert!(refused.contains(" BAD "), "VANISHED needs QRESYNC: {refused}");
     env.stop().await;

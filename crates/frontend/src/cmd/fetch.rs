@@ -2,7 +2,8 @@
 //!
 //! The requested items decide what the storage must return (structure, header or full body);
 //! rendering each item is `crate::render`'s job. A non-PEEK body fetch on a read-write mailbox
-//! sets `\Seen` first (one STORE for the whole set), so the FETCH responses carry the new FLAGS
+//! sets `\Seen` first (one STORE for the whole set; with CHANGEDSINCE only for the messages
+//! changed since, found by a flags-only FETCH), so the FETCH responses carry the new FLAGS
 //! (§6.4.5); on a mailbox opened with EXAMINE nothing is changed. Output is flushed while the
 //! storage streams, so a large FETCH does not accumulate in memory.
 //!
@@ -67,11 +68,24 @@ pub async fn run(
 
     let mut newly_seen = HashSet::new();
     if needs.sets_seen && !selected.read_only {
+        // RFC 7162 §3.1.4.1: with CHANGEDSINCE only the messages changed since are fetched, so
+        // only those may get `\Seen` (setting it on the whole set would change, and return,
+        // every message). One flags-only round trip finds them.
+        let seen_set = match changed_since {
+            None => uid_set.clone(),
+            Some(since) => {
+                let changed = changed_uids(storage, user, selected, &uid_set, since).await?;
+                if changed.is_empty() {
+                    return Ok(Reply::ok("FETCH completed"));
+                }
+                to_uid_set(&changed)
+            }
+        };
         let request = proto::StoreRequest {
             ctx: Some(user.ctx.clone()),
             mailbox_id: selected.mailbox_id,
             uidvalidity: selected.uidvalidity,
-            uids: Some(uid_set.clone()),
+            uids: Some(seen_set),
             op: proto::StoreOp::StoreAdd as i32,
             flags: vec!["\\Seen".to_owned()],
             unchanged_since: 0,
@@ -141,4 +155,29 @@ pub async fn run(
         return Ok(Reply::no(Some(other_code("SERVERBUG")), "some messages could not be fetched"));
     }
     Ok(Reply::ok("FETCH completed"))
+}
+
+/// UIDs among `set` whose mod-sequence is above `since` (a flags-only FETCH with CHANGEDSINCE).
+async fn changed_uids(
+    storage: &crate::storage::Storage,
+    user: &crate::session::User,
+    selected: &crate::session::selected::Selected,
+    set: &proto::UidSet,
+    since: u64,
+) -> Result<Vec<u32>, FrontendError> {
+    let request = proto::FetchRequest {
+        ctx: Some(user.ctx.clone()),
+        mailbox_id: selected.mailbox_id,
+        uidvalidity: selected.uidvalidity,
+        uids: Some(set.clone()),
+        want_structure: false,
+        body: proto::BodyWanted::BodyNone as i32,
+        changed_since: since,
+    };
+    let mut stream = storage.fetch(request).await?;
+    let mut uids = Vec::new();
+    while let Some(chunk) = stream.next().await? {
+        uids.extend(chunk.messages.iter().map(|m| m.uid));
+    }
+    Ok(uids)
 }
