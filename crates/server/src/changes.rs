@@ -35,6 +35,10 @@ const DEFAULT_HEARTBEAT: Duration = Duration::from_secs(1);
 const MIN_HEARTBEAT: Duration = Duration::from_millis(100);
 /// Longest heartbeat interval.
 const MAX_HEARTBEAT: Duration = Duration::from_secs(30);
+/// Shortest time a heartbeat's read-index round may take before the stream ends: two intervals
+/// at 100 ms would end streams of a leader that is only busy (a loaded disk, a burst of applies),
+/// not cut off, and send every front-end reconnecting at once.
+const MIN_LEADERSHIP_CHECK: Duration = Duration::from_secs(1);
 
 /// The heartbeat interval for a requested `heartbeat_ms` (0 = default), clamped.
 fn heartbeat_interval(heartbeat_ms: u32) -> Duration {
@@ -104,7 +108,8 @@ impl StorageService {
                     None => {
                         // A read-index round proves we still lead. Bounded, so that a leader
                         // cut off from its peers ends the stream instead of blocking it.
-                        match tokio::time::timeout(interval.saturating_mul(2), shared.linearize()).await {
+                        let check = interval.saturating_mul(2).max(MIN_LEADERSHIP_CHECK);
+                        match tokio::time::timeout(check, shared.linearize()).await {
                             Ok(Ok(())) => {
                                 let applied_index =
                                     shared.raft.metrics().borrow().last_applied.map(|l| l.index).unwrap_or(0);
@@ -116,7 +121,7 @@ impl StorageService {
                                 break;
                             }
                             Err(_) => {
-                                tracing::info!(?interval, "watch stream ends: leadership check timed out");
+                                tracing::info!(?check, "watch stream ends: leadership check timed out");
                                 let error = ServerError::Unavailable("leadership check timed out".into());
                                 yield Err(Status::from(error));
                                 break;
