@@ -8,10 +8,7 @@ import imaplib
 import socket
 import sys
 
-
-def check(cond, what):
-    if not cond:
-        raise SystemExit(f"FAIL: {what}")
+from imapcheck import check
 
 
 class Raw:

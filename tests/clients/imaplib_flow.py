@@ -13,16 +13,7 @@ import sys
 import time
 import uuid
 
-
-def check(cond, what):
-    if not cond:
-        raise SystemExit(f"FAIL: {what}")
-
-
-def ok(result, what):
-    typ, data = result
-    check(typ == "OK", f"{what}: expected OK, got {typ} {data!r}")
-    return data
+from imapcheck import check, ok
 
 
 def main():
