@@ -17,7 +17,9 @@ if cargo nextest --version >/dev/null 2>&1; then
   cargo test --workspace --doc -q
   # Build every test binary (and the `mailraft` binary) once, then bring the compose cluster up
   # from that binary's image (deploy/build-image.sh --binary): 3 storage nodes, 2 front-ends and
-  # Prometheus, with a storage node stopped under writes. Skips loudly without a Docker engine.
+  # Prometheus: a storage node stopped under writes, then under mailraft-bench load a follower stopped,
+  # the leader paused, a front-end restarted and a rolling upgrade of the storage nodes, nothing
+  # acknowledged lost; every dashboard panel has data. Skips loudly without a Docker engine.
   cargo nextest run --workspace --no-run
   MAILRAFT_BIN="$CARGO_TARGET_DIR/debug/mailraft" python3 tests/deploy/compose_test.py
   cargo nextest run --workspace --no-fail-fast "$@"

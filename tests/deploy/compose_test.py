@@ -10,11 +10,15 @@ deploy/compose.yaml under a project name and image tag of its own, on free host 
   4. starts the container again and waits until Prometheus's HTTP API reports up == 1 for every target
      (3 storage nodes, 2 front-ends, itself) and exactly one Raft leader, and until the node is a voter again;
   5. restarts front-end 2 and reads every acknowledged message through it;
+  6. runs `mailraft-bench append` through both front-ends while a follower is stopped, the leader is paused and a
+     front-end is restarted, and checks that no acknowledged APPEND is missing (tests/deploy/compose_chaos.py);
+  7. upgrades the storage containers one by one to a newer image under that load: no client error, none missing;
+  8. queries every panel of the Grafana dashboard against the cluster's Prometheus: none is empty;
 and always tears the cluster, its volumes and its images down, also on failure, Ctrl-C or the hard time cap.
 
 Without a Docker engine it prints a loud SKIP and exits 0, unless MAILRAFT_REQUIRE_DOCKER=1 (then it fails).
-Environment: MAILRAFT_BIN (a built `mailraft` binary to use as is), MAILRAFT_COMPOSE_TEST_CAP_SECS (hard cap,
-default 600), MAILRAFT_KEEP_CLUSTER=1 (leave the cluster running for inspection; prints how to remove it).
+Environment: MAILRAFT_BIN (a built `mailraft` binary to use as is), MAILRAFT_BENCH_BIN (the `mailraft-bench` binary;
+default: beside MAILRAFT_BIN, else in the cargo target dir), MAILRAFT_COMPOSE_TEST_CAP_SECS (hard cap, default 1200), MAILRAFT_KEEP_CLUSTER=1 (leave the cluster running for inspection; prints how to remove it).
 Ends with one summary line; exits non-zero on failure after printing the containers' last log lines.
 """
 
@@ -29,13 +33,16 @@ import subprocess
 import sys
 import time
 import urllib.parse
+import tempfile
 import urllib.request
 from pathlib import Path
+
+import compose_chaos
 
 ROOT = Path(__file__).resolve().parents[2]
 COMPOSE_FILE = ROOT / "deploy" / "compose.yaml"
 BUILD = ROOT / "deploy" / "build-image.sh"
-HARD_CAP_SECS = int(os.environ.get("MAILRAFT_COMPOSE_TEST_CAP_SECS", "600"))
+HARD_CAP_SECS = int(os.environ.get("MAILRAFT_COMPOSE_TEST_CAP_SECS", "1200"))
 # Deadlines of the steps that wait for the cluster (bounded by the hard cap as well).
 START_DEADLINE_SECS = 240
 FAILOVER_DEADLINE_SECS = 60
@@ -98,10 +105,12 @@ class Cluster:
         self.project = project
         self.env = env
 
-    def run(self, *args, timeout=300, check=True, capture=True):
+    def run(self, *args, timeout=300, check=True, capture=True, input_text=None, tag=None):
+        """A compose command on this project; `tag` runs it with another MAILRAFT_TAG (a newer image)."""
         cmd = self.compose + ["-p", self.project, "-f", str(COMPOSE_FILE), *args]
-        proc = subprocess.run(cmd, env=self.env, cwd=ROOT, timeout=timeout, text=True,
-                              capture_output=capture)
+        env = self.env if tag is None else dict(self.env, MAILRAFT_TAG=tag)
+        proc = subprocess.run(cmd, env=env, cwd=ROOT, timeout=timeout, text=True, capture_output=capture,
+                              input=input_text)
         if check and proc.returncode != 0:
             out = (proc.stdout or "") + (proc.stderr or "")
             raise AssertionError(f"{' '.join(cmd[len(self.compose):])} failed ({proc.returncode}):\n{out[-3000:]}")
@@ -240,6 +249,31 @@ def scenario(cluster, ports):
     return len(sent), leader
 
 
+def bench_binary():
+    """The `mailraft-bench` binary the load steps run (built with the workspace, like `mailraft`)."""
+    if os.environ.get("MAILRAFT_BENCH_BIN"):
+        return os.environ["MAILRAFT_BENCH_BIN"]
+    candidates = []
+    if os.environ.get("MAILRAFT_BIN"):
+        candidates.append(Path(os.environ["MAILRAFT_BIN"]).with_name("mailraft-bench"))
+    target = os.environ.get("CARGO_TARGET_DIR", str(Path.home() / ".cache" / "mailraft-target"))
+    candidates.append(Path(target) / "debug" / "mailraft-bench")
+    found = next((c for c in candidates if c.is_file() and os.access(c, os.X_OK)), None)
+    assert found, f"no mailraft-bench binary (looked at {[str(c) for c in candidates]}); set MAILRAFT_BENCH_BIN"
+    return str(found)
+
+
+def newer_image(tag, new_tag):
+    """mailraft:new_tag, a distinct image of the same binary: what a rolling upgrade replaces the containers with."""
+    dockerfile = f"FROM mailraft:{tag}\nLABEL io.mailraft.upgrade-test={new_tag}\n"
+    out = subprocess.run(["docker", "build", "-q", "-t", f"mailraft:{new_tag}", "-"], input=dockerfile, text=True,
+                         capture_output=True, timeout=120)
+    assert out.returncode == 0, f"docker build of mailraft:{new_tag} failed: {out.stderr[-2000:]}"
+    ids = {t: subprocess.run(["docker", "image", "inspect", "-f", "{{.Id}}", f"mailraft:{t}"], capture_output=True,
+                             text=True, timeout=30).stdout.strip() for t in (tag, new_tag)}
+    assert ids[tag] != ids[new_tag], f"the newer image is the same image: {ids}"
+
+
 def main():
     started = time.monotonic()
     if not shutil.which("docker") or subprocess.run(["docker", "info"], capture_output=True).returncode != 0:
@@ -257,6 +291,7 @@ def main():
 
     suffix = f"{os.getpid()}{secrets.token_hex(2)}"
     tag = f"test-{suffix}"
+    new_tag = f"{tag}-next"
     ports = {k: free_port() for k in ("MAILRAFT_IMAP1_PORT", "MAILRAFT_IMAP2_PORT", "MAILRAFT_PROMETHEUS_PORT")}
     env = dict(os.environ, MAILRAFT_TAG=tag, **{k: str(v) for k, v in ports.items()})
     env.pop("MAILRAFT_DEMO_PASSWORD", None)
@@ -274,10 +309,18 @@ def main():
         log(f"docker-compose up -d (project {cluster.project}, ports {ports})")
         cluster.run("up", "-d", timeout=START_DEADLINE_SECS + 60)
         messages, stopped = scenario(cluster, ports)
+        bench = bench_binary()
+        with tempfile.TemporaryDirectory(prefix="mailraft-compose-") as work:
+            chaos = compose_chaos.chaos_under_load(cluster, ports, bench, work, leader_of, STORAGE)
+            newer_image(tag, new_tag)
+            upgraded = compose_chaos.rolling_upgrade(cluster, ports, bench, work, leader_of, STORAGE, new_tag)
+        panels = compose_chaos.dashboard_has_data(prometheus_query, ports["MAILRAFT_PROMETHEUS_PORT"])
         ok = True
         print(f"compose test: PASS in {time.monotonic() - started:.0f}s: {messages} messages appended and read back "
               f"across both front-ends, {stopped} stopped and restarted, frontend-2 restarted, 0 lost, all "
-              f"{EXPECTED_TARGETS} scrape targets up", flush=True)
+              f"{EXPECTED_TARGETS} scrape targets up; under load: {chaos} APPENDs acknowledged through a stopped "
+              f"follower, a paused leader and a restarted front-end, {upgraded} through a rolling upgrade of the "
+              f"3 storage nodes, 0 lost; all {panels} dashboard panels have data", flush=True)
         return 0
     except (Exception, HardCap) as e:
         print(f"compose test: FAIL after {time.monotonic() - started:.0f}s: {e}", flush=True)
@@ -294,14 +337,14 @@ def main():
         signal.signal(signal.SIGTERM, signal.SIG_IGN)
         if os.environ.get("MAILRAFT_KEEP_CLUSTER") == "1" and not ok:
             log(f"cluster kept: {' '.join(compose)} -p {cluster.project} -f {COMPOSE_FILE} down -v; "
-                f"docker rmi mailraft:{tag} mailraft-toolbox:{tag} mailraft-prometheus:{tag}")
+                f"docker rmi mailraft:{tag} mailraft:{new_tag} mailraft-toolbox:{tag} mailraft-prometheus:{tag}")
         else:
             log("tearing down")
             try:
                 cluster.run("down", "-v", "--remove-orphans", "-t", "5", timeout=180, check=False)
             finally:
                 subprocess.run(["docker", "rmi", "-f", f"mailraft-prometheus:{tag}", f"mailraft-toolbox:{tag}",
-                                f"mailraft:{tag}"], capture_output=True, timeout=120)
+                                f"mailraft:{new_tag}", f"mailraft:{tag}"], capture_output=True, timeout=120)
 
 
 if __name__ == "__main__":

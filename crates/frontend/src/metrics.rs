@@ -59,6 +59,15 @@ pub fn describe() {
         WATCH_HEARTBEAT_TIMEOUTS_TOTAL,
         "watch streams dropped for missing heartbeats"
     );
+    // Rare events start at zero, so that dashboards and alerts over them show 0, not "no data"
+    // (an absent series looks like a process that is not scraped). `increment(0)` never resets.
+    for result in ["ok", "refused", "failed"] {
+        metrics::counter!(TOKEN_REFRESHES_TOTAL, "result" => result).increment(0);
+    }
+    metrics::counter!(WRITE_TIMEOUTS_TOTAL).increment(0);
+    for (stage, form) in [("preauth", "sync"), ("preauth", "nonsync"), ("auth", "sync"), ("auth", "nonsync")] {
+        metrics::counter!(LITERALS_REFUSED_TOTAL, "stage" => stage, "form" => form).increment(0);
+    }
 }
 
 /// A connection was accepted.

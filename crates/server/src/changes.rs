@@ -35,10 +35,12 @@ const DEFAULT_HEARTBEAT: Duration = Duration::from_secs(1);
 const MIN_HEARTBEAT: Duration = Duration::from_millis(100);
 /// Longest heartbeat interval.
 const MAX_HEARTBEAT: Duration = Duration::from_secs(30);
-/// Shortest time a heartbeat's read-index round may take before the stream ends: two intervals
-/// at 100 ms would end streams of a leader that is only busy (a loaded disk, a burst of applies),
-/// not cut off, and send every front-end reconnecting at once.
-const MIN_LEADERSHIP_CHECK: Duration = Duration::from_secs(1);
+/// Shortest time a heartbeat's read-index round may take before the stream ends. The round
+/// includes applying everything committed, so a leader that is only busy (a loaded disk, a burst
+/// of applies) can need seconds: 1 s still ended streams under CI load and would send every
+/// front-end reconnecting at once. A leader that is really cut off is noticed sooner anyway by
+/// the front-end, which drops a stream silent for a few heartbeat intervals.
+const MIN_LEADERSHIP_CHECK: Duration = Duration::from_secs(5);
 
 /// The heartbeat interval for a requested `heartbeat_ms` (0 = default), clamped.
 fn heartbeat_interval(heartbeat_ms: u32) -> Duration {

@@ -95,6 +95,25 @@ pub const RAFT_ELECTIONS: &str = "mailraft_raft_elections_total";
 /// Members of the group by role (`voter`, `learner`).
 pub const RAFT_MEMBERS: &str = "mailraft_raft_members";
 
+/// Creates, at zero, every series of a counter that counts rare events (refusals, blocks), so
+/// that a dashboard panel or an alert over it shows 0 rather than "no data" until the first one:
+/// an absent series is indistinguishable from a process that is not scraped or a misspelt name.
+/// `increment(0)` (not `absolute(0)`) so that calling it again never resets a count.
+pub fn register_zero() {
+    for reason in ["cluster_mismatch", "not_a_voter", "foreign_vote", "removed_node"] {
+        metrics::counter!(PEER_REFUSED_TOTAL, "reason" => reason).increment(0);
+    }
+    for (kind, reason) in [("source", "blocked"), ("login", "blocked"), ("any", "queue")] {
+        metrics::counter!(AUTH_REFUSED_TOTAL, "kind" => kind, "reason" => reason).increment(0);
+    }
+    for kind in ["source", "login"] {
+        metrics::counter!(AUTH_BLOCKS_TOTAL, "kind" => kind).increment(0);
+    }
+    metrics::counter!(AUTH_UNTRACKED_TOTAL).increment(0);
+    // A registered histogram is rendered with empty buckets.
+    let _ = metrics::histogram!(AUTH_DELAY_SECONDS);
+}
+
 /// Counts a refused Raft message.
 pub fn peer_refused(reason: &'static str) {
     metrics::counter!(PEER_REFUSED_TOTAL, "reason" => reason).increment(1);

@@ -189,6 +189,7 @@ impl StorageNode {
     /// Opens the store, starts Raft and serves `listeners` (see the module docs).
     pub async fn start_with(cfg: NodeConfig, listeners: Listeners) -> Result<StorageNode, ServerError> {
         let raft_config = Arc::new(cfg.raft_config()?);
+        crate::metrics::register_zero();
         let local_addr = listeners.peer.local_addr()?;
         let admin_addr = match &listeners.admin {
             Some(l) => l.local_addr()?,
