@@ -425,7 +425,7 @@ impl Connection {
         if self.session.selected().is_none() {
             return Ok(());
         }
-        match updates::poll(&self.shared.storage, &mut self.session, &mut self.out, allow_expunge).await {
+        match updates::poll(&self.shared.storage, &mut self.session, &mut self.out, &mut self.io, allow_expunge).await {
             Ok(()) => Ok(()),
             Err(FrontendError::NonExistent(_)) => Err(PollFailure::Bye("selected mailbox was deleted")),
             Err(FrontendError::UidValidityChanged(_)) => Err(PollFailure::Bye("selected mailbox was replaced")),
@@ -760,9 +760,12 @@ mod tests {
         let event =
             mailraft_proto::WatchEvent { tenant_id: 1, account_id: 2, mailbox_id: 10, modseq: 1, ..Default::default() };
         harness.shared.watch.dispatch(&event);
-        // The first poll fails half-way (after the fresh SELECT, at the flag FETCH); the
-        // session must not have moved on, so the retry still reports the new message.
+        // The first poll fails half-way, at the flag FETCH after the fresh SELECT: what it
+        // wrote (EXISTS, the first chunk's flags) stands, but the failed poll is retried and
+        // reports the flags again (`session/updates.rs` tests that the modseq stayed).
         harness.expect("* 1 EXISTS").await;
+        harness.expect("* 1 FETCH").await;
+        harness.expect("* 1 FETCH").await;
         assert_eq!(harness.server.mock.calls("fetch").len(), 2);
     }
 

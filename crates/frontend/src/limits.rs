@@ -5,6 +5,11 @@
 //! that a command over a bound is refused before a storage call, and a test checks they agree.
 //! Every tenant of a Raft group shares one apply loop, so commands that need not be atomic are
 //! split into calls of at most `write_chunk_messages` messages (see [`expunge_ranges`]).
+//!
+//! A call of that many messages can still be too big: the storage also refuses a command whose
+//! records exceed a byte bound (`mailraft_model::limits::MAX_COMMAND_BYTES`, 64 MiB) with
+//! `LIMIT`, and 5,000 messages with 256 long keywords each are well over it. Such a part is split
+//! in halves and retried ([`smaller_part`]); only a single message refused is reported.
 
 use mailraft_proto::{UidRange, UidSet};
 
@@ -30,24 +35,44 @@ pub fn check_copy(count: usize) -> Result<(), FrontendError> {
     Ok(())
 }
 
+/// After a storage call over `len` messages was refused with `error`: the smaller part size to
+/// retry with, or `None` when the refusal stands. Only `LIMIT` is worth retrying smaller, and it
+/// is safe to: a command the storage refuses for a bound changes nothing (the model checks its
+/// bounds before writing, or discards the command's writes), so no message of the part was
+/// touched. Halving reaches one message after log2(len) refusals; a LIMIT that is not about
+/// size (a mailbox's keyword cap) costs those few refused calls before it is reported.
+pub fn smaller_part(len: usize, error: &FrontendError) -> Option<usize> {
+    (matches!(error, FrontendError::Limit(_)) && len > 1).then_some(len / 2)
+}
+
+/// The next UID range of a plain EXPUNGE split over the session's known UIDs: from `start` to
+/// the last of the next `chunk` UIDs of `rest` (ascending). Returns the range, how many known
+/// UIDs it holds, and the first UID after it; `None` there means the range reaches `u32::MAX`
+/// (no known UIDs were left, so it holds the messages the session does not know yet): the
+/// split is complete.
+pub fn next_expunge_range(start: u32, rest: &[u32], chunk: usize) -> (UidSet, usize, Option<u32>) {
+    let part = &rest[..chunk.max(1).min(rest.len())];
+    let (end, next) = match part.last() {
+        Some(&end) if end < u32::MAX => (end, Some(end + 1)),
+        _ => (u32::MAX, None),
+    };
+    (UidSet { ranges: vec![UidRange { start, end }] }, part.len(), next)
+}
+
 /// UID ranges covering every UID from 1 to `u32::MAX`, each holding at most `chunk` of the
 /// session's `known` UIDs (ascending): EXPUNGE over all of them removes exactly what one
 /// EXPUNGE of the whole mailbox would (RFC 3501 §6.4.3). Messages the session does not know yet
 /// have UIDs above all known ones (UIDs only grow), so they fall into the last, open range.
 pub fn expunge_ranges(known: &[u32], chunk: usize) -> Vec<UidSet> {
-    let chunk = chunk.max(1);
-    let mut out = Vec::with_capacity(known.len() / chunk + 1);
-    let mut start = 1u32;
-    for part in known.chunks(chunk) {
-        let Some(&end) = part.last() else { continue };
-        if end == u32::MAX {
-            break;
-        }
-        out.push(UidSet { ranges: vec![UidRange { start, end }] });
-        start = end + 1;
+    let mut out = Vec::with_capacity(known.len() / chunk.max(1) + 1);
+    let (mut start, mut rest) = (1u32, known);
+    loop {
+        let (set, held, next) = next_expunge_range(start, rest, chunk);
+        out.push(set);
+        let Some(next) = next else { return out };
+        start = next;
+        rest = &rest[held..];
     }
-    out.push(UidSet { ranges: vec![UidRange { start, end: u32::MAX }] });
-    out
 }
 
 #[cfg(test)]
@@ -66,6 +91,18 @@ mod tests {
     fn copy_over_the_bound_is_refused() {
         assert!(check_copy(MAX_COPY_MESSAGES).is_ok());
         assert!(matches!(check_copy(MAX_COPY_MESSAGES + 1), Err(FrontendError::Limit(_))));
+    }
+
+    #[test]
+    fn only_a_limit_over_several_messages_is_retried_smaller() {
+        let limit = FrontendError::Limit("a command may write at most 64 MiB of records".into());
+        assert_eq!(smaller_part(5000, &limit), Some(2500));
+        assert_eq!(smaller_part(3, &limit), Some(1));
+        assert_eq!(smaller_part(2, &limit), Some(1));
+        assert_eq!(smaller_part(1, &limit), None, "one message refused: the refusal stands");
+        assert_eq!(smaller_part(0, &limit), None);
+        assert_eq!(smaller_part(5000, &FrontendError::Internal("x".into())), None);
+        assert_eq!(smaller_part(5000, &FrontendError::Timeout), None);
     }
 
     #[test]

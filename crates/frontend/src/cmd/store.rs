@@ -8,6 +8,12 @@
 //! own MODSEQ, RFC 7162 only asks that they grow). If a call fails, the messages of the calls
 //! before it keep their new flags and are reported before the `NO`.
 //!
+//! A part can still exceed the storage's byte bound on one command (messages with many long
+//! keywords): refused with `LIMIT`, it changed nothing, so it is retried in halves, and the rest
+//! of the command keeps the smaller size ([`smaller_part`]). Each retry is a new storage call
+//! with its own request id (`Storage::store` stamps one per call), so no id is ever sent with
+//! two different message sets; the storage's deduplication only ever sees retries of one call.
+//!
 //! CONDSTORE (RFC 7162 §3.1.3): with `(UNCHANGEDSINCE n)` the storage leaves alone every message
 //! whose mod-sequence is above `n` and names it; those are answered in `[MODIFIED set]`
 //! (sequence numbers for STORE, UIDs for UID STORE) on the tagged OK, or on a NO when some of the
@@ -28,6 +34,7 @@ use mailraft_proto as proto;
 
 use super::{Ctx, Reply, condstore};
 use crate::error::FrontendError;
+use crate::limits::smaller_part;
 use crate::seqset::{to_sequence_set, to_uid_set};
 use crate::session::updates::{flags_fetch, write_updates};
 
@@ -81,7 +88,10 @@ pub async fn run(ctx: &mut Ctx<'_>, command: StoreCommand) -> Result<Reply, Fron
         // flags always exist. The storage reads 0 as "unconditional", so it is not asked.
         modified.clone_from(&uids);
     } else {
-        for part in uids.chunks(ctx.shared.config.write_chunk_messages.max(1)) {
+        let mut size = ctx.shared.config.write_chunk_messages.max(1);
+        let mut rest: &[u32] = &uids;
+        while !rest.is_empty() {
+            let part = &rest[..size.min(rest.len())];
             let request = proto::StoreRequest {
                 ctx: Some(user.ctx.clone()),
                 mailbox_id: selected.mailbox_id,
@@ -97,11 +107,15 @@ pub async fn run(ctx: &mut Ctx<'_>, command: StoreCommand) -> Result<Reply, Fron
                     updated.extend(result.updated);
                     unchanged.extend(result.unchanged);
                     modified.extend(result.modified);
+                    rest = &rest[part.len()..];
                 }
-                Err(error) => {
-                    failure = Some(error);
-                    break;
-                }
+                Err(error) => match smaller_part(part.len(), &error) {
+                    Some(smaller) => size = smaller,
+                    None => {
+                        failure = Some(error);
+                        break;
+                    }
+                },
             }
         }
     }
@@ -156,4 +170,55 @@ pub async fn run(ctx: &mut Ctx<'_>, command: StoreCommand) -> Result<Reply, Fron
 fn modseq_fetch(seq: u32, uid: u32, modseq: u64) -> Option<Data<'static>> {
     let items = vec![MessageDataItem::Uid(NonZeroU32::new(uid)?), condstore::modseq_item(modseq)];
     Some(Data::Fetch { seq: NonZeroU32::new(seq)?, items: Vec1::try_from(items).ok()? })
+}
+
+#[cfg(test)]
+mod tests {
+    use std::collections::HashSet;
+
+    use crate::storage::mock::{Client, Mock};
+
+    /// A mailbox of `n` messages behind a storage that refuses writes over `limit` messages.
+    async fn selected(n: u32, limit: usize, chunk: usize) -> Client {
+        let mock = Mock::default();
+        *mock.uids.lock().unwrap() = (1..=n).collect();
+        *mock.write_limit.lock().unwrap() = Some(limit);
+        let mut client = Client::logged_in(mock, |c| c.write_chunk_messages = chunk).await;
+        let (_, done) = client.run("SELECT INBOX").await;
+        assert!(done.contains(" OK "), "{done}");
+        client
+    }
+
+    /// A part over the storage's byte bound is refused with LIMIT and changed nothing: it is
+    /// retried in halves, the rest of the command keeps the smaller size, every message is
+    /// stored exactly once, and every call carries its own request id.
+    #[tokio::test]
+    async fn a_part_refused_for_its_size_is_retried_in_halves() {
+        let mut client = selected(12, 3, 5).await;
+        let (fetches, done) = client.run("STORE 1:12 +FLAGS (\\Flagged)").await;
+        assert!(done.ends_with("OK STORE completed"), "{done}");
+        let expected: Vec<String> = (1..=12).map(|n| format!("* {n} FETCH (UID {n} FLAGS (\\Flagged))")).collect();
+        assert_eq!(fetches, expected);
+        let mock = &client.server.mock;
+        let mut stored = mock.stored.lock().unwrap().clone();
+        stored.sort_unstable();
+        assert_eq!(stored, (1..=12).collect::<Vec<u32>>(), "every message stored once");
+        // 5 refused, then parts of 2 to the end: one refusal, not one per part of 5.
+        let calls = mock.calls("store");
+        assert_eq!(calls.len(), 1 + 6, "{calls:?}");
+        let ids: HashSet<&Vec<u8>> = calls.iter().map(|c| &c.request_id).collect();
+        assert_eq!(ids.len(), calls.len(), "a smaller retry never reuses a request id");
+    }
+
+    #[tokio::test]
+    async fn a_single_message_refused_is_reported_as_limit() {
+        let mut client = selected(12, 0, 5000).await;
+        let (fetches, done) = client.run("STORE 1:12 +FLAGS (\\Flagged)").await;
+        assert!(done.contains(" NO [LIMIT] "), "{done}");
+        assert!(fetches.is_empty(), "{fetches:?}");
+        let mock = &client.server.mock;
+        assert!(mock.stored.lock().unwrap().is_empty());
+        // 12, 6, 3 and 1 message: halved down to one before giving up.
+        assert_eq!(mock.calls("store").len(), 4);
+    }
 }

@@ -6,7 +6,9 @@
 //! responses through the pure [`Selected`](super::Selected) logic; once the client enabled
 //! CONDSTORE each FETCH also carries the message's `MODSEQ` (RFC 7162 §3.1). During FETCH, STORE and
 //! SEARCH (not their UID forms) expunges are held back, because the client's sequence numbers
-//! must not shift under those commands (RFC 3501 §7.4.1).
+//! must not shift under those commands (RFC 3501 §7.4.1). When the change log no longer reaches
+//! back, a resync reports every message's flags; those are written to the client chunk by chunk
+//! as the storage streams them ([`resync`]), so a huge mailbox does not sit in memory.
 
 use std::num::NonZeroU32;
 
@@ -14,18 +16,21 @@ use imap_codec::imap_types::core::Vec1;
 use imap_codec::imap_types::fetch::MessageDataItem;
 use imap_codec::imap_types::response::{Code, Data, StatusKind};
 use mailraft_proto as proto;
+use tokio::io::AsyncWrite;
 
-use super::{Session, Update};
+use super::{Selected, Session, Update, User};
 use crate::error::FrontendError;
 use crate::response::Out;
 use crate::storage::Storage;
 
-/// Polls the storage for changes to the selected mailbox and writes the resulting responses.
-/// Does nothing outside the selected state.
-pub async fn poll(
+/// Polls the storage for changes to the selected mailbox and writes the resulting responses to
+/// `out`. Does nothing outside the selected state. A resync may write to `io` before it returns
+/// (see [`resync`]); everything else stays in `out` for the caller to flush.
+pub async fn poll<W: AsyncWrite + Unpin + ?Sized>(
     storage: &Storage,
     session: &mut Session,
     out: &mut Out,
+    io: &mut W,
     allow_expunge: bool,
 ) -> Result<(), FrontendError> {
     let condstore = session.condstore;
@@ -39,70 +44,89 @@ pub async fn poll(
         since_modseq: selected.highest_modseq,
     };
     let changes = storage.changes(request).await?;
-    let updates = if changes.resync {
-        // The change log no longer reaches back to our modseq: diff against a fresh SELECT.
-        let fresh = storage.select(&user.ctx, &selected.name).await?;
-        let status = fresh.status.clone().unwrap_or_default();
-        if status.mailbox_id != selected.mailbox_id || status.uidvalidity != selected.uidvalidity {
-            return Err(FrontendError::UidValidityChanged(
-                "the selected mailbox was replaced".to_owned(),
-            ));
-        }
-        // Work on a copy: if the flag fetch below fails, the session must stay at its old modseq
-        // so that the next poll (IDLE retries it) reports these changes instead of losing them.
-        let mut next = selected.clone();
-        let mut updates = next.apply_resync(&fresh, allow_expunge);
-        // The log cannot say whose flags changed, so report every known message's current flags
-        // (RFC 3501 §7.4.2 allows unsolicited FETCH FLAGS at any time); the client's cache is
-        // then exact again. Only reached after very long disconnections or huge change bursts.
-        let flags = current_flags(storage, &user.ctx, &next).await?;
-        let learned = next.learn_keywords(flags.iter().flat_map(|u| match u {
-            Update::Flags { flags, .. } => flags.as_slice(),
-            _ => &[],
-        }));
-        // RFC 3501 §7.2.6: the new FLAGS before the FETCH responses that use them.
-        if let Some(learned) = learned {
-            updates.insert(0, learned);
-        }
-        updates.extend(flags);
-        *selected = next;
-        updates
-    } else {
-        selected.apply_changes(&changes, allow_expunge)
-    };
+    if changes.resync {
+        return resync(storage, user, selected, out, io, allow_expunge, condstore).await;
+    }
+    let updates = selected.apply_changes(&changes, allow_expunge);
     write_updates(out, &updates, condstore);
     Ok(())
 }
 
-/// A FETCH FLAGS update for every message in the session's view, from the storage's current
-/// state (flags only: no structure, no body).
-async fn current_flags(
+/// The change log no longer reaches back to the session's modseq: diff the view against a fresh
+/// SELECT, then report the current flags of every message in the view (RFC 3501 §7.4.2 allows
+/// unsolicited FETCH FLAGS at any time), since the log cannot say whose flags changed. Only
+/// reached after very long disconnections or huge change bursts.
+///
+/// Memory stays bounded by one chunk of the storage's FETCH stream (at most 64 messages or
+/// about 1 MiB): each chunk's responses are written to `io` before the next chunk is read. A
+/// mailbox of 100,000 messages with 256 long keywords each would otherwise be hundreds of MB in
+/// one session.
+///
+/// What is committed when. The EXPUNGEs and EXISTS of the diff go out first and the view
+/// (`map`, pending expunges, keywords) is updated with them at once: the FETCHes that follow
+/// number messages in that new view, and once a response is on the wire the view must match it
+/// whatever happens next. Only `highest_modseq` is held back until the last chunk was written:
+/// if the flag FETCH fails midway the session stays at its old modseq, so the next poll (IDLE
+/// retries it) reports the changes again instead of losing them. Repeating them is harmless:
+/// the view already holds the diff, so it yields no second EXPUNGE or EXISTS (expunged UIDs are
+/// no longer in the map, new ones already are), and FETCH FLAGS may be repeated at any time
+/// (§7.4.2). Keywords are recorded as their FLAGS response is written, so they are never
+/// announced twice.
+async fn resync<W: AsyncWrite + Unpin + ?Sized>(
     storage: &Storage,
-    ctx: &proto::Context,
-    selected: &super::Selected,
-) -> Result<Vec<Update>, FrontendError> {
-    if selected.map.is_empty() {
-        return Ok(Vec::new());
+    user: &User,
+    selected: &mut Selected,
+    out: &mut Out,
+    io: &mut W,
+    allow_expunge: bool,
+    condstore: bool,
+) -> Result<(), FrontendError> {
+    let fresh = storage.select(&user.ctx, &selected.name).await?;
+    let status = fresh.status.clone().unwrap_or_default();
+    if status.mailbox_id != selected.mailbox_id || status.uidvalidity != selected.uidvalidity {
+        return Err(FrontendError::UidValidityChanged("the selected mailbox was replaced".to_owned()));
     }
-    let request = proto::FetchRequest {
-        ctx: Some(ctx.clone()),
-        mailbox_id: selected.mailbox_id,
-        uidvalidity: selected.uidvalidity,
-        uids: Some(crate::seqset::to_uid_set(selected.map.uids())),
-        want_structure: false,
-        body: proto::BodyWanted::BodyNone as i32,
-        changed_since: 0,
-    };
-    let mut stream = storage.fetch(request).await?;
-    let mut updates = Vec::new();
-    while let Some(chunk) = stream.next().await? {
-        for msg in chunk.messages {
-            if let Some(seq) = selected.map.seq_of(msg.uid) {
-                updates.push(Update::Flags { seq, uid: msg.uid, flags: msg.flags, modseq: msg.modseq });
-            }
+    let reported = selected.highest_modseq;
+    let updates = selected.apply_resync(&fresh, allow_expunge);
+    // The fresh SELECT's modseq: every flag read below is at least that recent.
+    let reached = selected.highest_modseq;
+    selected.highest_modseq = reported;
+    write_updates(out, &updates, condstore);
+    if !selected.map.is_empty() {
+        let request = proto::FetchRequest {
+            ctx: Some(user.ctx.clone()),
+            mailbox_id: selected.mailbox_id,
+            uidvalidity: selected.uidvalidity,
+            uids: Some(crate::seqset::to_uid_set(selected.map.uids())),
+            want_structure: false,
+            body: proto::BodyWanted::BodyNone as i32,
+            changed_since: 0,
+        };
+        let mut stream = storage.fetch(request).await?;
+        while let Some(chunk) = stream.next().await? {
+            write_updates(out, &chunk_flags(selected, chunk.messages), condstore);
+            // Written before the next chunk is read: the session never holds more than one.
+            out.flush_to(io).await.map_err(|error| {
+                FrontendError::Unavailable(format!("client did not take the resync's flags: {error}"))
+            })?;
         }
     }
-    Ok(updates)
+    selected.highest_modseq = reached;
+    Ok(())
+}
+
+/// One chunk of a resync's flag FETCH as responses: a FLAGS update first when the chunk uses
+/// keywords the client has not been told about (RFC 3501 §7.2.6: the FLAGS before the FETCH
+/// that uses them), then `FETCH (FLAGS)` for each of its messages still in the view.
+fn chunk_flags(selected: &mut Selected, messages: Vec<proto::FetchedMessage>) -> Vec<Update> {
+    let known: Vec<(u32, proto::FetchedMessage)> =
+        messages.into_iter().filter_map(|msg| Some((selected.map.seq_of(msg.uid)?, msg))).collect();
+    let mut updates: Vec<Update> =
+        selected.learn_keywords(known.iter().flat_map(|(_, msg)| &msg.flags)).into_iter().collect();
+    updates.extend(
+        known.into_iter().map(|(seq, msg)| Update::Flags { seq, uid: msg.uid, flags: msg.flags, modseq: msg.modseq }),
+    );
+    updates
 }
 
 /// Writes updates as untagged responses; `condstore` adds MODSEQ to the FETCHes (RFC 7162 §3.1).
@@ -148,7 +172,141 @@ pub fn flags_fetch(seq: u32, uid: u32, flags: &[String], modseq: Option<u64>) ->
 
 #[cfg(test)]
 mod tests {
+    use std::sync::atomic::Ordering;
+    use std::time::Duration;
+
+    use tokio::io::{AsyncBufReadExt, AsyncReadExt, BufReader};
+
     use super::*;
+    use crate::session::TokenLifetime;
+    use crate::storage::mock::{Mock, Server, serve};
+    use crate::storage::route::RetryPolicy;
+
+    /// A session that selected the mock's mailbox while it held `uids` (so its modseq is the
+    /// last of them), then the mailbox changes to `now` with `flags`, and the change log no
+    /// longer reaches back (`resync`); the FETCH stream comes in chunks of `chunk`.
+    async fn resync_session(uids: &[u32], now: &[u32], flags: &[(u32, &[&str])], chunk: usize) -> (Server, Storage, Session) {
+        let mock = Mock::default();
+        *mock.uids.lock().unwrap() = uids.to_vec();
+        let server = serve(mock).await;
+        let policy = RetryPolicy::new(Duration::from_secs(5), Duration::from_secs(1));
+        let storage = Storage::new(std::slice::from_ref(&server.addr), 1, policy);
+        let ctx = storage.context(b"token".to_vec(), "s1");
+        let selected = Selected::new("INBOX".into(), &storage.select(&ctx, "INBOX").await.unwrap(), false);
+        let mut session = Session::new("s1".into(), true, false, true);
+        session.login(User { login: "a@b".into(), tenant_id: 1, account_id: 2, ctx, lifetime: TokenLifetime::new(0) });
+        session.select(selected);
+        let mock = &server.mock;
+        *mock.uids.lock().unwrap() = now.to_vec();
+        let mut all = std::collections::HashMap::new();
+        for &uid in now {
+            let mut list = vec!["\\Seen".to_owned()];
+            if let Some((_, extra)) = flags.iter().find(|(u, _)| *u == uid) {
+                list.extend(extra.iter().map(|f| (*f).to_owned()));
+            }
+            all.insert(uid, list);
+        }
+        *mock.flags.lock().unwrap() = all;
+        mock.fetch_chunk.store(chunk, Ordering::SeqCst);
+        mock.resync.store(true, Ordering::SeqCst);
+        (server, storage, session)
+    }
+
+    /// Runs one poll writing to a pipe; returns its result and everything the client got.
+    async fn poll_to_string(storage: &Storage, session: &mut Session) -> (Result<(), FrontendError>, String) {
+        let (mut client, mut io) = tokio::io::duplex(1 << 20);
+        let mut out = Out::new();
+        let result = poll(storage, session, &mut out, &mut io, true).await;
+        out.flush_to(&mut io).await.unwrap();
+        drop(io);
+        let mut text = String::new();
+        client.read_to_string(&mut text).await.unwrap();
+        (result, text)
+    }
+
+    const STD: &str = "\\Answered \\Flagged \\Deleted \\Seen \\Draft";
+
+    /// The diff first (message 20 gone, 21 and 22 new), then every message's flags chunk by
+    /// chunk, each new keyword announced (RFC 3501 §7.2.6) right before the chunk that uses it.
+    #[tokio::test]
+    async fn a_resync_reports_every_message_with_new_keywords_announced_first() {
+        let before: Vec<u32> = (1..=8).chain([20]).collect();
+        let now: Vec<u32> = (1..=8).chain([21, 22]).collect();
+        let (server, storage, mut session) =
+            resync_session(&before, &now, &[(3, &["$kw3"]), (8, &["$kw8"])], 3).await;
+        let (result, text) = poll_to_string(&storage, &mut session).await;
+        result.unwrap();
+        let fetch = |seq: u32, uid: u32, extra: &str| format!("* {seq} FETCH (UID {uid} FLAGS (\\Seen{extra}))\r\n");
+        let keywords = |kw: &str| {
+            format!("* FLAGS ({STD} {kw})\r\n* OK [PERMANENTFLAGS ({STD} {kw} \\*)] flags permitted\r\n")
+        };
+        let mut expected = "* 9 EXPUNGE\r\n* 10 EXISTS\r\n".to_owned();
+        expected += &keywords("$kw3");
+        expected += &(fetch(1, 1, "") + &fetch(2, 2, "") + &fetch(3, 3, " $kw3"));
+        expected += &(fetch(4, 4, "") + &fetch(5, 5, "") + &fetch(6, 6, ""));
+        expected += &keywords("$kw3 $kw8");
+        expected += &(fetch(7, 7, "") + &fetch(8, 8, " $kw8") + &fetch(9, 21, ""));
+        expected += &fetch(10, 22, "");
+        assert_eq!(text, expected);
+        assert_eq!(server.mock.fetch_chunks_sent.load(Ordering::SeqCst), 4);
+        let selected = session.selected().unwrap();
+        assert_eq!(selected.highest_modseq, 22);
+        assert_eq!(selected.keywords, ["$kw3", "$kw8"]);
+    }
+
+    /// The session holds at most one chunk: the first chunk's FETCHes reach the client while
+    /// the storage has produced only that chunk and holds the stream open.
+    #[tokio::test]
+    async fn a_resync_writes_each_chunk_before_reading_the_next() {
+        let uids: Vec<u32> = (1..=9).collect();
+        let (server, storage, mut session) = resync_session(&uids, &uids, &[], 3).await;
+        let mock = server.mock.clone();
+        *mock.fetch_pause_after.lock().unwrap() = Some(1);
+        let (client, mut io) = tokio::io::duplex(1 << 20);
+        let mut client = BufReader::new(client);
+        let mut out = Out::new();
+        let polled = poll(&storage, &mut session, &mut out, &mut io, true);
+        let read = async {
+            let deadline = tokio::time::Instant::now() + Duration::from_secs(10);
+            let mut lines = Vec::new();
+            let mut expect = async |prefix: &str| loop {
+                let mut line = String::new();
+                let read = tokio::time::timeout_at(deadline, client.read_line(&mut line)).await;
+                read.unwrap_or_else(|_| panic!("no {prefix:?} in time; got {lines:?}")).unwrap();
+                lines.push(line.clone());
+                if line.starts_with(prefix) {
+                    break;
+                }
+            };
+            expect("* 3 FETCH").await;
+            assert_eq!(mock.fetch_chunks_sent.load(Ordering::SeqCst), 1, "the stream is still open");
+            mock.fetch_resume.notify_one();
+            expect("* 9 FETCH").await;
+        };
+        let (result, ()) = tokio::join!(polled, read);
+        result.unwrap();
+        assert_eq!(session.selected().unwrap().highest_modseq, 9);
+    }
+
+    /// RFC 3501 §7.4.1 / guarantee of `resync`: a flag FETCH that breaks midway leaves the
+    /// session at its old modseq; what was written stays true (the view has message 6), and the
+    /// next poll reports every message's flags again without repeating EXISTS.
+    #[tokio::test]
+    async fn a_resync_whose_flag_fetch_breaks_keeps_the_old_modseq() {
+        let (server, storage, mut session) = resync_session(&[1, 2, 3, 4], &[1, 2, 3, 4, 5, 6], &[], 2).await;
+        server.mock.broken_fetches.store(1, Ordering::SeqCst);
+        let (result, text) = poll_to_string(&storage, &mut session).await;
+        assert!(result.is_err(), "{text}");
+        assert!(text.starts_with("* 6 EXISTS\r\n* 1 FETCH") && text.contains("* 2 FETCH"), "{text}");
+        let selected = session.selected().unwrap();
+        assert_eq!(selected.highest_modseq, 4, "the session did not move on");
+        assert_eq!(selected.map.uids(), [1, 2, 3, 4, 5, 6]);
+        let (result, text) = poll_to_string(&storage, &mut session).await;
+        result.unwrap();
+        let expected: String = (1..=6).map(|n| format!("* {n} FETCH (UID {n} FLAGS (\\Seen))\r\n")).collect();
+        assert_eq!(text, expected);
+        assert_eq!(session.selected().unwrap().highest_modseq, 6);
+    }
 
     #[test]
     fn renders_updates() {

@@ -5,9 +5,11 @@
 //! [`Step`] of the script: answer, fail with a status, or hang without ever answering (a node
 //! that vanished without closing its connections). An empty script answers. Answers are just
 //! enough for the front-end paths under test: one mailbox (id 10, UIDVALIDITY 1) whose messages
-//! are [`Mock::uids`], each with MODSEQ = UID.
+//! are [`Mock::uids`], each with MODSEQ = UID and the flags of [`Mock::flags`]. STORE and EXPUNGE
+//! act on them; both refuse calls over [`Mock::write_limit`] messages with `LIMIT`, as the
+//! storage refuses a command whose records exceed its byte bound.
 
-use std::collections::VecDeque;
+use std::collections::{HashMap, VecDeque};
 use std::pin::Pin;
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
@@ -53,7 +55,7 @@ pub(crate) struct Mock {
     pub changes_failures: AtomicUsize,
     /// Changes answers "resync" (the change log does not reach back far enough).
     pub resync: AtomicBool,
-    /// This many FETCH streams break after their one chunk; later ones end cleanly.
+    /// This many FETCH streams break after their first chunk; later ones end cleanly.
     pub broken_fetches: AtomicUsize,
     /// Watch streams send this many heartbeats and then go silent; `None`: heartbeats forever.
     pub watch_silent_after: Mutex<Option<usize>>,
@@ -61,6 +63,22 @@ pub(crate) struct Mock {
     pub ttl_ms: std::sync::atomic::AtomicU64,
     /// RefreshToken (and Changes) refuse the token with AUTHFAILED, as for a revoked session.
     pub revoked: AtomicBool,
+    /// Flags of each message (none when absent), as FETCH returns them and STORE changes them.
+    pub flags: Mutex<HashMap<u32, Vec<String>>>,
+    /// Messages per FETCH chunk of a request that names UIDs; 0: all in one chunk.
+    pub fetch_chunk: AtomicUsize,
+    /// A FETCH stream stops after this many chunks until [`Mock::fetch_resume`] is notified
+    /// (once), so a test can look at what the client got while the stream is still open.
+    pub fetch_pause_after: Mutex<Option<usize>>,
+    /// Lets a paused FETCH stream go on.
+    pub fetch_resume: Arc<tokio::sync::Notify>,
+    /// Chunks the FETCH streams have produced so far.
+    pub fetch_chunks_sent: Arc<AtomicUsize>,
+    /// STORE and EXPUNGE calls naming more messages than this fail with `LIMIT` and change
+    /// nothing; `None`: no limit.
+    pub write_limit: Mutex<Option<usize>>,
+    /// Every UID a successful STORE changed, in call order (a UID twice: stored twice).
+    pub stored: Mutex<Vec<u32>>,
 }
 
 fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
@@ -76,6 +94,14 @@ impl Mock {
     /// Every call `op` received, in order.
     pub fn calls(&self, op: &str) -> Vec<Call> {
         lock(&self.calls).iter().filter(|c| c.op == op).cloned().collect()
+    }
+
+    /// `LIMIT` for a write naming more than [`Mock::write_limit`] messages.
+    fn check_write_limit(&self, messages: usize) -> Result<(), Status> {
+        match *lock(&self.write_limit) {
+            Some(limit) if messages > limit => Err(coded("LIMIT", None)),
+            _ => Ok(()),
+        }
     }
 
     async fn step(&self, op: &'static str, ctx: Option<&proto::Context>, heartbeat_ms: u32) -> Result<(), Status> {
@@ -94,6 +120,11 @@ impl Mock {
 /// Decrements `counter` if it is positive; says whether it did.
 fn take_one(counter: &AtomicUsize) -> bool {
     counter.fetch_update(Ordering::SeqCst, Ordering::SeqCst, |n| n.checked_sub(1)).is_ok()
+}
+
+/// The mailbox's messages inside `set`, ascending.
+fn members(uids: &[u32], set: &proto::UidSet) -> Vec<u32> {
+    uids.iter().copied().filter(|u| set.ranges.iter().any(|r| r.start <= *u && *u <= r.end)).collect()
 }
 
 /// A status as our storage service sends it: `mailraft-code` and, for NOT_LEADER, the hint.
@@ -254,26 +285,89 @@ impl Storage for Mock {
     }
 
     async fn fetch(&self, request: Request<proto::FetchRequest>) -> Result<Response<Self::FetchStream>, Status> {
-        self.step("fetch", request.get_ref().ctx.as_ref(), 0).await?;
+        let request = request.into_inner();
+        self.step("fetch", request.ctx.as_ref(), 0).await?;
         let breaks = take_one(&self.broken_fetches);
-        // One chunk, then maybe the stream breaks: the front-end must not reopen it by itself.
+        // The named messages with their flags; without a UID set, message 1 (retry tests).
+        let messages: Vec<proto::FetchedMessage> = match &request.uids {
+            None => vec![proto::FetchedMessage { uid: 1, ..Default::default() }],
+            Some(set) => {
+                let flags = lock(&self.flags);
+                members(&lock(&self.uids), set)
+                    .into_iter()
+                    .map(|uid| proto::FetchedMessage {
+                        uid,
+                        flags: flags.get(&uid).cloned().unwrap_or_default(),
+                        modseq: u64::from(uid),
+                        ..Default::default()
+                    })
+                    .collect()
+            }
+        };
+        let size = match self.fetch_chunk.load(Ordering::SeqCst) {
+            0 => messages.len().max(1),
+            n => n,
+        };
+        let chunks: Vec<Vec<proto::FetchedMessage>> = messages.chunks(size).map(<[_]>::to_vec).collect();
+        let pause_after = *lock(&self.fetch_pause_after);
+        let resume = self.fetch_resume.clone();
+        let sent = self.fetch_chunks_sent.clone();
+        // Chunk by chunk; after the first the stream may break: the front-end must not reopen it.
         let stream = async_stream::stream! {
-            yield Ok(proto::FetchResponse {
-                messages: vec![proto::FetchedMessage { uid: 1, ..Default::default() }],
-            });
-            if breaks {
-                yield Err(Status::unavailable("stream broke"));
+            for (i, messages) in chunks.into_iter().enumerate() {
+                if pause_after == Some(i) {
+                    resume.notified().await;
+                }
+                sent.fetch_add(1, Ordering::SeqCst);
+                yield Ok(proto::FetchResponse { messages });
+                if breaks {
+                    yield Err(Status::unavailable("stream broke"));
+                    break;
+                }
             }
         };
         Ok(Response::new(Box::pin(stream)))
     }
 
-    async fn store(&self, _: Request<proto::StoreRequest>) -> Result<Response<proto::StoreResponse>, Status> {
-        unimplemented()
+    async fn store(&self, request: Request<proto::StoreRequest>) -> Result<Response<proto::StoreResponse>, Status> {
+        let request = request.into_inner();
+        self.step("store", request.ctx.as_ref(), 0).await?;
+        let uids = members(&lock(&self.uids), &request.uids.unwrap_or_default());
+        self.check_write_limit(uids.len())?;
+        let mut flags = lock(&self.flags);
+        let mut updated = Vec::new();
+        for &uid in &uids {
+            let current = flags.entry(uid).or_default();
+            match proto::StoreOp::try_from(request.op) {
+                Ok(proto::StoreOp::StoreAdd) => {
+                    for flag in &request.flags {
+                        if !current.contains(flag) {
+                            current.push(flag.clone());
+                        }
+                    }
+                }
+                Ok(proto::StoreOp::StoreRemove) => current.retain(|f| !request.flags.contains(f)),
+                _ => current.clone_from(&request.flags),
+            }
+            updated.push(proto::MessageFlags { uid, flags: current.clone(), modseq: u64::from(uid) });
+        }
+        lock(&self.stored).extend(&uids);
+        Ok(Response::new(proto::StoreResponse { updated, ..Default::default() }))
     }
 
-    async fn expunge(&self, _: Request<proto::ExpungeRequest>) -> Result<Response<proto::ExpungeResponse>, Status> {
-        unimplemented()
+    async fn expunge(&self, request: Request<proto::ExpungeRequest>) -> Result<Response<proto::ExpungeResponse>, Status> {
+        let request = request.into_inner();
+        self.step("expunge", request.ctx.as_ref(), 0).await?;
+        let mut uids = lock(&self.uids);
+        // Every message counts as \Deleted.
+        let expunged = match (request.has_uids, &request.uids) {
+            (true, Some(set)) => members(&uids, set),
+            (true, None) => Vec::new(),
+            (false, _) => uids.clone(),
+        };
+        self.check_write_limit(expunged.len())?;
+        uids.retain(|u| !expunged.contains(u));
+        Ok(Response::new(proto::ExpungeResponse { expunged, highest_modseq: 0 }))
     }
 
     async fn copy(&self, _: Request<proto::CopyRequest>) -> Result<Response<proto::CopyResponse>, Status> {
@@ -330,5 +424,76 @@ impl Storage for Mock {
             }
         };
         Ok(Response::new(Box::pin(stream)))
+    }
+}
+
+/// An IMAP client of a real [`crate::connection::Connection`] over an in-memory pipe, whose
+/// storage is a mock: for tests of whole commands (split STORE and EXPUNGE).
+pub(crate) struct Client {
+    reader: tokio::io::BufReader<tokio::io::DuplexStream>,
+    /// The mock storage behind the connection.
+    pub server: Server,
+    tags: u32,
+    _shutdown: tokio_util::sync::DropGuard,
+}
+
+/// How long a test waits for an expected line.
+const CLIENT_DEADLINE: Duration = Duration::from_secs(10);
+
+impl Client {
+    /// A connection to `mock` with the front-end's default configuration changed by `configure`,
+    /// logged in.
+    pub async fn logged_in(mock: Mock, configure: impl FnOnce(&mut crate::config::FrontendConfig)) -> Self {
+        let server = serve(mock).await;
+        let mut config = crate::config::FrontendConfig {
+            storage_endpoints: vec![server.addr.clone()],
+            allow_plaintext_auth: true,
+            ..Default::default()
+        };
+        configure(&mut config);
+        let policy = super::route::RetryPolicy::new(Duration::from_secs(5), Duration::from_secs(1));
+        let storage = super::Storage::new(&config.storage_endpoints, 1, policy);
+        let shared = Arc::new(crate::cmd::Shared { config, storage, watch: crate::watch::WatchHub::new() });
+        let (client, socket) = tokio::io::duplex(1 << 20);
+        let shutdown = tokio_util::sync::CancellationToken::new();
+        let io = crate::io::ImapStream::Plain(Box::new(socket));
+        let connection = crate::connection::Connection::new(shared, io, None, shutdown.clone(), "s1".into());
+        tokio::spawn(connection.run());
+        let mut client =
+            Self { reader: tokio::io::BufReader::new(client), server, tags: 0, _shutdown: shutdown.drop_guard() };
+        client.expect("* OK").await;
+        let (_, done) = client.run("LOGIN alice@example.org pw").await;
+        assert!(done.contains(" OK "), "{done}");
+        client
+    }
+
+    /// Sends `command` with a fresh tag; returns the lines before its completion and the
+    /// completion.
+    pub async fn run(&mut self, command: &str) -> (Vec<String>, String) {
+        self.tags += 1;
+        let tag = format!("t{} ", self.tags);
+        let line = format!("{tag}{command}\r\n");
+        tokio::io::AsyncWriteExt::write_all(self.reader.get_mut(), line.as_bytes()).await.unwrap();
+        let mut before = self.expect(&tag).await;
+        let done = before.pop().unwrap_or_default();
+        (before, done)
+    }
+
+    /// Reads lines (without CRLF) up to and including the first that starts with `prefix`.
+    pub async fn expect(&mut self, prefix: &str) -> Vec<String> {
+        let deadline = tokio::time::Instant::now() + CLIENT_DEADLINE;
+        let mut seen = Vec::new();
+        loop {
+            let mut line = String::new();
+            let read = tokio::time::timeout_at(deadline, tokio::io::AsyncBufReadExt::read_line(&mut self.reader, &mut line));
+            let n = read.await.unwrap_or_else(|_| panic!("no {prefix:?} in time; got {seen:?}")).unwrap();
+            assert!(n > 0, "connection closed waiting for {prefix:?}; got {seen:?}");
+            let line = line.trim_end().to_owned();
+            let found = line.starts_with(prefix);
+            seen.push(line);
+            if found {
+                return seen;
+            }
+        }
     }
 }
