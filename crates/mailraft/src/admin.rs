@@ -133,6 +133,17 @@ pub async fn run(args: AdminArgs) -> Result<()> {
                 r.key_id, r.previous_valid_until_ms
             );
         }
+        AdminAction::SetFeatureLevel { level } => {
+            // The leader asks every member; `call` follows NOT_LEADER there.
+            let r = admin
+                .call(|mut c| async move { c.set_feature_level(pb::SetFeatureLevelRequest { group_id, level }).await })
+                .await?;
+            if r.level > r.previous {
+                println!("feature level raised from {} to {}", r.previous, r.level);
+            } else {
+                println!("feature level is {} already (levels never go down); nothing changed", r.level);
+            }
+        }
         AdminAction::ClusterInfo { json } => {
             // Deliberately not forwarded: an operator asks a node for its own view (a partitioned
             // node's answer is exactly what they need to see).
@@ -352,6 +363,8 @@ fn info_json(info: &pb::ClusterInfoResponse) -> String {
         "snapshot_index": info.snapshot_index,
         "cluster_id": format!("{:016x}", info.cluster_id),
         "state": info.state,
+        "feature_level": info.feature_level,
+        "known_feature_level": info.known_feature_level,
         "members": members,
     })
     .to_string()
@@ -368,6 +381,7 @@ fn print_info(info: &pb::ClusterInfoResponse) {
     println!("leader    {leader}");
     println!("term      {}", info.term);
     println!("log       last {} applied {} snapshot {}", info.last_log_index, info.last_applied, info.snapshot_index);
+    println!("features  level {} (this node's binary knows up to {})", info.feature_level, info.known_feature_level);
     println!();
     println!("{:<6} {:<8} {:<34} {:>10} {:>8}", "id", "role", "address", "matched", "lag");
     for m in &info.members {

@@ -243,7 +243,18 @@ pub enum AdminAction {
         #[arg(long)]
         grace_secs: Option<u64>,
     },
-    /// Show the group: members, roles, leader, term, log and applied index, lag per follower.
+    /// Raise the cluster's feature level (the version of the replicated apply rules) to LEVEL.
+    ///
+    /// Run it after every node runs the new binary (docs/OPERATIONS.md, "Rolling upgrades and
+    /// the feature level"): it is refused, naming them, while a member's binary does not know
+    /// LEVEL or a member does not answer. Levels never go down; never run a binary older than
+    /// the level afterwards.
+    SetFeatureLevel {
+        /// The new level (1 is the first release's rules).
+        level: u32,
+    },
+    /// Show the group: members, roles, leader, term, log and applied index, lag per follower,
+    /// and the feature level.
     ClusterInfo {
         /// One JSON object instead of a table.
         #[arg(long)]

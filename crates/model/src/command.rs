@@ -313,6 +313,15 @@ pub enum Command {
         /// 1 to [`crate::limits::MAX_DELIVERY_RECIPIENTS`] recipients, in order.
         targets: Vec<DeliveryTarget>,
     },
+    /// Raises the cluster's feature level, the version of the apply rules every replica uses
+    /// from this entry on ([`crate::feature`]). At or below the current level: a no-op (levels
+    /// never go down). Above what the applying binary knows: that replica stops with a
+    /// [`crate::FatalError`] instead of applying it (`mailraft admin set-feature-level` first
+    /// checks that every member knows the level).
+    SetFeatureLevel {
+        /// The new level.
+        level: u32,
+    },
 }
 
 /// One recipient of a [`Command::Deliver`], resolved by the proposer.
@@ -373,6 +382,7 @@ impl Command {
             Command::DeleteAccount { .. } => "delete_account",
             Command::PurgeAccount { .. } => "purge_account",
             Command::Deliver { .. } => "deliver",
+            Command::SetFeatureLevel { .. } => "set_feature_level",
         }
     }
 
@@ -387,7 +397,8 @@ impl Command {
             | Command::SetAccountDisabled { .. }
             | Command::DeleteAccount { .. }
             | Command::PurgeAccount { .. }
-            | Command::Deliver { .. } => None,
+            | Command::Deliver { .. }
+            | Command::SetFeatureLevel { .. } => None,
             Command::CreateMailbox { who, .. }
             | Command::DeleteMailbox { who, .. }
             | Command::RenameMailbox { who, .. }
@@ -542,6 +553,13 @@ pub enum Outcome {
     Delivered {
         /// Per recipient.
         results: Vec<Delivery>,
+    },
+    /// SetFeatureLevel.
+    FeatureLevelSet {
+        /// The level before the command.
+        previous: u32,
+        /// The level after it (`previous` when the command asked for a lower or equal one).
+        level: u32,
     },
 }
 

@@ -14,6 +14,7 @@
 //! |---|---|---|
 //! | Meta | [`META_NEXT_ID`], [`META_LAST_UIDVALIDITY`], [`META_SESSION_KEYS`] | u64 BE, u32 BE, `SessionKeysRecord` |
 //! | Meta | [`META_DELETED_ACCOUNT`], tenant, account | `DeletedAccountRecord` |
+//! | Meta | [`META_FEATURE_LEVEL`] | u32 BE (absent: level 1) |
 //! | Tenants | tenant | `TenantRecord` |
 //! | TenantByDomain | domain | tenant (u64 BE) |
 //! | Accounts | tenant, account | `AccountRecord` |
@@ -49,6 +50,10 @@ pub const META_SESSION_KEYS: &[u8] = b"session_keys";
 /// Meta key: every `DedupByTime` row has a time at or after this one ([`dedup_time`] encoding),
 /// so the purge starts its scan here instead of stepping over the deleted rows before it.
 pub const META_DEDUP_FLOOR: &[u8] = b"dedup_floor";
+
+/// Meta key: the cluster's feature level, the version of the apply rules in force
+/// ([`crate::feature`]); absent means [`crate::feature::BASE_FEATURE_LEVEL`].
+pub const META_FEATURE_LEVEL: &[u8] = b"feature_level";
 
 /// Meta key prefix of the deletion records of accounts whose mail is not purged yet, followed by
 /// (tenant, account). In Meta rather than a table of their own: there are few at any time, and a

@@ -19,6 +19,7 @@
 mod access;
 pub mod apply;
 pub mod command;
+pub mod feature;
 pub mod flags;
 pub mod keys;
 pub mod kv;
@@ -31,6 +32,7 @@ pub mod types;
 pub use apply::dedup::{DEDUP_WINDOW_MS, PURGE_PER_APPLY};
 pub use apply::{Applied, apply, apply_detailed};
 pub use command::*;
+pub use feature::{FatalError, KNOWN_FEATURE_LEVEL};
 pub use kv::{KvRead, MemKv, Overlay, Table, WriteSet};
 pub use query::ChangesView;
 pub use records::{

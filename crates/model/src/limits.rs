@@ -5,6 +5,24 @@
 //! commands, and a per-node setting could differ between replicas (a replicated setting would
 //! work, but nobody needs to tune these). A refusal is [`ModelError::Limit`](crate::ModelError),
 //! which IMAP reports as `NO [LIMIT]` (RFC 5530 §3).
+//!
+//! Changing a rule (here or in any apply handler): never edit it in place. During a rolling
+//! upgrade old and new binaries apply the same log entries, and a bound one of them enforces and
+//! the other does not makes their states diverge. A changed rule is switched on by the
+//! replicated feature level instead ([`crate::feature`]): raise
+//! [`KNOWN_FEATURE_LEVEL`](crate::feature::KNOWN_FEATURE_LEVEL) to N, describe level N in
+//! `feature.rs`, and write the rule as
+//!
+//! ```text
+//! let bound = if txn.level() >= N { NEW_BOUND } else { OLD_BOUND };
+//! ```
+//!
+//! The new rule applies on every replica from the `SetFeatureLevel` entry on, which the operator
+//! proposes (`mailraft admin set-feature-level N`) once every node runs the new binary. The old
+//! branch is deleted one release after the level was raised, together with raising
+//! [`OLDEST_FEATURE_LEVEL`](crate::feature::OLDEST_FEATURE_LEVEL) to N.
+//!
+//! Level 1 (the first release's rules) is the set of constants below as they stand.
 
 /// Most distinct keywords a mailbox remembers (its FLAGS / PERMANENTFLAGS list). Once reached, a
 /// command that would add another keyword to the mailbox fails. The set only grows (a keyword is

@@ -145,7 +145,7 @@ fn the_purge_deletes_a_bounded_number_of_expired_entries_per_apply() {
     s.now_ms += DEDUP_WINDOW_MS;
     let mut ws = WriteSet::default();
     let req = Request::new(s.now_ms, Command::Subscribe { who, name: "z".into(), subscribe: true });
-    assert!(apply(&s.kv, &mut ws, &req).0.is_ok());
+    assert!(apply(&s.kv, &mut ws, &req).unwrap().0.is_ok());
     let deleted = ws.ops.iter().filter(|((t, _), v)| *t == Table::Dedup && v.is_none()).count();
     assert_eq!(deleted, PURGE_PER_APPLY, "one apply deletes at most PURGE_PER_APPLY entries");
     s.kv.commit(ws);

@@ -212,7 +212,7 @@ impl Harness {
         let req = Request { now_ms: T0 + self.step * 250, request_id, command };
         self.step += 1;
         let before = self.ws.clone();
-        let applied = apply_detailed(&self.kv, &mut self.ws, &req);
+        let applied = apply_detailed(&self.kv, &mut self.ws, &req).expect("level 1");
         assert!(!applied.replayed, "ids are fresh: {req:?}");
         if applied.reply.is_err() {
             let mut own = self.ws.clone();
@@ -243,7 +243,7 @@ impl Harness {
         req.now_ms = T0 + self.step * 250;
         self.step += 1;
         let before = self.state();
-        let applied = apply_detailed(&self.kv, &mut self.ws, &req);
+        let applied = apply_detailed(&self.kv, &mut self.ws, &req).expect("level 1");
         assert_eq!(applied, Applied { reply, events: vec![], replayed: true }, "replay of {req:?}");
         assert!(self.state() == before, "a replay must not change the state");
         if commit {

@@ -272,14 +272,14 @@ fn expunge_without_deleted_messages_reads_no_message() {
     let mb = s.mb(who, "INBOX");
     let kv = CountingKv { inner: &s.kv, message_scans: Cell::new(0) };
     let expunge = Command::Expunge { who, mailbox: mb.id, uidvalidity: mb.uidvalidity, uids: None };
-    let applied = apply_detailed(&kv, &mut WriteSet::default(), &Request::new(s.now_ms, expunge.clone()));
+    let applied = apply_detailed(&kv, &mut WriteSet::default(), &Request::new(s.now_ms, expunge.clone())).unwrap();
     assert_eq!(applied.reply, Ok(Outcome::Expunged { uids: vec![], highest_modseq: mb.highest_modseq }));
     assert_eq!(kv.message_scans.get(), 0, "the \\Deleted counter is 0: nothing to scan for");
 
     // With a \Deleted message the same command does scan (the counter above is live).
     s.store(who, "INBOX", UidSet::range(2, 2), StoreOp::Add, vec![Flag::Deleted], 0).0.unwrap();
     let kv = CountingKv { inner: &s.kv, message_scans: Cell::new(0) };
-    let applied = apply_detailed(&kv, &mut WriteSet::default(), &Request::new(s.now_ms, expunge));
+    let applied = apply_detailed(&kv, &mut WriteSet::default(), &Request::new(s.now_ms, expunge)).unwrap();
     assert!(matches!(applied.reply, Ok(Outcome::Expunged { ref uids, .. }) if uids == &[2]), "{:?}", applied.reply);
     assert!(kv.message_scans.get() > 0);
 }
@@ -289,7 +289,7 @@ fn delete_of_a_mailbox_over_the_message_cap_is_refused_without_reading_it() {
     let (mut s, who) = big_mailbox_named("Big");
     let delete = Command::DeleteMailbox { who, name: "Big".into() };
     let kv = CountingKv { inner: &s.kv, message_scans: Cell::new(0) };
-    let applied = apply_detailed(&kv, &mut WriteSet::default(), &Request::new(s.now_ms, delete.clone()));
+    let applied = apply_detailed(&kv, &mut WriteSet::default(), &Request::new(s.now_ms, delete.clone())).unwrap();
     match &applied.reply {
         Err(ModelError::Limit(m)) => assert!(m.contains("expunge"), "the refusal says what to do: {m}"),
         other => panic!("delete over the cap: {other:?}"),

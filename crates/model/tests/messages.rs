@@ -288,17 +288,17 @@ fn a_failed_command_leaves_the_batch_untouched() {
     set_quota(&mut s, who, Some(3), None);
     let mut ws = WriteSet::default();
     let req = |command| Request::new(T0, command);
-    let (r, _) = apply(&s.kv, &mut ws, &req(Command::Append { who, mailbox: "INBOX".into(), messages: vec![msg(b"a", vec![])] }));
+    let (r, _) = apply(&s.kv, &mut ws, &req(Command::Append { who, mailbox: "INBOX".into(), messages: vec![msg(b"a", vec![])] })).unwrap();
     assert!(r.is_ok());
     let before = ws.clone();
     // 1 pending + 3 > 3, although the committed state alone (0 + 3) would allow it.
     let big = Command::Append { who, mailbox: "INBOX".into(), messages: vec![msg(b"bbb", vec![])] };
-    let (r, events) = apply(&s.kv, &mut ws, &req(big));
+    let (r, events) = apply(&s.kv, &mut ws, &req(big)).unwrap();
     assert_eq!(r, Err(ModelError::OverQuota), "batch sees its own earlier append of 1 byte");
     assert!(events.is_empty());
     assert_eq!(ws, before);
     // A later command in the batch sees the first one's writes.
-    let (r, _) = apply(&s.kv, &mut ws, &req(Command::Append { who, mailbox: "INBOX".into(), messages: vec![msg(b"a", vec![])] }));
+    let (r, _) = apply(&s.kv, &mut ws, &req(Command::Append { who, mailbox: "INBOX".into(), messages: vec![msg(b"a", vec![])] })).unwrap();
     assert!(matches!(r, Ok(Outcome::Appended { ref uids, .. }) if uids == &[2]));
     s.kv.commit(ws);
     assert_eq!(s.blob_refs(who.tenant, b"a"), Some(2));

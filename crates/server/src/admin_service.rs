@@ -1,6 +1,7 @@
 //! `mailraft.v1.Admin`: operator calls (tenants, users, passwords, disabling and deleting users,
-//! rotating the session key, cluster state and membership, the latter in `membership.rs`, and
-//! backups, in `admin_service/backup.rs`).
+//! rotating the session key, cluster state and membership, the latter in `membership.rs`,
+//! backups, in `admin_service/backup.rs`, and raising the feature level, in
+//! `admin_service/feature_level.rs`).
 //!
 //! Like data writes, tenant and user changes are Raft entries proposed on the leader; password
 //! hashes are computed here (argon2id, random salt, on the blocking pool) so that no plaintext
@@ -28,6 +29,7 @@ use crate::password::{self, Login};
 use crate::shared::Shared;
 
 pub mod backup;
+mod feature_level;
 
 /// Bytes of a session key (HMAC-SHA256 key: its block size would be more than enough).
 pub const SESSION_KEY_LEN: usize = 32;
@@ -449,6 +451,18 @@ impl Admin for AdminService {
             Ok(pb::TriggerElectionResponse {})
         };
         observe("TriggerElection", work).instrument(rpc_span("TriggerElection", "")).await.map(Response::new)
+    }
+
+    async fn set_feature_level(
+        &self,
+        request: Request<pb::SetFeatureLevelRequest>,
+    ) -> Result<Response<pb::SetFeatureLevelResponse>, Status> {
+        let req = request.into_inner();
+        let work = async {
+            self.shared.check_group(req.group_id)?;
+            feature_level::set_feature_level(&self.shared, &self.network, req.level).await
+        };
+        observe("SetFeatureLevel", work).instrument(rpc_span("SetFeatureLevel", "")).await.map(Response::new)
     }
 
     async fn state_digest(

@@ -118,6 +118,8 @@ pub async fn add_node(
             format_id(ours)
         )));
     }
+    let level = mailraft_model::feature::stored_level(&shared.view)?;
+    can_apply_level(addr, info.known_feature_level, level)?;
 
     tracing::info!(node_id = id, %addr, "adding node as learner");
     let added = tokio::time::timeout(CATCH_UP_TIMEOUT, shared.raft.add_learner(id, Node { addr: addr.to_string() }, true));
@@ -137,6 +139,19 @@ pub async fn add_node(
     tracing::info!(node_id = id, "node caught up; promoting to voter");
     shared.raft.change_membership(ChangeMembers::AddVoterIds(BTreeSet::from([id])), false).await?;
     Ok(pb::AddNodeResponse { promoted: true, caught_up_index })
+}
+
+/// Refuses a joining node whose binary cannot apply the cluster's feature level: it would stop at
+/// its first entry (docs/OPERATIONS.md, "Rolling upgrades and the feature level"). `known` 0 is a
+/// binary from before feature levels, which cannot even decode the command that set one.
+fn can_apply_level(addr: &str, known: u32, level: u32) -> Result<(), ServerError> {
+    if known < level {
+        return Err(ServerError::Membership(format!(
+            "the node at {addr} runs a binary that knows feature level {known}, but the cluster is at level \
+             {level}; upgrade its binary first"
+        )));
+    }
+    Ok(())
 }
 
 /// `mailraft admin promote`: a caught-up learner becomes a voter.
@@ -345,6 +360,8 @@ pub fn cluster_info(shared: &Shared, network: &Network) -> Result<pb::ClusterInf
         members,
         snapshot_index: m.snapshot.map(|l| l.index).unwrap_or(0),
         leader_admin_addr: m.current_leader.and_then(|id| directory.admin_addr(id)).unwrap_or_default(),
+        feature_level: mailraft_model::feature::stored_level(&shared.view)?,
+        known_feature_level: mailraft_model::KNOWN_FEATURE_LEVEL,
     })
 }
 
@@ -386,4 +403,19 @@ pub async fn state_digest(shared: &Shared) -> Result<pb::StateDigestResponse, Se
         })?
     })
     .await?
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_node_behind_the_feature_level_cannot_join() {
+        assert!(can_apply_level("https://n4", 2, 2).is_ok());
+        assert!(can_apply_level("https://n4", 3, 2).is_ok());
+        let refused = can_apply_level("https://n4", 1, 2).unwrap_err().to_string();
+        assert!(refused.contains("knows feature level 1") && refused.contains("level 2"), "{refused}");
+        // A binary without feature levels reports 0 and cannot join even a level-1 cluster.
+        assert!(can_apply_level("https://n4", 0, 1).is_err());
+    }
 }

@@ -301,6 +301,8 @@ impl RaftRpc for RaftService {
             node_id,
             cluster_id: self.cluster.get(),
             admin_addr: self.directory.own().to_owned(),
+            // Asked before the feature level is raised: the binary's, not the state's.
+            known_feature_level: mailraft_model::KNOWN_FEATURE_LEVEL,
         }))
     }
 

@@ -43,6 +43,10 @@ pub enum StoreError {
     /// A blocking storage task panicked or was cancelled.
     #[error("storage task failed: {0}")]
     Task(String),
+    /// The model cannot apply the state or an entry the way every other replica does (a
+    /// feature level this binary does not know): the node must stop, not skip the entry.
+    #[error(transparent)]
+    Fatal(#[from] mailraft_model::FatalError),
 }
 
 impl From<tokio::task::JoinError> for StoreError {

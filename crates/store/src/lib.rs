@@ -65,7 +65,8 @@ pub const SNAPSHOT_DIR: &str = "snapshots";
 /// Opens (creating if needed) a node's storage under `data_dir`.
 ///
 /// Fails with [`StoreError::UnsupportedFormat`] when the directory was written by a newer
-/// Mailraft. Opening the same directory twice at once fails (RocksDB's lock). A snapshot install
+/// Mailraft, and with [`StoreError::Fatal`] when its state is at a feature level this binary
+/// cannot apply (`mailraft_model::feature`). Opening the same directory twice at once fails (RocksDB's lock). A snapshot install
 /// that a crash interrupted is finished here, from its staged file; if that file is gone this
 /// fails with [`StoreError::Corrupt`] instead of serving a partial state machine.
 pub fn open(data_dir: &Path) -> Result<(LogStore, StateMachineStore), StoreError> {
@@ -75,6 +76,7 @@ pub fn open(data_dir: &Path) -> Result<(LogStore, StateMachineStore), StoreError
     let db = db::open_db(&data_dir.join(DB_DIR))?;
     let snapshots = Arc::new(snapshot::SnapshotFiles::open(&data_dir.join(SNAPSHOT_DIR))?);
     snapshot::recover(&db, &snapshots)?;
+    check_feature_level(&db)?;
     // One thread each: openraft never runs two log writes, or two applies, at once.
     let log_io = Executor::new("raft_log", 1)?;
     let apply = Executor::new("raft_apply", 1)?;
@@ -83,4 +85,18 @@ pub fn open(data_dir: &Path) -> Result<(LogStore, StateMachineStore), StoreError
         LogStore::new(db.clone(), log_io)?,
         StateMachineStore::new(db, snapshots, apply),
     ))
+}
+
+/// Refuses a state whose feature level this binary cannot apply (raised by newer binaries, or
+/// below the oldest level it still has): starting would apply the next entries with other
+/// rules than the rest of the cluster. Checked after an interrupted snapshot install is
+/// finished, since the snapshot carries the level.
+fn check_feature_level(db: &rocksdb::DB) -> Result<(), StoreError> {
+    let state = reader::StateRead::latest(db);
+    let checked = mailraft_model::feature::check_stored_level(&state);
+    // A failed read showed the level as absent: report that, not a made-up level.
+    state.finish()?;
+    let level = checked?;
+    tracing::info!(level, known = mailraft_model::KNOWN_FEATURE_LEVEL, "feature level");
+    Ok(())
 }

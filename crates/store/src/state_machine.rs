@@ -29,7 +29,7 @@ use std::collections::BTreeSet;
 use std::sync::Arc;
 use std::time::Instant;
 
-use mailraft_model::{KvRead, MailboxEvent, Outcome, Reply, Request, WriteSet};
+use mailraft_model::{FatalError, KvRead, MailboxEvent, Outcome, Reply, Request, WriteSet};
 use openraft::storage::RaftStateMachine;
 use openraft::{EntryPayload, ErrorSubject, ErrorVerb, OptionalSend, StorageError};
 use rocksdb::{DB, WriteBatch};
@@ -116,7 +116,13 @@ impl StateMachineStore {
 /// Runs one command of the model: reads `kv` plus `writes`, adds its writes to `writes` only on
 /// success (so a failed command leaves the batch untouched on every replica, apart from the
 /// dedup bookkeeping). A retried request id is answered from the dedup table (`replayed`).
-fn model_apply(kv: &dyn KvRead, writes: &mut WriteSet, req: &Request) -> mailraft_model::Applied {
+///
+/// A refusal is the command's reply and the entry counts as applied. A [`FatalError`] is not:
+/// this binary cannot apply the entry as the other replicas do (a feature level newer than it
+/// knows, `mailraft_model::feature`), so it becomes [`StoreError::Fatal`], nothing of the batch
+/// is written, and openraft stops the node with the model's message (which names the binary
+/// needed) instead of applying it with the wrong rules.
+fn model_apply(kv: &dyn KvRead, writes: &mut WriteSet, req: &Request) -> Result<mailraft_model::Applied, FatalError> {
     mailraft_model::apply_detailed(kv, writes, req)
 }
 
@@ -134,7 +140,13 @@ fn apply_batch(db: &DB, entries: Vec<Entry>) -> Result<Applied> {
         match entry.payload {
             EntryPayload::Blank => replies.push(Ok(Outcome::Done)),
             EntryPayload::Normal(req) => {
-                let mut applied = model_apply(&base, &mut writes, &req);
+                let mut applied = match model_apply(&base, &mut writes, &req) {
+                    Ok(applied) => applied,
+                    Err(fatal) => {
+                        tracing::error!(log_id = %entry.log_id, command = req.command.name(), error = %fatal, "cannot apply; stopping");
+                        return Err(StoreError::Fatal(fatal));
+                    }
+                };
                 if applied.replayed {
                     dedup_hits += 1;
                     tracing::debug!(request_id = ?req.request_id, command = req.command.name(), "replayed a retried request");

@@ -11,6 +11,13 @@
 //!
 //! Determinism: handlers use only the request (including `now_ms`) and the state; ids,
 //! UIDVALIDITY, UIDs and MODSEQs are allocated from counters stored in the state.
+//!
+//! Versioned rules: before anything else, [`apply_detailed`] reads the state's feature level
+//! (one point read per request; an earlier `SetFeatureLevel` of the same batch counts) and
+//! hands it to the handlers as `Txn::level`, so a rule changed by a later release is written
+//! `if txn.level() >= N { new rule } else { old rule }` ([`crate::feature`]). A level this
+//! binary cannot apply is a [`FatalError`], not a reply: the store stops instead of applying
+//! the entry with the wrong rules.
 
 mod account;
 pub mod dedup;
@@ -24,6 +31,7 @@ use sha2::{Digest, Sha256};
 
 use crate::access::get;
 use crate::command::{Command, MailboxEvent, ModelError, Principal, Reply, Request};
+use crate::feature::{self, FatalError, Supported};
 use crate::keys;
 use crate::limits::MAX_COMMAND_BYTES;
 use crate::kv::{KvRead, Overlay, Table, WriteSet};
@@ -50,9 +58,9 @@ impl Applied {
 
 /// Applies one request on top of `kv` plus the batch's pending `writes`; see
 /// [`apply_detailed`]. Returns the reply and the mailbox events.
-pub fn apply(kv: &dyn KvRead, writes: &mut WriteSet, req: &Request) -> (Reply, Vec<MailboxEvent>) {
-    let applied = apply_detailed(kv, writes, req);
-    (applied.reply, applied.events)
+pub fn apply(kv: &dyn KvRead, writes: &mut WriteSet, req: &Request) -> Result<(Reply, Vec<MailboxEvent>), FatalError> {
+    let applied = apply_detailed(kv, writes, req)?;
+    Ok((applied.reply, applied.events))
 }
 
 /// Applies one request on top of `kv` plus the batch's pending `writes`. On success the
@@ -61,31 +69,49 @@ pub fn apply(kv: &dyn KvRead, writes: &mut WriteSet, req: &Request) -> (Reply, V
 /// [`dedup::PURGE_PER_APPLY`]) and, for a request with an id, its reply recorded. A request whose
 /// id was applied within [`dedup::DEDUP_WINDOW_MS`] gets the recorded reply, no events, and
 /// writes nothing but the purge.
-pub fn apply_detailed(kv: &dyn KvRead, writes: &mut WriteSet, req: &Request) -> Applied {
+///
+/// `Err` (nothing written) when this binary cannot apply the request the way every replica
+/// must: the state's feature level, or the one a `SetFeatureLevel` sets, is not one it knows
+/// ([`crate::feature`]). The caller must stop applying, not skip the entry.
+pub fn apply_detailed(kv: &dyn KvRead, writes: &mut WriteSet, req: &Request) -> Result<Applied, FatalError> {
+    apply_with(kv, writes, req, Supported::THIS_BINARY)
+}
+
+/// [`apply_detailed`] for a binary that supports the levels `binary` (tests also play newer
+/// binaries).
+pub(crate) fn apply_with(kv: &dyn KvRead, writes: &mut WriteSet, req: &Request, binary: Supported) -> Result<Applied, FatalError> {
+    let level = feature::stored_level(&Overlay { base: kv, writes }).map_err(|e| FatalError::Corrupt(e.to_string()))?;
+    binary.check(level)?;
+    if let Command::SetFeatureLevel { level: wanted } = req.command
+        && wanted > binary.known
+    {
+        return Err(FatalError::NewerFeatureLevel { level: wanted, known: binary.known });
+    }
     let floor = match dedup::purge(kv, writes, req.now_ms) {
         Ok(floor) => floor,
-        Err(e) => return Applied::refused(e),
+        Err(e) => return Ok(Applied::refused(e)),
     };
     let Some(id) = &req.request_id else {
-        return run(kv, writes, req);
+        return Ok(run(kv, writes, req, level));
     };
-    match dedup::lookup(kv, writes, id, &req.command, req.now_ms) {
+    Ok(match dedup::lookup(kv, writes, id, &req.command, req.now_ms) {
         Err(e) => Applied::refused(e),
         Ok(dedup::Seen::Replay(reply)) => Applied { reply, events: Vec::new(), replayed: true },
         Ok(dedup::Seen::New) => {
-            let applied = run(kv, writes, req);
+            let applied = run(kv, writes, req, level);
             // The index row must not sort before the purge floor, or it would never be purged
             // (possible only if this leader's clock is a whole window behind an earlier one's).
             dedup::record(writes, id, &req.command, req.now_ms.max(floor), &applied.reply);
             applied
         }
-    }
+    })
 }
 
-/// Runs the command in a [`Txn`]; merges its writes into `writes` only on success.
-fn run(kv: &dyn KvRead, writes: &mut WriteSet, req: &Request) -> Applied {
+/// Runs the command in a [`Txn`] under the rules of feature `level`; merges its writes into
+/// `writes` only on success.
+fn run(kv: &dyn KvRead, writes: &mut WriteSet, req: &Request, level: u32) -> Applied {
     let (reply, ws, events) = {
-        let mut txn = Txn::new(kv, writes, req.now_ms);
+        let mut txn = Txn::new(kv, writes, req.now_ms, level);
         let reply = dispatch(&mut txn, &req.command);
         (reply, txn.ws, txn.events)
     };
@@ -127,6 +153,7 @@ fn dispatch(txn: &mut Txn<'_>, cmd: &Command) -> Reply {
             message::copy(txn, *who, *mailbox, *uidvalidity, uids, destination, *is_move)
         }
         Command::Deliver { tenant, body, targets } => deliver::deliver(txn, *tenant, body, targets),
+        Command::SetFeatureLevel { level } => feature::set_level(txn, *level),
     }
 }
 
@@ -135,6 +162,8 @@ pub(crate) struct Txn<'a> {
     base: Overlay<'a, dyn KvRead + 'a>,
     ws: WriteSet,
     now_ms: i64,
+    /// The feature level whose rules this command runs under ([`Txn::level`]).
+    level: u32,
     events: Vec<MailboxEvent>,
     /// Bytes of keys and values written so far, bodies excepted ([`Txn::within_bounds`]).
     written: u64,
@@ -152,15 +181,21 @@ impl KvRead for Txn<'_> {
 
 impl<'a> Txn<'a> {
     /// A command's transaction over the committed state `kv` and the batch's pending `writes`.
-    fn new(kv: &'a dyn KvRead, writes: &'a WriteSet, now_ms: i64) -> Self {
-        Txn { base: Overlay { base: kv, writes }, ws: WriteSet::default(), now_ms, events: Vec::new(), written: 0 }
+    fn new(kv: &'a dyn KvRead, writes: &'a WriteSet, now_ms: i64, level: u32) -> Self {
+        Txn { base: Overlay { base: kv, writes }, ws: WriteSet::default(), now_ms, level, events: Vec::new(), written: 0 }
+    }
+
+    /// The cluster's feature level as of this command: a rule a release changed is written
+    /// `if txn.level() >= N { new rule } else { old rule }` (`limits.rs`, [`crate::feature`]).
+    pub(crate) fn level(&self) -> u32 {
+        self.level
     }
 
     fn put<R: Record>(&mut self, table: Table, key: Vec<u8>, value: &R) {
         self.put_raw(table, key, value.encode());
     }
 
-    fn put_raw(&mut self, table: Table, key: Vec<u8>, value: Vec<u8>) {
+    pub(crate) fn put_raw(&mut self, table: Table, key: Vec<u8>, value: Vec<u8>) {
         if table != Table::BlobData {
             self.count_written(key.len() + value.len());
         }

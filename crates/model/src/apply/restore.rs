@@ -26,7 +26,7 @@ const PAGE: usize = 1024;
 /// order) from `max(last + 1, now) + RESTORE_UIDVALIDITY_MARGIN` upwards; how many were renewed.
 pub fn renew_uidvalidities(kv: &dyn KvRead, now_ms: i64) -> Result<(WriteSet, u64), ModelError> {
     let empty = WriteSet::default();
-    let mut txn = Txn::new(kv, &empty, now_ms);
+    let mut txn = Txn::new(kv, &empty, now_ms, crate::feature::stored_level(kv)?);
     // One allocation moves the counter to max(last + 1, clock); the margin goes on top of it.
     let first = txn.alloc_uidvalidity()?;
     let start = first
@@ -64,7 +64,7 @@ mod tests {
 
     fn run(kv: &mut MemKv, now_ms: i64, command: Command) -> Outcome {
         let mut ws = WriteSet::default();
-        let (reply, _) = crate::apply(kv, &mut ws, &Request { now_ms, request_id: None, command });
+        let (reply, _) = crate::apply(kv, &mut ws, &Request { now_ms, request_id: None, command }).expect("known level");
         kv.commit(ws);
         reply.expect("command applies")
     }

@@ -24,7 +24,7 @@ impl Sys {
     /// Like [`Sys::run`], with an idempotency key.
     pub fn run_with_id(&mut self, command: Command, request_id: Option<RequestId>) -> Applied {
         let mut ws = WriteSet::default();
-        let applied = apply_detailed(&self.kv, &mut ws, &Request { now_ms: self.now_ms, request_id, command });
+        let applied = apply_detailed(&self.kv, &mut ws, &Request { now_ms: self.now_ms, request_id, command }).expect("level 1");
         if applied.reply.is_err() || applied.replayed {
             assert!(only_dedup(&ws), "failed or replayed command wrote {ws:?}");
             assert!(applied.events.is_empty());

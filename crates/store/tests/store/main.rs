@@ -4,6 +4,7 @@
 mod common;
 mod dedup;
 mod durability;
+mod feature_level;
 mod format;
 mod log_bytes;
 mod permissions;
