@@ -151,8 +151,17 @@ impl Session {
                 match reply.status {
                     Status::Ok => {}
                     s => {
-                        ctx.rec
-                            .error(format!("{} {}", format!("{s:?}").to_uppercase(), op.name()))
+                        // The response code says why (`NO [UNAVAILABLE]`, `NO [LIMIT]`…): a
+                        // report that only says "NO append" cannot tell an outage from a bound.
+                        let why = match &reply.code {
+                            Some(crate::client::parse::Code::Other(name, _)) => format!(" [{name}]"),
+                            _ => String::new(),
+                        };
+                        ctx.rec.error(format!(
+                            "{} {}{why}",
+                            format!("{s:?}").to_uppercase(),
+                            op.name()
+                        ))
                     }
                 }
                 ctx.rec.violations(self.check.check(cmd, &reply));
