@@ -1,5 +1,5 @@
 //! Backup and restore (issue 10, point 5) against the real binary: `mailraft admin backup FILE`
-//! on a running `mailraft dev`, then `mailraft dev --restore-from FILE` on a new data directory
+//! (or `--dir DIR --keep N`, which keeps the newest N time-stamped files) on a running `mailraft dev`, then `mailraft dev --restore-from FILE` on a new data directory
 //! makes a new cluster with the mail, UIDs, flags and passwords as they were when the backup was
 //! taken, and every mailbox under a new, larger UIDVALIDITY (the old cluster may have handed out
 //! the same UIDs for other messages after the backup: RFC 3501 §2.3.1.1); only operator
@@ -194,5 +194,46 @@ fn a_damaged_backup_or_a_used_data_directory_is_refused() -> Result<()> {
         .err()
         .context("a restore overwrote a node's data directory")?;
     ensure!(format!("{err:#}").contains("already holds a node's state"), "{err:#}");
+    Ok(())
+}
+
+#[test]
+fn backups_in_a_directory_keep_the_newest_and_touch_nothing_else() -> Result<()> {
+    let dev = Dev::start()?;
+    let dir = tempfile::tempdir()?;
+    let old = ["mailraft-20200101T000000Z.backup", "mailraft-20200102T000000Z.backup", "mailraft-20200103T000000Z.backup"];
+    let others = ["mailraft.backup", "notes.txt"];
+    for name in old.iter().chain(&others) {
+        std::fs::write(dir.path().join(name), b"old")?;
+    }
+    let listing = || -> Result<Vec<String>> {
+        let mut names = std::fs::read_dir(dir.path())?
+            .map(|e| Ok(e?.file_name().to_string_lossy().into_owned()))
+            .collect::<Result<Vec<_>>>()?;
+        names.sort();
+        Ok(names)
+    };
+    let before = listing()?;
+    let dir_args = |keep: &str| ["backup", "--dir", &dir.path().display().to_string(), "--keep", keep].map(String::from);
+
+    // A failed backup (a front-end certificate is refused) deletes nothing, even with --keep 1.
+    let mut args = dev.admin_args();
+    args.extend(["--tls-name", "frontend-dev"].map(String::from));
+    args.extend(dir_args("1"));
+    ensure!(run_mailraft(&args, "", TIMEOUT).is_err(), "a front-end certificate took a backup");
+    ensure!(listing()? == before, "a failed backup changed the directory: {:?}", listing()?);
+
+    let mut args = dev.admin_args();
+    args.extend(dir_args("2"));
+    let out = run_mailraft(&args, "", TIMEOUT)?;
+    let names = listing()?;
+    let new: Vec<&String> = names.iter().filter(|n| n.starts_with("mailraft-20") && !old.contains(&n.as_str())).collect();
+    ensure!(new.len() == 1 && new[0].ends_with("Z.backup") && new[0].len() == old[0].len(), "{names:?}\n{out}");
+    let mode = std::fs::metadata(dir.path().join(new[0]))?.permissions().mode() & 0o777;
+    ensure!(mode == 0o600, "mode {mode:o}");
+    let expected = [old[2], new[0].as_str(), others[0], others[1]];
+    ensure!(names == expected, "left {names:?}, expected {expected:?}\n{out}");
+    ensure!(out.contains(&format!("pruned {}", dir.path().join(old[0]).display())), "{out}");
+    ensure!(out.contains("2 old backups pruned"), "{out}");
     Ok(())
 }

@@ -396,7 +396,7 @@ def check_lmtp(r, enabled, hostname=None):
     assert all(p["name"] != "lmtp" for p in imap["spec"]["ports"]), "LMTP must not be on the public IMAP Service"
 
 
-def check_backup(r, enabled, schedule=None, file=None, claim=None, created_claim=False, operator="helm"):
+def check_backup(r, enabled, schedule=None, keep=None, claim=None, created_claim=False, operator="helm"):
     cron = r.by_kind.get("CronJob", {}).get(fullname("backup"))
     pvc = r.by_kind.get("PersistentVolumeClaim", {}).get(fullname("backup"))
     if not enabled:
@@ -411,7 +411,8 @@ def check_backup(r, enabled, schedule=None, file=None, claim=None, created_claim
     assert c["args"][0] == "admin" and f"--endpoint=https://{node_host(1)}:50061" in c["args"], c["args"]
     assert f"--tls-name=operator-{operator}" in c["args"] and "--tls-dir=/etc/mailraft/operator" in c["args"]
     i = c["args"].index("backup")
-    assert c["args"][i + 1] == f"/backup/{file}" and "--force" in c["args"][i:], c["args"]
+    # Time-stamped files with retention (issue 10), never one file replaced by --force.
+    assert c["args"][i + 1:] == ["--dir=/backup", f"--keep={keep}"], c["args"]
     mounts = {m["name"]: m["mountPath"] for m in c["volumeMounts"]}
     assert mounts == {"operator-tls": "/etc/mailraft/operator", "backup": "/backup"}, mounts
     vols = {v["name"]: v for v in pod["spec"]["volumes"]}
@@ -525,19 +526,19 @@ def chart_lmtp_and_backup():
     mta = yaml.safe_load((VALUES / "lmtp-backup.yaml").read_text())["lmtp"]["from"]
     check_network_policy(r, True, backup=True, lmtp_from=mta)
     check_lmtp(r, True, hostname="mx.example.org")
-    check_backup(r, True, schedule="30 2 * * *", file="cluster.backup", claim="mailraft-backups")
+    check_backup(r, True, schedule="30 2 * * *", keep=14, claim="mailraft-backups")
     assert r.get("CronJob", fullname("backup"))["spec"]["timeZone"] == "Europe/Berlin"
     # Defaults of the two features: a created, kept claim; LMTP open to the namespace only.
     r = render(sets=["backup.enabled=true", "lmtp.enabled=true"])
     validate_objects(r)
     check_pod_specs(r)
-    check_backup(r, True, schedule="17 3 * * *", file="mailraft.backup", claim=fullname("backup"), created_claim=True)
+    check_backup(r, True, schedule="17 3 * * *", keep=7, claim=fullname("backup"), created_claim=True)
     check_lmtp(r, True)
     check_network_policy(r, True, backup=True, lmtp_from=[{"podSelector": {}}])
     # With certificates from Secrets, the CronJob uses the operator Secret like the join Job.
     r = render(["external-secrets.yaml"], sets=["backup.enabled=true"])
     validate_objects(r)
-    check_backup(r, True, schedule="17 3 * * *", file="mailraft.backup", claim=fullname("backup"), created_claim=True,
+    check_backup(r, True, schedule="17 3 * * *", keep=7, claim=fullname("backup"), created_claim=True,
                  operator="admin")
     cron_tls = [v for v in pod_template(r.get("CronJob", fullname("backup")))["spec"]["volumes"] if v["name"] == "operator-tls"]
     assert projected_files(cron_tls[0])[1] == ("mailraft-operator-certs", "operator-admin.pem", "operator-admin.pem")
@@ -549,7 +550,9 @@ def chart_refuses_unsafe_values():
     # values.schema.json: a misspelt key or an unknown choice is refused instead of silently ignored.
     render_fails(sets=["storage.replica=5"], expect="replica")
     render_fails(sets=["storage.antiAffinity=sometimes"], expect="antiAffinity")
-    render_fails(sets=["backup.enabled=true", "backup.file=../etc/passwd"], expect="backup.file")
+    render_fails(sets=["backup.enabled=true", "backup.keep=0"], expect="backup.keep")
+    # The former single-file value is refused, not silently ignored (values.yaml says what replaced it).
+    render_fails(sets=["backup.enabled=true", "backup.file=mailraft.backup"], expect="file")
     render_fails(sets=["lmtp.enable=true"], expect="enable")
     render_fails(sets=["storage.join.add={7}"], upgrade=True, expect="storage.join.add")
     render_fails(sets=["tls.grpc.certManager.enabled=false"], expect="tls.grpc.existingSecrets")

@@ -24,6 +24,7 @@ use tonic::transport::Channel;
 
 use crate::cli::{AdminAction, AdminArgs};
 
+mod backup_retention;
 mod health;
 mod password;
 
@@ -187,20 +188,36 @@ pub async fn run(args: AdminArgs) -> Result<()> {
                 .await?;
             println!("node {id} removed; do not reuse its id, and wipe its data directory before reusing the machine");
         }
-        AdminAction::Backup { file, force } => {
+        AdminAction::Backup { file, force, dir, keep } => {
+            // With --dir the name is stamped now; `force` is off (clap refuses it with --dir), so
+            // a second backup in the same second fails instead of replacing the first.
+            let (path, force) = match (&file, &dir) {
+                (Some(file), _) => (file.clone(), force),
+                (None, Some(dir)) => (dir.join(backup_retention::backup_name(chrono::Utc::now())), false),
+                (None, None) => bail!("give FILE, or --dir DIR --keep N"),
+            };
             // The snapshot is built and streamed by the leader: `call` follows NOT_LEADER there.
             let stream = admin.call(|mut c| async move { c.backup(pb::BackupRequest { group_id }).await }).await?;
-            let w = crate::backup::write(stream, &file, force).await?;
+            let w = crate::backup::write(stream, &path, force).await?;
             let h = &w.header;
             println!(
                 "backup of cluster {:016x} up to log index {} (term {}) written to {}: {} bytes, sha256 {}",
                 h.cluster_id,
                 h.last_log_index,
                 h.last_log_term,
-                file.display(),
+                path.display(),
                 h.size,
                 w.sha256
             );
+            // Only now, with the new backup complete and verified, may old ones go.
+            if let (Some(dir), Some(keep)) = (&dir, keep) {
+                let current = path.file_name().map(|n| n.to_string_lossy().into_owned()).unwrap_or_default();
+                let pruned = backup_retention::prune(dir, keep, &current)?;
+                for p in &pruned {
+                    println!("pruned {}", p.display());
+                }
+                println!("{} old backups pruned from {} (keeping up to {keep})", pruned.len(), dir.display());
+            }
         }
         AdminAction::TransferLeader { id } => {
             let r = admin

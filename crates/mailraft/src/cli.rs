@@ -303,13 +303,22 @@ pub enum AdminAction {
     /// Write a consistent backup of the whole cluster (a Raft snapshot taken on the leader that
     /// covers every write acknowledged before the command started) to FILE, mode 0600: it holds
     /// password hashes and the session-signing keys. Restore it with `mailraft storage
-    /// --restore-from FILE`, which makes a new cluster.
+    /// --restore-from FILE`, which makes a new cluster. With `--dir DIR --keep N` instead of FILE:
+    /// writes `DIR/mailraft-<UTC time YYYYmmddTHHMMSSZ>.backup`, then deletes the oldest files
+    /// named like that until N remain (other files in DIR are never touched).
     Backup {
         /// Where to write it; written to a temporary file next to it, checked, then renamed.
-        file: PathBuf,
+        #[arg(required_unless_present = "dir")]
+        file: Option<PathBuf>,
         /// Replace FILE if it exists.
-        #[arg(long)]
+        #[arg(long, conflicts_with = "dir")]
         force: bool,
+        /// Write a new time-stamped backup into DIR and keep the newest `--keep` of them.
+        #[arg(long, conflicts_with = "file", requires = "keep")]
+        dir: Option<PathBuf>,
+        /// How many time-stamped backups to keep in `--dir`, counting the new one (at least 1).
+        #[arg(long, requires = "dir", value_parser = clap::value_parser!(u32).range(1..))]
+        keep: Option<u32>,
     },
     /// Hand leadership to another voter (for maintenance of the current leader).
     TransferLeader {
