@@ -35,11 +35,13 @@ const DEFAULT_HEARTBEAT: Duration = Duration::from_secs(1);
 const MIN_HEARTBEAT: Duration = Duration::from_millis(100);
 /// Longest heartbeat interval.
 const MAX_HEARTBEAT: Duration = Duration::from_secs(30);
-/// Shortest time a heartbeat's read-index round may take before the stream ends. The round
-/// includes applying everything committed, so a leader that is only busy (a loaded disk, a burst
-/// of applies) can need seconds: 1 s still ended streams under CI load and would send every
-/// front-end reconnecting at once. A leader that is really cut off is noticed sooner anyway by
-/// the front-end, which drops a stream silent for a few heartbeat intervals.
+/// Shortest time a heartbeat's read-index round may take before this node ends the stream. The
+/// round includes applying everything committed, so a leader that is only busy (a loaded disk, a
+/// burst of applies) can need seconds; 1 s ended streams under CI load. This bound only decides
+/// when the *server* gives up: the stream sends nothing while the round runs, so Mailraft's
+/// front-end (3 silent intervals, `frontend/src/watch.rs`) reconnects on its own after about
+/// 3 s at its default 1 s interval, whichever comes first. Either way nothing is lost: the
+/// front-end resynchronises with Changes after any reconnect.
 const MIN_LEADERSHIP_CHECK: Duration = Duration::from_secs(5);
 
 /// The heartbeat interval for a requested `heartbeat_ms` (0 = default), clamped.

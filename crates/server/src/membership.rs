@@ -406,6 +406,7 @@ pub async fn state_digest(shared: &Shared) -> Result<pb::StateDigestResponse, Se
 }
 
 #[cfg(test)]
+#[allow(clippy::unwrap_used)]
 mod tests {
     use super::*;
 

@@ -52,6 +52,9 @@ pub async fn poll<W: AsyncWrite + Unpin + ?Sized>(
     Ok(())
 }
 
+/// Messages per FETCH call of a resync (see [`resync`]).
+const RESYNC_SLICE: usize = 512;
+
 /// The change log no longer reaches back to the session's modseq: diff the view against a fresh
 /// SELECT, then report the current flags of every message in the view (RFC 3501 §7.4.2 allows
 /// unsolicited FETCH FLAGS at any time), since the log cannot say whose flags changed. Only
@@ -92,12 +95,19 @@ async fn resync<W: AsyncWrite + Unpin + ?Sized>(
     let reached = selected.highest_modseq;
     selected.highest_modseq = reported;
     write_updates(out, &updates, condstore);
-    if !selected.map.is_empty() {
+    // One FETCH call per slice of the view, not one for all of it: a call's stream moves only as
+    // fast as the client reads, and the storage ends a stream at its deadline (5 minutes), so a
+    // big mailbox on a slow link would never finish and every retry would start over. A slice is
+    // at most ~17 MB even with 256 long keywords per message; the view does not change meanwhile
+    // (`chunk_flags` only learns keywords).
+    let total = selected.map.uids().len();
+    for start in (0..total).step_by(RESYNC_SLICE) {
+        let slice = &selected.map.uids()[start..total.min(start + RESYNC_SLICE)];
         let request = proto::FetchRequest {
             ctx: Some(user.ctx.clone()),
             mailbox_id: selected.mailbox_id,
             uidvalidity: selected.uidvalidity,
-            uids: Some(crate::seqset::to_uid_set(selected.map.uids())),
+            uids: Some(crate::seqset::to_uid_set(slice)),
             want_structure: false,
             body: proto::BodyWanted::BodyNone as i32,
             changed_since: 0,
@@ -252,6 +262,20 @@ mod tests {
         let selected = session.selected().unwrap();
         assert_eq!(selected.highest_modseq, 22);
         assert_eq!(selected.keywords, ["$kw3", "$kw8"]);
+    }
+
+    /// A big view is fetched in slices of `RESYNC_SLICE` UIDs, one storage call each, so no
+    /// single stream has to outlast a slow client; every message is still reported once.
+    #[tokio::test]
+    async fn a_big_resync_fetches_in_slices() {
+        let uids: Vec<u32> = (1..=(2 * RESYNC_SLICE as u32 + 76)).collect();
+        let (server, storage, mut session) = resync_session(&uids, &uids, &[], 64).await;
+        let (result, text) = poll_to_string(&storage, &mut session).await;
+        result.unwrap();
+        assert_eq!(text.matches(" FETCH (UID ").count(), uids.len());
+        assert!(text.ends_with(&format!("* {n} FETCH (UID {n} FLAGS (\\Seen))\r\n", n = uids.len())), "{text}");
+        assert_eq!(server.mock.calls("fetch").len(), 3, "two full slices and the rest");
+        assert_eq!(session.selected().unwrap().highest_modseq, uids.len() as u64);
     }
 
     /// The session holds at most one chunk: the first chunk's FETCHes reach the client while

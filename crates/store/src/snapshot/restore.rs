@@ -119,6 +119,14 @@ pub fn restore_backup(
     let mut batch = WriteBatch::default();
     // New UIDVALIDITYs for every mailbox, in the same synced batch (see `renew_uidvalidities`).
     let state = StateRead::latest(&database);
+    // A backup taken at a feature level this binary cannot apply must not become a cluster it
+    // runs (`open` would refuse the result anyway): say so before writing anything more. The
+    // data directory then holds only the installed tables and is refused at open; delete it.
+    let level = mailraft_model::feature::check_stored_level(&state);
+    if let Err(error) = level {
+        state.finish()?;
+        return Err(StoreError::Fatal(error));
+    }
     let now_ms = std::time::SystemTime::now()
         .duration_since(std::time::UNIX_EPOCH)
         .map(|d| i64::try_from(d.as_millis()).unwrap_or(i64::MAX))
