@@ -17,6 +17,16 @@
 //! - `NOT_LEADER` without a hint, `UNAVAILABLE`, a transport error or a timed-out attempt: forget
 //!   the cached leader if it was that node, move to the next endpoint and retry after a bounded
 //!   exponential backoff;
+//! - a timed-out attempt also makes its node *silent* for one attempt timeout: [`Router::target`]
+//!   skips it (unless every endpoint is silent), also when a `NOT_LEADER` hint names it, so the
+//!   retry asks the node that gave the hint again after a backoff. A frozen leader (`docker
+//!   pause`, SIGSTOP) keeps its followers' committed vote: openraft lets a follower campaign only
+//!   after the leader lease plus an election timeout (4.5 to 6 s with the default Raft timing),
+//!   so until then every follower names the frozen node. Following that hint sent the retry back
+//!   into the frozen node for a doubled attempt timeout, which with the default 10 s deadline was
+//!   the rest of the call: every write in flight got `NO [UNAVAILABLE]` although a new leader was
+//!   elected in time. After the window the node is called again, so a leader that was merely
+//!   slow (and that the followers still name) is reached;
 //! - an answer (`NONEXISTENT`, `ALREADYEXISTS`, …, see [`super::status::is_answer`]) ends the call.
 //!
 //! Streaming calls (FETCH, Watch) go through here only to open the stream; a stream that breaks
@@ -155,6 +165,9 @@ pub struct Router {
     leader: Mutex<Option<String>>,
     /// One channel per address, created on first use; tonic reconnects it as needed.
     channels: Mutex<HashMap<String, Channel>>,
+    /// Nodes whose last attempt timed out, and when: silent for `policy.attempt_timeout` from
+    /// then (see the module docs), or until they answer anything.
+    silent: Mutex<HashMap<String, Instant>>,
     policy: RetryPolicy,
     /// Mutual TLS for every channel; `None` is plaintext.
     tls: Option<StorageTls>,
@@ -173,6 +186,7 @@ impl Router {
             current: AtomicUsize::new(0),
             leader: Mutex::new(None),
             channels: Mutex::new(HashMap::new()),
+            silent: Mutex::new(HashMap::new()),
             policy,
             tls,
         }
@@ -188,13 +202,45 @@ impl Router {
         self.policy
     }
 
-    /// The address the next call goes to: the cached leader, else the current endpoint.
+    /// The address the next call goes to: the cached leader, else the current endpoint, each
+    /// only if it is not silent; the first endpoint after the current one that is not silent;
+    /// and when every node is silent, the cached leader or current endpoint all the same.
     pub fn target(&self) -> String {
-        if let Some(leader) = lock(&self.leader).clone() {
-            return leader;
+        let leader = lock(&self.leader).clone();
+        let len = self.endpoints.len();
+        let current = self.current.load(Ordering::Relaxed);
+        let endpoints = (0..len).filter_map(|i| self.endpoints.get(current.wrapping_add(i) % len));
+        let mut candidates = leader.iter().chain(endpoints);
+        if let Some(addr) = candidates.clone().find(|addr| !self.is_silent(addr)) {
+            return addr.clone();
         }
-        let index = self.current.load(Ordering::Relaxed) % self.endpoints.len().max(1);
-        self.endpoints.get(index).cloned().unwrap_or_default()
+        candidates.next().cloned().unwrap_or_default()
+    }
+
+    /// Whether an attempt to `addr` timed out less than an attempt timeout ago.
+    pub fn is_silent(&self, addr: &str) -> bool {
+        let mut silent = lock(&self.silent);
+        match silent.get(addr) {
+            Some(since) if since.elapsed() < self.policy.attempt_timeout => true,
+            Some(_) => {
+                silent.remove(addr);
+                false
+            }
+            None => false,
+        }
+    }
+
+    /// Records that an attempt to `addr` timed out just now.
+    fn mark_silent(&self, addr: &str) {
+        lock(&self.silent).insert(addr.to_owned(), Instant::now());
+    }
+
+    /// Records that `addr` answered: it is not silent (any more).
+    fn mark_answered(&self, addr: &str) {
+        let mut silent = lock(&self.silent);
+        if !silent.is_empty() {
+            silent.remove(addr);
+        }
     }
 
     /// The cached leader, if a `NOT_LEADER` hint named one and it has not failed since.
@@ -289,7 +335,12 @@ impl Router {
             let addr = self.target();
             let client = self.client(&addr)?;
             let budget = attempt_timeout.min(deadline.saturating_duration_since(Instant::now()));
-            let error = match tokio::time::timeout(budget, call(client)).await {
+            let result = tokio::time::timeout(budget, call(client)).await;
+            if result.is_ok() {
+                // Whatever it said, it is not frozen.
+                self.mark_answered(&addr);
+            }
+            let error = match result {
                 Ok(Ok(response)) => return Ok((response.into_inner(), addr)),
                 Ok(Err(status)) if is_answer(&status) => {
                     let error = FrontendError::from(status);
@@ -305,6 +356,7 @@ impl Router {
                     // behind it until keepalive notices.
                     attempt_timeout = attempt_timeout.saturating_mul(2);
                     self.forget_channel(&addr);
+                    self.mark_silent(&addr);
                     FrontendError::Timeout
                 }
             };

@@ -25,6 +25,15 @@ fn storage(endpoints: &[&str], request_timeout: Duration) -> Storage {
     Storage::new(&endpoints, 1, policy(request_timeout))
 }
 
+/// The default policy scaled down: attempts of a third of the deadline (3.3 s of 10 s), here
+/// 400 ms of 1.2 s.
+fn storage_with_default_ratio(endpoints: &[&str]) -> Storage {
+    let endpoints: Vec<String> = endpoints.iter().map(|e| e.to_string()).collect();
+    let policy = RetryPolicy::new(Duration::from_millis(1200), Duration::from_secs(5));
+    assert_eq!(policy.attempt_timeout, Duration::from_millis(400));
+    Storage::new(&endpoints, 1, policy)
+}
+
 fn ctx(storage: &Storage) -> proto::Context {
     storage.context(b"token".to_vec(), "test-session")
 }
@@ -144,4 +153,58 @@ async fn a_stream_is_retried_only_while_opening() {
     assert_eq!(stream.next().await.unwrap().unwrap().messages[0].uid, 1);
     assert!(stream.next().await.is_err(), "a broken stream is reported, not reopened");
     assert_eq!(server.mock.calls("fetch").len(), 2);
+}
+
+/// A frozen leader (`docker pause`, SIGSTOP) whose followers still name it: openraft lets them
+/// campaign only after the leader lease plus an election timeout, so a retry that asks a follower
+/// right after the leader's attempt timed out is told `NOT_LEADER` with the frozen node as hint.
+/// Following it spent the doubled attempt timeout there, i.e. the rest of a call whose deadline is
+/// three attempt timeouts (the defaults: 10 s and 3.3 s), and every write in flight got
+/// `NO [UNAVAILABLE]`. The hint is not followed while the node is silent; the follower is asked
+/// again until it names the new leader.
+#[tokio::test]
+async fn a_hint_naming_a_leader_that_just_timed_out_is_not_followed() {
+    let frozen = serve(Mock::scripted((0..100).map(|_| Step::Hang))).await;
+    let elected = serve(Mock::default()).await;
+    let follower = serve(Mock::scripted([
+        Step::Fail(coded("NOT_LEADER", Some(&frozen.addr))),
+        Step::Fail(coded("NOT_LEADER", Some(&frozen.addr))),
+        Step::Fail(coded("NOT_LEADER", Some(&elected.addr))),
+    ]))
+    .await;
+    let storage = storage_with_default_ratio(&[&frozen.addr, &follower.addr]);
+    storage.router().set_leader(&frozen.addr);
+    let response = storage.append(append_request(&storage)).await.unwrap();
+    assert_eq!(response.uids, vec![1]);
+    let (at_frozen, at_follower, at_elected) =
+        (frozen.mock.calls("append"), follower.mock.calls("append"), elected.mock.calls("append"));
+    assert_eq!((at_frozen.len(), at_follower.len(), at_elected.len()), (1, 3, 1));
+    let id = &at_frozen[0].request_id;
+    assert!(at_follower.iter().chain(&at_elected).all(|c| &c.request_id == id), "one request id");
+    assert_eq!(storage.router().leader().as_deref(), Some(elected.addr.as_str()));
+}
+
+/// Rotating past a node that answered `NOT_LEADER` without a hint (a candidate) skips the node
+/// that just timed out, instead of waiting on it again for a doubled attempt timeout.
+#[tokio::test]
+async fn rotation_skips_a_node_that_just_timed_out() {
+    let frozen = serve(Mock::scripted((0..100).map(|_| Step::Hang))).await;
+    let candidate = serve(Mock::scripted([Step::Fail(coded("NOT_LEADER", None))])).await;
+    let storage = storage_with_default_ratio(&[&frozen.addr, &candidate.addr]);
+    storage.append(append_request(&storage)).await.unwrap();
+    assert_eq!((frozen.mock.calls("append").len(), candidate.mock.calls("append").len()), (1, 2));
+}
+
+/// A leader that was only slow, and that its followers still hear from, is reached again once
+/// its silence (one attempt timeout) is over.
+#[tokio::test]
+async fn a_slow_leader_is_followed_again_after_its_silence() {
+    let slow = serve(Mock::scripted([Step::Hang])).await;
+    let follower =
+        serve(Mock::scripted((0..100).map(|_| Step::Fail(coded("NOT_LEADER", Some(&slow.addr)))))).await;
+    let storage = storage(&[&follower.addr], Duration::from_secs(10));
+    storage.router().set_leader(&slow.addr);
+    storage.append(append_request(&storage)).await.unwrap();
+    assert_eq!(slow.mock.calls("append").len(), 2, "the second attempt went to the slow leader");
+    assert!(follower.mock.calls("append").len() >= 2, "the follower was asked again meanwhile");
 }
