@@ -110,6 +110,22 @@ pub fn register_zero() {
         metrics::counter!(AUTH_BLOCKS_TOTAL, "kind" => kind).increment(0);
     }
     metrics::counter!(AUTH_UNTRACKED_TOTAL).increment(0);
+    for listener in ["peer", "admin"] {
+        for reason in ["no_client_certificate", "unknown_issuer", "bad_certificate", "timeout", "handshake"] {
+            metrics::counter!(TLS_HANDSHAKE_FAILURES_TOTAL, "listener" => listener, "reason" => reason).increment(0);
+        }
+    }
+    // The store's rare events: snapshots (built only every so many entries) and read errors.
+    use mailraft_store::metrics as store;
+    for op in ["build", "install"] {
+        metrics::counter!(store::SNAPSHOTS_TOTAL, "op" => op).increment(0);
+        metrics::counter!(store::SNAPSHOT_BYTES_TOTAL, "op" => op).increment(0);
+        let _ = metrics::histogram!(store::SNAPSHOT_SECONDS, "op" => op);
+    }
+    metrics::counter!(store::READ_ERRORS_TOTAL).increment(0);
+    metrics::counter!(RAFT_STAGED_BYTES).increment(0);
+    metrics::counter!(RAFT_STAGED_ENTRIES).increment(0);
+    metrics::counter!(RAFT_BATCHES_SPLIT).increment(0);
     // A registered histogram is rendered with empty buckets.
     let _ = metrics::histogram!(AUTH_DELAY_SECONDS);
 }
