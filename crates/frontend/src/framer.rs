@@ -1,14 +1,15 @@
 //! Sans-I/O framing of client bytes into whole IMAP messages, with size caps.
 //!
 //! IMAP messages are lines that may announce literals (`{n}` synchronizing, `{n+}`
-//! non-synchronizing, RFC 3501 §4.3 / RFC 7888) whose bytes follow the line verbatim. The framer
+//! non-synchronizing, RFC 3501 §4.3 / RFC 7888; RFC 3516's `~{n}` ends the same way) whose
+//! bytes follow the line verbatim. The framer
 //! splits the byte stream into complete messages (first line + literals + continuation lines)
 //! *before* anything parses them, as imap-codec's `Fragmentizer` does, so literal bytes can never
 //! be mistaken for a command, and a malformed command is discarded exactly up to its end.
 //!
-//! Unlike `Fragmentizer`, which buffers an over-long line until its end, this framer stops
-//! buffering at `max_line` bytes and only scans the rest for the line end, so a hostile client
-//! cannot make us allocate more than `max_message` bytes. It enforces:
+//! Memory stays bounded: a line stops being buffered at `max_line` bytes and the rest is only
+//! scanned for the line end, so a hostile client cannot make us allocate more than
+//! `max_message` bytes. It enforces:
 //! - a per-line cap: the command is discarded to its end, then rejected (`BAD`);
 //! - a per-literal and per-message cap: a synchronizing literal over it is rejected with
 //!   `NO [TOOBIG]` before the continuation request, so the client never sends it (RFC 7888 §4,
@@ -18,6 +19,24 @@
 //!
 //! The caps can change between messages ([`Framer::set_limits`]): the connection uses small ones
 //! until the client has authenticated.
+//!
+//! Why not the `Fragmentizer` itself (imap-codec 2.0.0-alpha.10)? Its memory is bounded too:
+//! past its `max_message_size` it drops bytes but keeps framing to the end of the message, and
+//! keeps the first bytes so `decode_tag` can recover the tag for the error reply, as
+//! [`tag_of`] does here. What it lacks:
+//! - a per-line cap: its one cap covers the whole message, which must fit the largest
+//!   literal (50 MiB by default after login, against 64 KiB per line), so a single command
+//!   line could grow that large. A
+//!   caller cannot cut a line short either: `skip_message` mid-line would frame the line's rest
+//!   as a new command;
+//! - caps that change between messages: the cap is fixed by `Fragmentizer::new`, and a new
+//!   fragmentizer would lose the pipelined bytes already queued in the old one;
+//! - announcements too long for `u32`: its line parser then sees no literal at all
+//!   (`{4294967296+}` ends a plain line), so the literal's bytes would be framed as commands;
+//!   here any length over the cap is too big.
+//!
+//! (Per-kind literal caps checked before the continuation request could have been built on its
+//! literal announcements; the three points above could not.)
 //!
 //! Usage: [`Framer::feed`] bytes from the socket, then call [`Framer::poll`] until it returns
 //! [`Frame::NeedMore`]; after [`Frame::Message`], [`Framer::take_message`] returns the bytes to

@@ -7,7 +7,8 @@ use crate::MessageInfo;
 /// Current storage format version written by [`MessageInfo::to_bytes`].
 pub const FORMAT_VERSION: u8 = 1;
 
-/// Errors of this crate: only decoding a stored record can fail.
+/// Errors of this crate: decoding a stored record, and removing a transfer encoding this crate
+/// does not know.
 #[derive(Debug, thiserror::Error)]
 pub enum MimeError {
     /// The record is empty (no version byte).
@@ -19,6 +20,10 @@ pub enum MimeError {
     /// The record could not be encoded or decoded.
     #[error("corrupt message info record: {0}")]
     Codec(#[from] postcard::Error),
+    /// [`crate::transfer_decode`] does not know this Content-Transfer-Encoding (RFC 2045 §6.3
+    /// allows private `x-` ones); FETCH BINARY answers `NO [UNKNOWN-CTE]` (RFC 3516 §4.2).
+    #[error("unknown content transfer encoding {0}")]
+    UnknownTransferEncoding(String),
 }
 
 impl MessageInfo {

@@ -10,8 +10,9 @@
 //! Modules: `header` locates header blocks and fields by offset; `envelope` and
 //! `address` build the RFC 3501 ENVELOPE (raw values); `mime_header` reads the MIME
 //! fields of one entity through mail-parser (RFC 2047/2231); `structure` walks the MIME
-//! tree recording exact offsets; `section` resolves RFC 3501 §6.4.5 part specs; `search`
-//! decodes text for SEARCH; `codec` is the versioned storage format.
+//! tree recording exact offsets; `section` resolves RFC 3501 §6.4.5 part specs; `transfer`
+//! removes Content-Transfer-Encodings, for SEARCH and FETCH BINARY alike; `search` decodes
+//! text for SEARCH; `codec` is the versioned storage format.
 //!
 //! Nothing here fails or panics on bad input: malformed messages get a best-effort
 //! structure (ultimately a single text/plain body), as servers must accept any APPEND.
@@ -28,6 +29,7 @@ mod mime_header;
 mod search;
 mod section;
 mod structure;
+mod transfer;
 
 use serde::{Deserialize, Serialize};
 
@@ -36,6 +38,7 @@ pub use envelope::{Address, Envelope};
 pub use search::{body_text, header_values, sent_date, sent_date_local};
 pub use section::{Section, SectionText, resolve, section};
 pub use structure::{BodyPart, EncapsulatedMessage, MAX_DEPTH};
+pub use transfer::transfer_decode;
 
 /// Everything precomputed for one message at APPEND time.
 #[derive(Debug, Clone, PartialEq, Eq, Default, Serialize, Deserialize)]

@@ -2,15 +2,14 @@
 //! words decoded, body text decoded from transfer encoding and charset, and the Date:
 //! header as a timestamp. These parse on demand; nothing here is stored.
 
-use mail_parser::decoders::base64::base64_decode;
 use mail_parser::decoders::charsets::map::charset_decoder;
-use mail_parser::decoders::quoted_printable::quoted_printable_decode;
 use mail_parser::parsers::MessageStream;
 use mail_parser::{DateTime, HeaderValue};
 
 use crate::analyze;
 use crate::header::{self, Field};
 use crate::structure::BodyPart;
+use crate::transfer::transfer_decode;
 
 /// Decoded (RFC 2047) values of every occurrence of header `name` in the top-level
 /// header, in order; `name` is case-insensitive. Used by SEARCH HEADER/FROM/TO/CC/BCC/SUBJECT.
@@ -97,15 +96,12 @@ fn collect_text(raw: &[u8], part: &BodyPart, out: &mut String) {
     }
 }
 
-/// Transfer-decodes then charset-decodes one text part. Undecodable transfer encoding
-/// falls back to the raw bytes; unknown charsets (and us-ascii, which in practice often
-/// hides unlabeled UTF-8) are read as UTF-8 with replacement characters.
+/// Transfer-decodes (with [`transfer_decode`], as FETCH BINARY does) then charset-decodes
+/// one text part. An unknown transfer encoding falls back to the raw bytes; unknown charsets
+/// (and us-ascii, which in practice often hides unlabeled UTF-8) are read as UTF-8 with
+/// replacement characters.
 fn decode_text(part: &BodyPart, bytes: &[u8]) -> String {
-    let decoded = match part.encoding.as_str() {
-        "base64" => base64_decode(bytes),
-        "quoted-printable" => quoted_printable_decode(bytes),
-        _ => None,
-    };
+    let decoded = transfer_decode(&part.encoding, bytes);
     let bytes = decoded.as_deref().unwrap_or(bytes);
     let charset = part
         .params
@@ -197,5 +193,15 @@ To: a (x) @ b.example, Grp: c@d.example;\r\nSubject: s (not an address)\r\n\r\n"
 --x\r\nContent-Type: text/plain; charset=utf-8\r\nContent-Transfer-Encoding: base64\r\n\r\naMOpbGxv\r\n\
 --x\r\nContent-Type: application/octet-stream\r\n\r\nbinary\r\n--x--\r\n";
         assert_eq!(body_text(raw), "café\nhéllo");
+    }
+
+    #[test]
+    fn body_text_survives_malformed_transfer_encodings() {
+        // One bad escape does not leave the whole part undecoded (RFC 2045 §6.7 note (2)),
+        // nor does a stray character in base64 (§6.8).
+        let raw = b"Content-Type: multipart/mixed; boundary=x\r\n\r\n\
+--x\r\nContent-Type: text/plain; charset=utf-8\r\nContent-Transfer-Encoding: quoted-printable\r\n\r\ncaf=C3=A9 =ZZ soft=\r\n break\r\n\
+--x\r\nContent-Type: text/plain; charset=utf-8\r\nContent-Transfer-Encoding: base64\r\n\r\naMOp*bGxv\r\n--x--\r\n";
+        assert_eq!(body_text(raw), "café =ZZ soft break\nhéllo");
     }
 }

@@ -31,6 +31,10 @@ pub fn capabilities(session: &Session) -> Vec1<Capability<'static>> {
         // RFC 7162 §3.1.1 (`condstore.rs`); ENABLE (RFC 5161) is how clients turn it on.
         Capability::CondStore,
         Capability::Enable,
+        // RFC 3516 §4.1: FETCH BINARY[section]<partial>, BINARY.PEEK, BINARY.SIZE
+        // (`render/binary.rs`, NO [UNKNOWN-CTE] for an encoding we cannot decode) and `~{n}`
+        // literal8 in APPEND (`append.rs`).
+        Capability::Binary,
     ];
     // RFC 3348 (\HasChildren) and RFC 6154 (special-use attributes in LIST).
     for other in ["CHILDREN", "SPECIAL-USE"] {

@@ -18,7 +18,7 @@ use std::num::NonZeroU32;
 use imap_codec::imap_types::command::FetchModifier;
 use imap_codec::imap_types::core::Vec1;
 use imap_codec::imap_types::fetch::MacroOrMessageDataItemNames;
-use imap_codec::imap_types::response::Data;
+use imap_codec::imap_types::response::{Code, Data};
 use imap_codec::imap_types::sequence::SequenceSet;
 use mailraft_proto as proto;
 
@@ -108,6 +108,7 @@ pub async fn run(
     };
     let mut stream = storage.fetch(request).await?;
     let mut unrenderable = 0usize;
+    let mut unknown_cte = false;
     while let Some(chunk) = stream.next().await? {
         for message in chunk.messages {
             let Some(seq) = selected.map.seq_of(message.uid) else {
@@ -138,6 +139,7 @@ pub async fn run(
                         ctx.out.data(Data::Fetch { seq, items });
                     }
                 }
+                (Err(render::RenderError::UnknownCte { .. }), _) => unknown_cte = true,
                 (Err(error), _) => {
                     tracing::warn!(%error, uid = message.uid, "cannot render FETCH item");
                     unrenderable += 1;
@@ -149,6 +151,11 @@ pub async fn run(
         if ctx.broken {
             break;
         }
+    }
+    if unknown_cte && unrenderable == 0 {
+        // RFC 3516 §4.2: BINARY of a part whose encoding the server cannot decode fails with
+        // this code; the client can still fetch the part undecoded with BODY[section].
+        return Ok(Reply::no(Some(Code::UnknownCte), "cannot decode the content transfer encoding"));
     }
     if unrenderable > 0 {
         // RFC 3501 §6.4.5: NO when some data could not be fetched.

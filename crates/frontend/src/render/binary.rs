@@ -1,36 +1,26 @@
 //! BINARY[section] and BINARY.SIZE[section] (RFC 3516): a part with its content transfer encoding
 //! removed.
 //!
-//! Decoding is lenient, like mail clients: base64 ignores characters outside the alphabet and
-//! missing padding; quoted-printable keeps malformed escapes literally. Only an encoding this
-//! server does not know fails, with `NO [UNKNOWN-CTE]` (RFC 3516 §4.3).
+//! The decoding is `mailraft_mime::transfer_decode`, the same function SEARCH BODY/TEXT uses,
+//! so the bytes a client downloads are the ones SEARCH matched. It is lenient, like mail
+//! clients: base64 ignores characters outside the alphabet and missing padding;
+//! quoted-printable keeps malformed escapes literally. Only an encoding the server does not
+//! know fails, with `NO [UNKNOWN-CTE]` (RFC 3516 §4.2).
 
 use std::borrow::Cow;
 
-use base64::Engine;
-use base64::engine::DecodePaddingMode;
-use base64::engine::general_purpose::{GeneralPurpose, GeneralPurposeConfig};
 use imap_codec::imap_types::core::{LiteralMode, NString8};
 use imap_codec::imap_types::extensions::binary::Literal8;
 use mailraft_mime::MessageInfo;
 
 use super::strings::literal;
 
-/// Base64 without padding rules or trailing-bit checks (input is filtered first).
-const LENIENT: GeneralPurpose = GeneralPurpose::new(
-    &base64::alphabet::STANDARD,
-    GeneralPurposeConfig::new()
-        .with_encode_padding(false)
-        .with_decode_allow_trailing_bits(true)
-        .with_decode_padding_mode(DecodePaddingMode::Indifferent),
-);
-
 /// Why a part cannot be decoded.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum BinaryError {
     /// The part does not exist.
     NoSuchPart,
-    /// Unknown Content-Transfer-Encoding (RFC 3516 §4.3 UNKNOWN-CTE).
+    /// Unknown Content-Transfer-Encoding (RFC 3516 §4.2 UNKNOWN-CTE).
     UnknownCte(String),
 }
 
@@ -51,12 +41,9 @@ pub fn decoded<'a>(
         // Composite parts have no encoding of their own (RFC 2045 §6.4).
         return Ok(Cow::Borrowed(body));
     }
-    match part.encoding.as_str() {
-        "" | "7bit" | "8bit" | "binary" => Ok(Cow::Borrowed(body)),
-        "base64" => Ok(Cow::Owned(base64_decode(body))),
-        "quoted-printable" => Ok(Cow::Owned(qp_decode(body))),
-        other => Err(BinaryError::UnknownCte(other.to_owned())),
-    }
+    mailraft_mime::transfer_decode(&part.encoding, body)
+        // Its only failure is an encoding it does not know: RFC 3516 §4.2 UNKNOWN-CTE.
+        .map_err(|_| BinaryError::UnknownCte(part.encoding.clone()))
 }
 
 /// The response value: a `literal8` only when the data holds NUL (RFC 3516 §4.2 allows it only
@@ -72,83 +59,11 @@ pub fn value(data: &[u8]) -> NString8<'static> {
     }
 }
 
-/// Lenient base64 (RFC 2045 §6.8: "characters not found in the table … should be ignored").
-fn base64_decode(body: &[u8]) -> Vec<u8> {
-    // Padding ends the encoded data; anything after it is not part of the content.
-    let data = body.split(|&b| b == b'=').next().unwrap_or_default();
-    let mut clean: Vec<u8> = data
-        .iter()
-        .copied()
-        .filter(|b| b.is_ascii_alphanumeric() || *b == b'+' || *b == b'/')
-        .collect();
-    // A dangling single character carries no whole octet.
-    if clean.len() % 4 == 1 {
-        clean.pop();
-    }
-    LENIENT.decode(&clean).unwrap_or_default()
-}
-
-/// Quoted-printable (RFC 2045 §6.7): `=XX` escapes, soft line breaks `=` CRLF; trailing
-/// whitespace before a line break is dropped (rule 3).
-fn qp_decode(body: &[u8]) -> Vec<u8> {
-    let hex = |b: u8| (b as char).to_digit(16).map(|d| d as u8);
-    let mut out = Vec::with_capacity(body.len());
-    let mut i = 0;
-    while i < body.len() {
-        let b = body[i];
-        if b == b'=' {
-            let rest = &body[i + 1..];
-            if rest.starts_with(b"\r\n") {
-                i += 3;
-                continue;
-            }
-            if rest.starts_with(b"\n") {
-                i += 2;
-                continue;
-            }
-            if let (Some(&h), Some(&l)) = (rest.first(), rest.get(1))
-                && let (Some(h), Some(l)) = (hex(h), hex(l))
-            {
-                out.push(h << 4 | l);
-                i += 3;
-                continue;
-            }
-            // A soft break followed only by whitespace, or a malformed escape: keep it.
-            out.push(b);
-            i += 1;
-            continue;
-        }
-        if b == b'\r' || b == b'\n' {
-            while out.last().is_some_and(|&c| c == b' ' || c == b'\t') {
-                out.pop();
-            }
-        }
-        out.push(b);
-        i += 1;
-    }
-    out
-}
-
 #[cfg(test)]
 mod tests {
+    use proptest::prelude::*;
+
     use super::*;
-
-    #[test]
-    fn base64_is_lenient() {
-        assert_eq!(base64_decode(b"aGVs\r\nbG8=\r\n"), b"hello");
-        assert_eq!(base64_decode(b"aGVsbG8"), b"hello");
-        assert_eq!(base64_decode(b"aGVsbG8=x"), b"hello");
-        assert_eq!(base64_decode(b"AAEC"), [0u8, 1, 2]);
-    }
-
-    #[test]
-    fn quoted_printable() {
-        assert_eq!(
-            qp_decode(b"caf=C3=A9 =\r\nau lait  \r\nx=3d=3D"),
-            "café au lait\r\nx==".as_bytes()
-        );
-        assert_eq!(qp_decode(b"bad =ZZ escape="), b"bad =ZZ escape=");
-    }
 
     #[test]
     fn decodes_parts() {
@@ -163,5 +78,59 @@ mod tests {
         assert_eq!(decoded(raw, &info, &[]).as_deref(), Ok(&raw[..]));
         assert!(matches!(value(&[0, 1]), NString8::Literal8(_)));
         assert!(matches!(value(b"ab"), NString8::NString(_)));
+    }
+
+    /// A one-part UTF-8 text message with `body` under Content-Transfer-Encoding `cte`.
+    fn text_message(cte: &str, body: &[u8]) -> Vec<u8> {
+        let mut raw = format!(
+            "Subject: x\r\nContent-Type: text/plain; charset=utf-8\r\nContent-Transfer-Encoding: {cte}\r\n\r\n"
+        )
+        .into_bytes();
+        raw.extend_from_slice(body);
+        raw
+    }
+
+    /// What FETCH BINARY[1] sends and what SEARCH BODY matches against (`body_text`, UTF-8
+    /// read lossily as it does for a UTF-8 part).
+    fn binary_and_search(cte: &str, body: &[u8]) -> (String, String) {
+        let raw = text_message(cte, body);
+        let info = mailraft_mime::analyze(&raw);
+        let binary = decoded(&raw, &info, &[1]).unwrap_or_else(|e| panic!("{e:?}"));
+        (String::from_utf8_lossy(&binary).into_owned(), mailraft_mime::body_text(&raw))
+    }
+
+    /// Issue 9: BINARY and SEARCH decode transfer encodings with the same function, so they
+    /// agree on every defect a decoder can meet.
+    #[test]
+    fn binary_and_search_decode_alike() {
+        let cases: [(&str, &[u8], &str); 9] = [
+            ("quoted-printable", b"caf=C3=A9 soft=\r\n break", "café soft break"),
+            ("quoted-printable", b"lower =c3=a9 hex", "lower é hex"),
+            ("quoted-printable", b"bad =ZZ escape", "bad =ZZ escape"),
+            ("quoted-printable", b"padded  \t\r\nline", "padded\r\nline"),
+            ("quoted-printable", b"soft = \r\nwith space", "soft with space"),
+            ("quoted-printable", b"ends with soft=", "ends with soft"),
+            ("base64", b"aMOp\r\nbGxv\r\n", "héllo"),
+            ("base64", b"aMOpbGxvIQ", "héllo!"),
+            ("base64", b"aMOp bGxv*IQ=\r\n", "héllo!"),
+        ];
+        for (cte, body, want) in cases {
+            let (binary, search) = binary_and_search(cte, body);
+            assert_eq!(binary, want, "BINARY of {cte} {:?}", String::from_utf8_lossy(body));
+            assert_eq!(search, binary, "SEARCH of {cte} {:?}", String::from_utf8_lossy(body));
+        }
+    }
+
+    proptest! {
+        /// The same, for any mix of the characters decoders trip over.
+        #[test]
+        fn binary_and_search_agree(
+            body in proptest::collection::vec(prop::sample::select(b"aZ09+/= \t\r\n=Fc3x".to_vec()), 0..64),
+            base64 in any::<bool>(),
+        ) {
+            let cte = if base64 { "base64" } else { "quoted-printable" };
+            let (binary, search) = binary_and_search(cte, &body);
+            prop_assert_eq!(search, binary);
+        }
     }
 }

@@ -59,7 +59,7 @@ pub enum RenderError {
         what: &'static str,
     },
     /// BINARY of a part with an unknown Content-Transfer-Encoding: answer
-    /// `NO [UNKNOWN-CTE]` (RFC 3516 §4.3).
+    /// `NO [UNKNOWN-CTE]` (RFC 3516 §4.2).
     #[error("message {seq} part has unknown content transfer encoding {cte}")]
     UnknownCte {
         /// Sequence number of the message.
