@@ -21,6 +21,7 @@ fixed time; every wait has a deadline.
 
 import imaplib
 import json
+import re
 import subprocess
 import time
 from pathlib import Path
@@ -215,14 +216,23 @@ def rolling_upgrade(cluster, ports, bench_bin, workdir, leader_of, storage, new_
     log(f"rolling upgrade: {acked} APPENDs acknowledged, {errors} client errors, {violations} violations")
     # The last step of the procedure (docs/OPERATIONS.md): raise the feature level once every node runs the
     # new binary; every member must be asked and answer. Then the replicas must hold identical states.
-    out = cluster.admin(storage[0], "set-feature-level", "1")
-    log(f"set-feature-level 1: {out.strip()}")
+    level = known_feature_level()
+    out = cluster.admin(storage[0], "set-feature-level", str(level))
+    log(f"set-feature-level {level}: {out.strip()}")
     digests = same_state(cluster, storage)
     log(f"state digests of all {len(storage)} nodes agree at applied index {digests['applied_index']}")
     assert acked > 0, "the load acknowledged nothing"
     assert violations == 0, f"{violations} acknowledged APPENDs missing after the upgrade"
     assert errors == 0, f"{errors} client-visible errors during the rolling upgrade"
     return acked
+
+
+def known_feature_level():
+    """The newest feature level the binary under test knows (`KNOWN_FEATURE_LEVEL` in its source)."""
+    source = (Path(__file__).resolve().parents[2] / "crates/model/src/feature.rs").read_text()
+    found = re.search(r"pub const KNOWN_FEATURE_LEVEL: u32 = (\d+);", source)
+    assert found, "KNOWN_FEATURE_LEVEL not found in crates/model/src/feature.rs"
+    return int(found.group(1))
 
 
 def same_state(cluster, storage):

@@ -29,9 +29,15 @@ pub enum FrontendError {
     #[error("{0}")]
     OverQuota(String),
     /// A bound on one command or one mailbox would be exceeded (storage `LIMIT`, or the
-    /// front-end's own check before calling the storage).
+    /// front-end's own check before calling the storage). No smaller part of the command would
+    /// pass (a mailbox's keyword cap, its message count): it is reported at once.
     #[error("{0}")]
     Limit(String),
+    /// One storage call was too big (storage `LIMIT` marked `mailraft-split`: the bytes of the
+    /// command's records, or its number of messages), and a smaller part would pass. Split commands (STORE, EXPUNGE)
+    /// retry it in smaller parts (`limits::smaller_part`); the client sees it as `Limit`.
+    #[error("{0}")]
+    TooBig(String),
     /// The storage rejected an argument (storage `INVALID`, e.g. a bad mailbox name).
     #[error("{0}")]
     Invalid(String),
@@ -87,7 +93,8 @@ impl FrontendError {
             E::Cannot(m) | E::Invalid(m) => (no, Some(other_code("CANNOT")), m.clone()),
             E::OverQuota(m) => (no, Some(Code::OverQuota), m.clone()),
             // RFC 5530 §3: "The operation ran up against an implementation limit of some kind".
-            E::Limit(m) => (no, Some(other_code("LIMIT")), m.clone()),
+            // A call too big even when split to one message is the same refusal to the client.
+            E::Limit(m) | E::TooBig(m) => (no, Some(other_code("LIMIT")), m.clone()),
             E::AuthFailed(_) => {
                 (no, Some(other_code("AUTHENTICATIONFAILED")), "authentication failed".to_owned())
             }
@@ -129,6 +136,7 @@ impl FrontendError {
             E::Cannot(_) => "cannot",
             E::OverQuota(_) => "overquota",
             E::Limit(_) => "limit",
+            E::TooBig(_) => "too_big",
             E::Invalid(_) => "invalid",
             E::AuthFailed(_) => "authfailed",
             E::Unavailable(_) => "unavailable",
@@ -164,6 +172,7 @@ mod tests {
         assert_eq!(render(FrontendError::AlreadyExists("exists".into())), "t NO [ALREADYEXISTS] exists\r\n");
         assert_eq!(render(FrontendError::OverQuota("full".into())), "t NO [OVERQUOTA] full\r\n");
         assert_eq!(render(FrontendError::Limit("too many".into())), "t NO [LIMIT] too many\r\n");
+        assert_eq!(render(FrontendError::TooBig("too many bytes".into())), "t NO [LIMIT] too many bytes\r\n");
         assert_eq!(render(FrontendError::AuthFailed("x".into())), "t NO [AUTHENTICATIONFAILED] authentication failed\r\n");
         assert_eq!(render(FrontendError::Internal("boom".into())), "t NO [SERVERBUG] internal server error\r\n");
         assert!(render(FrontendError::Timeout).starts_with("t NO [UNAVAILABLE]"));

@@ -7,9 +7,12 @@
 //! split into calls of at most `write_chunk_messages` messages (see [`expunge_ranges`]).
 //!
 //! A call of that many messages can still be too big: the storage also refuses a command whose
-//! records exceed a byte bound (`mailraft_model::limits::MAX_COMMAND_BYTES`, 64 MiB) with
-//! `LIMIT`, and 5,000 messages with 256 long keywords each are well over it. Such a part is split
-//! in halves and retried ([`smaller_part`]); only a single message refused is reported.
+//! records exceed a byte bound (`mailraft_model::limits::MAX_COMMAND_BYTES`, 64 MiB), and 5,000
+//! messages with 256 long keywords each are well over it. A refusal caused by a size bound comes
+//! as splittable (`mailraft-split`, [`FrontendError::TooBig`]): such a part is split in halves and retried
+//! ([`smaller_part`]); only a single message refused is reported. A bound no split can help (a
+//! mailbox's keyword cap) comes as `LIMIT` and is reported at once, after one call. Both reach
+//! the client as `NO [LIMIT]` (RFC 5530 §3).
 
 use mailraft_proto::{UidRange, UidSet};
 
@@ -36,14 +39,21 @@ pub fn check_copy(count: usize) -> Result<(), FrontendError> {
 }
 
 /// After a storage call over `len` messages was refused with `error`: the smaller part size to
-/// retry with, or `None` when the refusal stands. Only `LIMIT` is worth retrying smaller, and it
-/// is safe to: a command the storage refuses for a bound changes nothing (the model checks its
-/// bounds before writing, or discards the command's writes), so no message of the part was
-/// touched. Halving reaches one message after log2(len) refusals; a LIMIT that is not about
-/// size (a mailbox's keyword cap) costs those few refused calls before it is reported.
+/// retry with, or `None` when the refusal stands. Only a splittable `LIMIT` is worth retrying smaller (the
+/// storage sends it only for size bounds, which a smaller part can meet), and it is safe to: a
+/// command the storage refuses for a bound changes nothing (the model checks its bounds before
+/// writing, or discards the command's writes), so no message of the part was touched. Halving
+/// reaches one message after log2(len) refusals. A plain `LIMIT` (a mailbox's keyword cap) would
+/// refuse every part alike, so it stands after its one call.
 pub fn smaller_part(len: usize, error: &FrontendError) -> Option<usize> {
-    (matches!(error, FrontendError::Limit(_)) && len > 1).then_some(len / 2)
+    (matches!(error, FrontendError::TooBig(_)) && len > 1).then_some(len / 2)
 }
+
+/// How often one plain EXPUNGE may learn new messages because its open range (the UIDs past
+/// every known one) was too big for one call. Each refresh makes the new messages known so the
+/// split can go on over them; a mailbox that receives more than a call's worth between every
+/// two calls would otherwise keep one EXPUNGE going forever. Past this many, the refusal stands.
+pub const MAX_EXPUNGE_TAIL_REFRESHES: usize = 4;
 
 /// The next UID range of a plain EXPUNGE split over the session's known UIDs: from `start` to
 /// the last of the next `chunk` UIDs of `rest` (ascending). Returns the range, how many known
@@ -94,13 +104,15 @@ mod tests {
     }
 
     #[test]
-    fn only_a_limit_over_several_messages_is_retried_smaller() {
-        let limit = FrontendError::Limit("a command may write at most 64 MiB of records".into());
-        assert_eq!(smaller_part(5000, &limit), Some(2500));
-        assert_eq!(smaller_part(3, &limit), Some(1));
-        assert_eq!(smaller_part(2, &limit), Some(1));
-        assert_eq!(smaller_part(1, &limit), None, "one message refused: the refusal stands");
-        assert_eq!(smaller_part(0, &limit), None);
+    fn only_too_big_over_several_messages_is_retried_smaller() {
+        let too_big = FrontendError::TooBig("a command may write at most 64 MiB of records".into());
+        assert_eq!(smaller_part(5000, &too_big), Some(2500));
+        assert_eq!(smaller_part(3, &too_big), Some(1));
+        assert_eq!(smaller_part(2, &too_big), Some(1));
+        assert_eq!(smaller_part(1, &too_big), None, "one message refused: the refusal stands");
+        assert_eq!(smaller_part(0, &too_big), None);
+        let cap = FrontendError::Limit("the mailbox has 256 keywords".into());
+        assert_eq!(smaller_part(5000, &cap), None, "no split helps against a plain LIMIT");
         assert_eq!(smaller_part(5000, &FrontendError::Internal("x".into())), None);
         assert_eq!(smaller_part(5000, &FrontendError::Timeout), None);
     }

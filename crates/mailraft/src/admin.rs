@@ -139,11 +139,7 @@ pub async fn run(args: AdminArgs) -> Result<()> {
             let r = admin
                 .call(|mut c| async move { c.set_feature_level(pb::SetFeatureLevelRequest { group_id, level }).await })
                 .await?;
-            if r.level > r.previous {
-                println!("feature level raised from {} to {}", r.previous, r.level);
-            } else {
-                println!("feature level is {} already (levels never go down); nothing changed", r.level);
-            }
+            println!("{}", level_set_message(level, &r));
         }
         AdminAction::ClusterInfo { json } => {
             // Deliberately not forwarded: an operator asks a node for its own view (a partitioned
@@ -358,6 +354,33 @@ async fn connect(endpoint: &str, tls: Option<&TlsBundle>) -> Result<AdminClient<
     Ok(AdminClient::new(channel))
 }
 
+/// What `set-feature-level N` tells the operator. `previous` is the level just before this
+/// request's entry was applied, so an unchanged level does not say who raised it: a retry whose
+/// first attempt was applied (its answer lost) sees that raise as `previous`. The result is
+/// stated, not explained.
+fn level_set_message(requested: u32, r: &pb::SetFeatureLevelResponse) -> String {
+    if r.level > r.previous {
+        format!("feature level raised from {} to {}", r.previous, r.level)
+    } else if r.level > requested {
+        format!("cluster is at feature level {}, above {requested} (levels never go down)", r.level)
+    } else {
+        format!("cluster is at feature level {}", r.level)
+    }
+}
+
+/// The cluster's feature level as reported, `None` when the node could not read it: levels
+/// start at 1, and a node whose stored level does not decode answers 0 so that the rest of
+/// cluster-info still reaches the operator diagnosing it.
+fn reported_level(info: &pb::ClusterInfoResponse) -> Option<u32> {
+    (info.feature_level != 0).then_some(info.feature_level)
+}
+
+/// The `features` line of [`print_info`].
+fn features_line(info: &pb::ClusterInfoResponse) -> String {
+    let level = reported_level(info).map_or_else(|| "unknown (unreadable on this node, or a node older than feature levels)".to_string(), |l| l.to_string());
+    format!("features  level {level} (this node's binary knows up to {})", info.known_feature_level)
+}
+
 fn info_json(info: &pb::ClusterInfoResponse) -> String {
     let members: Vec<serde_json::Value> = info
         .members
@@ -380,7 +403,7 @@ fn info_json(info: &pb::ClusterInfoResponse) -> String {
         "snapshot_index": info.snapshot_index,
         "cluster_id": format!("{:016x}", info.cluster_id),
         "state": info.state,
-        "feature_level": info.feature_level,
+        "feature_level": reported_level(info),
         "known_feature_level": info.known_feature_level,
         "members": members,
     })
@@ -398,7 +421,7 @@ fn print_info(info: &pb::ClusterInfoResponse) {
     println!("leader    {leader}");
     println!("term      {}", info.term);
     println!("log       last {} applied {} snapshot {}", info.last_log_index, info.last_applied, info.snapshot_index);
-    println!("features  level {} (this node's binary knows up to {})", info.feature_level, info.known_feature_level);
+    println!("{}", features_line(info));
     println!();
     println!("{:<6} {:<8} {:<34} {:>10} {:>8}", "id", "role", "address", "matched", "lag");
     for m in &info.members {
@@ -413,5 +436,43 @@ fn print_info(info: &pb::ClusterInfoResponse) {
     }
     if info.state != "leader" {
         println!("(replication progress is known only on the leader)");
+    }
+}
+
+#[cfg(test)]
+#[allow(clippy::unwrap_used)]
+mod tests {
+    use super::*;
+
+    fn answer(previous: u32, level: u32) -> pb::SetFeatureLevelResponse {
+        pb::SetFeatureLevelResponse { previous, level }
+    }
+
+    #[test]
+    fn an_unchanged_level_is_stated_without_claiming_nothing_happened() {
+        // A retry whose first attempt raised the level gets previous == level: the message must
+        // fit that case as well as a request that really changed nothing.
+        assert_eq!(level_set_message(3, &answer(3, 3)), "cluster is at feature level 3");
+        assert_eq!(level_set_message(3, &answer(2, 3)), "feature level raised from 2 to 3");
+        assert_eq!(
+            level_set_message(2, &answer(3, 3)),
+            "cluster is at feature level 3, above 2 (levels never go down)"
+        );
+    }
+
+    #[test]
+    fn an_unreadable_level_is_shown_as_such_not_as_level_0() {
+        let mut info = pb::ClusterInfoResponse { feature_level: 0, known_feature_level: 2, ..Default::default() };
+        let json: serde_json::Value = serde_json::from_str(&info_json(&info)).unwrap();
+        assert_eq!(json["feature_level"], serde_json::Value::Null);
+        assert_eq!(json["known_feature_level"], 2);
+        assert_eq!(
+            features_line(&info),
+            "features  level unknown (unreadable on this node, or a node older than feature levels) (this node's binary knows up to 2)"
+        );
+        info.feature_level = 2;
+        let json: serde_json::Value = serde_json::from_str(&info_json(&info)).unwrap();
+        assert_eq!(json["feature_level"], 2);
+        assert_eq!(features_line(&info), "features  level 2 (this node's binary knows up to 2)");
     }
 }

@@ -3,9 +3,10 @@
 //! The file holds every password hash and the session-signing keys, so it is created 0600 from
 //! the start (never readable by others, not even while it is written). It is written as a
 //! temporary file next to FILE, fsynced, checked (its size against the header, its SHA-256
-//! against the one the node sent, and a full read as a restore would do it: every record and the
-//! file's own CRC-32C), and only then renamed to FILE and the directory fsynced. So FILE is
-//! either absent or a complete, verified backup, even if the command is interrupted.
+//! against the one the node sent, and a full read as a restore would do it: every record, the
+//! file's own CRC-32C and a feature level this binary can restore, so run the cluster's
+//! release), and only then renamed to FILE and the directory fsynced. So FILE is either absent
+//! or a complete, verified backup, even if the command is interrupted.
 
 use std::fs::{self, File, OpenOptions};
 use std::io::Write;
@@ -41,9 +42,20 @@ pub async fn write(mut stream: tonic::Streaming<pb::BackupChunk>, path: &Path, f
         file.sync_all().context("fsync the backup")?;
         drop(file);
         let check = tmp.clone();
-        let info = tokio::task::spawn_blocking(move || mailraft_store::verify_backup(&check))
+        // Whole and readable is what a backup must be; its level may be above what this CLI's
+        // binary could restore (a CLI one release behind the cluster), which is no reason to
+        // throw it away.
+        let info = tokio::task::spawn_blocking(move || mailraft_store::verify_backup_file(&check))
             .await?
             .context("the received backup does not verify")?;
+        if info.feature_level > mailraft_model::KNOWN_FEATURE_LEVEL {
+            eprintln!(
+                "warning: this backup is at feature level {}; only a mailraft binary that knows it can restore it \
+                 (this one knows up to {})",
+                info.feature_level,
+                mailraft_model::KNOWN_FEATURE_LEVEL
+            );
+        }
         let last = info.meta.last_log_id.map_or(0, |id| id.index);
         ensure!(
             last == written.header.last_log_index,

@@ -440,10 +440,17 @@ pub enum ModelError {
     /// Stored data did not decode: a bug or corruption, never silently ignored.
     #[error("corrupt state: {0}")]
     Corrupt(String),
-    /// A bound of [`crate::limits`] would be exceeded (IMAP `NO [LIMIT]`, RFC 5530 §3). Last
-    /// variant: recorded replies (dedup table) keep their encoding.
+    /// A bound of [`crate::limits`] would be exceeded (IMAP `NO [LIMIT]`, RFC 5530 §3) that no
+    /// smaller command would avoid (a mailbox's keyword cap, an atomic command's size before
+    /// feature level 2). New variants go at the end: recorded replies (dedup table) keep their
+    /// encoding.
     #[error("limit exceeded: {0}")]
     Limit(String),
+    /// The command touches more messages or record bytes than one command may (from feature
+    /// level 2 on; `Limit` before): the same work split into smaller commands would pass
+    /// (IMAP `NO [LIMIT]` once a front-end cannot split further).
+    #[error("too big: {0}")]
+    TooBig(String),
 }
 
 /// What a mailbox change reports to the proposer.

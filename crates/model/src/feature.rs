@@ -27,6 +27,13 @@
 //! Levels:
 //! - Level 1: the first release's rules (every apply rule of the release that introduced
 //!   feature levels).
+//! - Level 2 ([`LEVEL_KEYWORD_INDEX`]): message records name their keywords by index into
+//!   their mailbox's keyword list (message record and mailbox record version 2,
+//!   [`crate::message_record`]), and FETCH FLAGS gives each keyword of such a record in its
+//!   mailbox's first spelling (a version 1 record keeps its own until rewritten); a
+//!   refusal that a smaller command would avoid (the message and byte bounds of one command) is
+//!   [`ModelError::TooBig`] instead of `Limit`, so a front-end splits only what splitting helps.
+//!   A new cluster starts at the level its bootstrapping binary knows.
 
 use crate::apply::Txn;
 use crate::command::{ModelError, Outcome, Reply};
@@ -38,7 +45,10 @@ use crate::kv::{KvRead, Table};
 pub const BASE_FEATURE_LEVEL: u32 = 1;
 
 /// The highest level whose rules this binary has: it refuses to apply a higher one.
-pub const KNOWN_FEATURE_LEVEL: u32 = 1;
+pub const KNOWN_FEATURE_LEVEL: u32 = 2;
+
+/// Level 2: version 2 message records (keyword indices) and [`ModelError::TooBig`].
+pub const LEVEL_KEYWORD_INDEX: u32 = 2;
 
 /// The lowest level whose rules this binary still has (old branches are deleted one release
 /// after their level was raised): it refuses to apply a state below it.
@@ -136,8 +146,9 @@ mod tests {
     use crate::command::{Command, Request};
     use crate::kv::{MemKv, WriteSet};
 
-    /// A binary that knows levels 1 to 3 (this one knows only 1).
-    const NEWER: Supported = Supported { oldest: 1, known: 3 };
+    /// A level this binary does not know, and a binary that knows it and one more.
+    const NEXT: u32 = KNOWN_FEATURE_LEVEL + 1;
+    const NEWER: Supported = Supported { oldest: 1, known: NEXT + 1 };
 
     fn set(kv: &mut MemKv, level: u32, binary: Supported) -> Result<Reply, FatalError> {
         let mut ws = WriteSet::default();
@@ -151,11 +162,11 @@ mod tests {
     }
 
     #[test]
-    fn a_new_state_is_at_level_1_and_this_binary_knows_it() {
+    fn a_state_without_a_level_is_at_level_1_and_this_binary_knows_it() {
         let kv = MemKv::default();
         assert_eq!(level(&kv), 1);
         assert_eq!(check_stored_level(&kv), Ok(1));
-        assert_eq!((KNOWN_FEATURE_LEVEL, OLDEST_FEATURE_LEVEL, BASE_FEATURE_LEVEL), (1, 1, 1));
+        assert_eq!((KNOWN_FEATURE_LEVEL, OLDEST_FEATURE_LEVEL, BASE_FEATURE_LEVEL), (2, 1, 1));
     }
 
     #[test]
@@ -184,12 +195,15 @@ mod tests {
     fn a_level_above_the_known_one_is_fatal_not_a_refusal() {
         let kv = MemKv::default();
         let mut ws = WriteSet::default();
-        let err = apply_detailed(&kv, &mut ws, &Request::new(1_000, Command::SetFeatureLevel { level: 2 })).unwrap_err();
-        assert_eq!(err, FatalError::NewerFeatureLevel { level: 2, known: 1 });
-        assert_eq!(err.to_string(), "cluster feature level 2 needs a newer mailraft binary (this one knows up to 1)");
+        let err = apply_detailed(&kv, &mut ws, &Request::new(1_000, Command::SetFeatureLevel { level: NEXT })).unwrap_err();
+        assert_eq!(err, FatalError::NewerFeatureLevel { level: NEXT, known: KNOWN_FEATURE_LEVEL });
+        assert_eq!(
+            err.to_string(),
+            format!("cluster feature level {NEXT} needs a newer mailraft binary (this one knows up to {KNOWN_FEATURE_LEVEL})")
+        );
         assert!(ws.is_empty(), "nothing of the entry may be written");
         let mut kv = MemKv::default();
-        assert_eq!(set(&mut kv, 4, NEWER), Err(FatalError::NewerFeatureLevel { level: 4, known: 3 }));
+        assert_eq!(set(&mut kv, NEXT + 2, NEWER), Err(FatalError::NewerFeatureLevel { level: NEXT + 2, known: NEXT + 1 }));
         assert_eq!(level(&kv), 1);
     }
 
@@ -197,25 +211,25 @@ mod tests {
     fn a_state_above_the_known_level_stops_every_command() {
         // What a snapshot or a data directory of newer binaries looks like to this one.
         let mut kv = MemKv::default();
-        set(&mut kv, 2, NEWER).unwrap().unwrap();
+        set(&mut kv, NEXT, NEWER).unwrap().unwrap();
         let create = Request::new(1_000, Command::CreateTenant { domain: "example.test".into() });
         let err = apply_detailed(&kv, &mut WriteSet::default(), &create).unwrap_err();
-        assert_eq!(err, FatalError::NewerFeatureLevel { level: 2, known: 1 });
-        assert_eq!(check_stored_level(&kv), Err(FatalError::NewerFeatureLevel { level: 2, known: 1 }));
+        assert_eq!(err, FatalError::NewerFeatureLevel { level: NEXT, known: KNOWN_FEATURE_LEVEL });
+        assert_eq!(check_stored_level(&kv), Err(FatalError::NewerFeatureLevel { level: NEXT, known: KNOWN_FEATURE_LEVEL }));
         // A binary whose oldest level is above the state's refuses it too.
-        let newest = Supported { oldest: 3, known: 3 };
+        let newest = Supported { oldest: NEXT + 1, known: NEXT + 1 };
         let err = apply_with(&kv, &mut WriteSet::default(), &create, newest).unwrap_err();
-        assert_eq!(err, FatalError::OlderFeatureLevel { level: 2, oldest: 3 });
+        assert_eq!(err, FatalError::OlderFeatureLevel { level: NEXT, oldest: NEXT + 1 });
     }
 
     #[test]
     fn a_raise_earlier_in_the_batch_counts_for_the_next_entries() {
         let kv = MemKv::default();
         let mut ws = WriteSet::default();
-        apply_with(&kv, &mut ws, &Request::new(1_000, Command::SetFeatureLevel { level: 2 }), NEWER).unwrap();
+        apply_with(&kv, &mut ws, &Request::new(1_000, Command::SetFeatureLevel { level: NEXT }), NEWER).unwrap();
         let create = Request::new(1_000, Command::CreateTenant { domain: "example.test".into() });
         let err = apply_detailed(&kv, &mut ws, &create).unwrap_err();
-        assert_eq!(err, FatalError::NewerFeatureLevel { level: 2, known: 1 });
+        assert_eq!(err, FatalError::NewerFeatureLevel { level: NEXT, known: KNOWN_FEATURE_LEVEL });
     }
 
     #[test]

@@ -24,6 +24,7 @@ pub mod flags;
 pub mod keys;
 pub mod kv;
 pub mod limits;
+pub mod message_record;
 pub mod names;
 pub mod query;
 pub mod records;

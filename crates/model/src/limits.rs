@@ -3,8 +3,9 @@
 //! Every tenant of a Raft group shares one apply loop, so one command's cost is a stall for all
 //! of them. These bounds are constants, not settings: every replica must refuse exactly the same
 //! commands, and a per-node setting could differ between replicas (a replicated setting would
-//! work, but nobody needs to tune these). A refusal is [`ModelError::Limit`](crate::ModelError),
-//! which IMAP reports as `NO [LIMIT]` (RFC 5530 §3).
+//! work, but nobody needs to tune these). A refusal is [`ModelError::Limit`](crate::ModelError)
+//! (or, for a size that smaller commands would pass, `TooBig` from feature level 2 on), which IMAP
+//! reports as `NO [LIMIT]` (RFC 5530 §3).
 //!
 //! Changing a rule (here or in any apply handler): never edit it in place. During a rolling
 //! upgrade old and new binaries apply the same log entries, and a bound one of them enforces and
@@ -45,12 +46,15 @@ pub const MAX_MESSAGES_PER_COMMAND: usize = 100_000;
 /// Most bytes of records one STORE, COPY / MOVE or EXPUNGE may read, and most it may write
 /// (message records, change log, blob reference counts, mailbox and account records; message
 /// bodies are not counted: the log entry carries them and the literal limit bounds them). The
-/// message cap alone does not bound the cost: a record carries the message's keywords, up to
-/// [`MAX_MAILBOX_KEYWORDS`] × [`crate::flags::MAX_KEYWORD_LEN`] ≈ 33 KiB, so 100,000 such
-/// records were 3.3 GB read and written on every replica in one apply. An ordinary record is
+/// message cap alone does not bound the cost: a version 1 record (feature level 1) carries the
+/// message's keywords as strings, up to [`MAX_MAILBOX_KEYWORDS`] ×
+/// [`crate::flags::MAX_KEYWORD_LEN`] ≈ 33 KiB, so 100,000 such records were 3.3 GB read and
+/// written on every replica in one apply. (Version 2 records, [`crate::message_record`], are at
+/// most ~330 bytes; version 1 records remain until a command rewrites them.) An ordinary record is
 /// about 100 bytes, so a COPY of 100,000 ordinary messages reads about 10 MB and writes about
 /// 25 MB (its record, its change-log row and its blob's 8-byte count each), well inside the
-/// bound; the refusal (`Limit`) comes as soon as the bound is passed, before the rest is read.
+/// bound; the refusal (`TooBig`; `Limit` at level 1) comes as soon as the bound is passed, before
+/// the rest is read.
 pub const MAX_COMMAND_BYTES: u64 = 64 << 20;
 
 /// Most mailboxes one account may have (parents created by CREATE included). A RENAME rewrites

@@ -143,7 +143,7 @@ pub fn first_unseen(kv: &dyn KvRead, who: Principal, mailbox: &Mailbox) -> Resul
     let mut found = None;
     for_each_page(kv, Table::Messages, &range, usize::MAX, |page| {
         for (_, v) in page {
-            let m = MessageMeta::decode(&v)?;
+            let m = MessageMeta::decode_for(&v, mailbox)?;
             if !m.flags.contains(&Flag::Seen) {
                 found = Some(m.uid);
                 return Ok(ControlFlow::Break(()));
@@ -164,7 +164,7 @@ pub fn messages(
     changed_since: u64,
 ) -> Result<Vec<MessageMeta>, ModelError> {
     check_owner(kv, who, mailbox)?;
-    let mut out = messages_in(kv, who.tenant, mailbox.id, uids)?;
+    let mut out = messages_in(kv, who.tenant, mailbox, uids)?;
     if changed_since > 0 {
         out.retain(|m| m.modseq > changed_since);
     }
@@ -203,7 +203,7 @@ pub fn messages_page(
             let full = scanned.len() == want;
             let mut last_uid = None;
             for (_, v) in scanned {
-                let meta = MessageMeta::decode(&v)?;
+                let meta = MessageMeta::decode_for(&v, mailbox)?;
                 last_uid = Some(meta.uid);
                 if changed_since == 0 || meta.modseq > changed_since {
                     out.push(meta);
@@ -222,14 +222,14 @@ pub fn messages_page(
 pub(crate) fn messages_in(
     kv: &dyn KvRead,
     tenant: TenantId,
-    mailbox: MailboxId,
+    mailbox: &Mailbox,
     uids: &UidSet,
 ) -> Result<Vec<MessageMeta>, ModelError> {
     let mut out = Vec::new();
     for (first, last) in uids.normalized() {
-        let range = keys::message_range(tenant, mailbox, first, last);
+        let range = keys::message_range(tenant, mailbox.id, first, last);
         for (_, v) in scan_all(kv, Table::Messages, &range) {
-            out.push(MessageMeta::decode(&v)?);
+            out.push(MessageMeta::decode_for(&v, mailbox)?);
         }
     }
     Ok(out)
@@ -306,7 +306,10 @@ pub fn changes(
         match Change::decode(&v)? {
             Change::Expunged => view.expunged.push(uid),
             Change::Added | Change::Flags => {
-                let m = get::<MessageMeta>(kv, Table::Messages, &keys::message(who.tenant, mb.id, uid))?
+                let m = kv
+                    .get(Table::Messages, &keys::message(who.tenant, mb.id, uid))
+                    .map(|v| MessageMeta::decode_for(&v, &mb))
+                    .transpose()?
                     .filter(|m| m.modseq == modseq)
                     .ok_or_else(|| ModelError::Corrupt(format!("change log entry {modseq}/{uid} is stale")))?;
                 flag_bytes = m.flags.iter().fold(flag_bytes, |n, f| n.saturating_add(f.as_imap().len() + 1));

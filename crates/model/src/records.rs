@@ -6,8 +6,6 @@
 //! [`Record::decode`] know the wrappers; the rest of the crate works with the plain structs.
 //! [`Change`] is an enum already, so its variant index plays the same role.
 
-use std::collections::BTreeSet;
-
 use serde::{Deserialize, Serialize};
 
 use crate::command::{ModelError, Principal, Reply};
@@ -176,7 +174,10 @@ pub struct Mailbox {
     /// RFC 6154 attribute without backslash ("Sent", "Trash", …).
     pub special_use: Option<String>,
     /// Keywords ever set in this mailbox (FLAGS / PERMANENTFLAGS), unique case-insensitively.
-    pub keywords: BTreeSet<String>,
+    /// Up to feature level 1 kept sorted (record version 1 stored a set); from level 2 on in the
+    /// order of first use, only ever appended to: a version 2 message record names its keywords
+    /// by their index here ([`crate::message_record`]).
+    pub keywords: Vec<String>,
     /// Oldest modseq `changes` can still answer exactly from the change log; a client that
     /// last synced before it must resynchronise fully.
     pub changelog_floor: u64,
@@ -252,6 +253,12 @@ pub trait Record: Sized {
     fn encode(&self) -> Vec<u8>;
     /// Decodes any supported version; `Corrupt` otherwise.
     fn decode(bytes: &[u8]) -> Result<Self, ModelError>;
+    /// The bytes the apply writes under feature `level` ([`crate::feature`]): a record whose
+    /// newer version older binaries cannot read is written in its old version until the
+    /// cluster's level says every binary can.
+    fn encode_at(&self, _level: u32) -> Vec<u8> {
+        self.encode()
+    }
 }
 
 macro_rules! versioned {
@@ -286,8 +293,6 @@ macro_rules! versioned {
 }
 
 versioned!(Tenant, TenantRecord, TenantRecordRef);
-versioned!(Mailbox, MailboxRecord, MailboxRecordRef);
-versioned!(MessageMeta, MessageRecord, MessageRecordRef);
 versioned!(BlobMeta, BlobMetaRecord, BlobMetaRecordRef);
 versioned!(DedupEntry, DedupRecord, DedupRecordRef);
 versioned!(SessionKeys, SessionKeysRecord, SessionKeysRecordRef);
@@ -324,6 +329,51 @@ impl Record for Account {
     }
 }
 
+/// On-disk versions of [`Mailbox`]; the variant index is the version tag. Both carry the same
+/// fields (a keyword set and a list encode alike); V2 (feature level 2) says the keyword list is
+/// in order of first use, which version 2 message records index into.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub enum MailboxRecord {
+    /// Keywords sorted (a `BTreeSet` when it was written).
+    V1(Mailbox),
+    /// Keywords in order of first use.
+    V2(Mailbox),
+}
+
+#[derive(Serialize)]
+enum MailboxRecordRef<'a> {
+    V1(&'a Mailbox),
+    V2(&'a Mailbox),
+}
+
+impl Record for Mailbox {
+    fn encode(&self) -> Vec<u8> {
+        self.encode_at(crate::feature::KNOWN_FEATURE_LEVEL)
+    }
+
+    fn encode_at(&self, level: u32) -> Vec<u8> {
+        // Serialising plain structs into a Vec cannot fail.
+        if level >= crate::feature::LEVEL_KEYWORD_INDEX {
+            return postcard::to_stdvec(&MailboxRecordRef::V2(self)).unwrap_or_default();
+        }
+        if self.keywords.is_sorted() {
+            postcard::to_stdvec(&MailboxRecordRef::V1(self)).unwrap_or_default()
+        } else {
+            // Level 1 keeps the list sorted (`Keywords::add`); this only guards the V1 promise.
+            let mut sorted = self.clone();
+            sorted.keywords.sort();
+            postcard::to_stdvec(&MailboxRecordRef::V1(&sorted)).unwrap_or_default()
+        }
+    }
+
+    fn decode(bytes: &[u8]) -> Result<Self, ModelError> {
+        match postcard::from_bytes::<MailboxRecord>(bytes) {
+            Ok(MailboxRecord::V1(v) | MailboxRecord::V2(v)) => Ok(v),
+            Err(e) => Err(ModelError::Corrupt(format!("Mailbox: {e}"))),
+        }
+    }
+}
+
 impl Record for Change {
     fn encode(&self) -> Vec<u8> {
         postcard::to_stdvec(self).unwrap_or_default()
@@ -350,12 +400,73 @@ mod tests {
             size: 99,
             blob: [9; 32],
         };
-        let bytes = m.encode();
+        let bytes = m.encode_v1();
         assert_eq!(bytes[0], 0, "V1 tag first");
-        assert_eq!(MessageMeta::decode(&bytes), Ok(m.clone()));
-        assert_eq!(postcard::to_stdvec(&MessageRecord::V1(m)).ok(), Some(bytes));
-        assert!(matches!(MessageMeta::decode(&[7, 1]), Err(ModelError::Corrupt(_))));
+        assert_eq!(MessageMeta::decode_in(&bytes, &[]), Ok(m.clone()));
         assert_eq!(Change::decode(&Change::Expunged.encode()), Ok(Change::Expunged));
+    }
+
+    /// The mailbox as the releases before feature level 2 stored it.
+    #[derive(Serialize, Deserialize)]
+    struct OldMailbox {
+        id: MailboxId,
+        name: String,
+        uidvalidity: u32,
+        uidnext: Uid,
+        highest_modseq: u64,
+        exists: u32,
+        unseen: u32,
+        deleted: u32,
+        size: u64,
+        special_use: Option<String>,
+        keywords: std::collections::BTreeSet<String>,
+        changelog_floor: u64,
+    }
+
+    #[derive(Serialize)]
+    enum OldMailboxRecord {
+        V1(OldMailbox),
+    }
+
+    #[test]
+    fn mailboxes_keep_the_old_bytes_at_level_1_and_their_keyword_order_from_level_2() {
+        let mb = |keywords: &[&str]| Mailbox {
+            id: 4,
+            name: "Work".into(),
+            uidvalidity: 9,
+            uidnext: 12,
+            highest_modseq: 30,
+            exists: 11,
+            unseen: 2,
+            deleted: 1,
+            size: 500,
+            special_use: Some("Sent".into()),
+            keywords: keywords.iter().map(|k| k.to_string()).collect(),
+            changelog_floor: 0,
+        };
+        let sorted = mb(&["$a", "b", "c"]);
+        let old = OldMailbox {
+            id: 4,
+            name: "Work".into(),
+            uidvalidity: 9,
+            uidnext: 12,
+            highest_modseq: 30,
+            exists: 11,
+            unseen: 2,
+            deleted: 1,
+            size: 500,
+            special_use: Some("Sent".into()),
+            keywords: ["c", "$a", "b"].iter().map(|k| k.to_string()).collect(),
+            changelog_floor: 0,
+        };
+        let old_bytes = postcard::to_stdvec(&OldMailboxRecord::V1(old)).unwrap_or_default();
+        assert_eq!(sorted.encode_at(1), old_bytes, "an old binary reads what level 1 writes");
+        assert_eq!(Mailbox::decode(&old_bytes), Ok(sorted.clone()), "old rows decode sorted");
+        let used = mb(&["c", "$a", "b"]);
+        assert_eq!(used.encode_at(1), old_bytes, "level 1 never writes an unsorted list");
+        let v2 = used.encode_at(2);
+        assert_eq!(v2[0], 1, "V2 tag");
+        assert_eq!(Mailbox::decode(&v2), Ok(used), "order of first use kept");
     }
 
     #[test]

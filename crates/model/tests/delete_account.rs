@@ -50,6 +50,15 @@ fn assert_gone_and_consistent(s: &Sys, who: Principal, mailboxes: &BTreeSet<Mail
     let account_prefix = keys::account_prefix(who.tenant, who.account);
     let mut refs: BTreeMap<Vec<u8>, u64> = BTreeMap::new();
     let mut used = 0u64;
+    // Keyword lists of every mailbox left, for decoding their messages.
+    let lists: BTreeMap<MailboxId, Vec<String>> = s
+        .kv
+        .data
+        .iter()
+        .filter(|((t, _), _)| *t == Table::Mailboxes)
+        .map(|(_, v)| Mailbox::decode(v).unwrap())
+        .map(|m| (m.id, m.keywords))
+        .collect();
     for ((table, key), value) in &s.kv.data {
         let mailbox = key.get(8..16).map(|b| u64::from_be_bytes(b.try_into().unwrap()));
         match table {
@@ -63,7 +72,7 @@ fn assert_gone_and_consistent(s: &Sys, who: Principal, mailboxes: &BTreeSet<Mail
             _ => {}
         }
         if *table == Table::Messages {
-            let m = MessageMeta::decode(value).unwrap();
+            let m = MessageMeta::decode_in(value, lists.get(&mailbox.unwrap()).map_or(&[][..], |l| l)).unwrap();
             *refs.entry(keys::blob(who.tenant, &m.blob)).or_default() += 1;
             used += m.size;
         }

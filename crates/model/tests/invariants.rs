@@ -212,7 +212,7 @@ impl Harness {
         let req = Request { now_ms: T0 + self.step * 250, request_id, command };
         self.step += 1;
         let before = self.ws.clone();
-        let applied = apply_detailed(&self.kv, &mut self.ws, &req).expect("level 1");
+        let applied = apply_detailed(&self.kv, &mut self.ws, &req).expect("a known level");
         assert!(!applied.replayed, "ids are fresh: {req:?}");
         if applied.reply.is_err() {
             let mut own = self.ws.clone();
@@ -243,7 +243,7 @@ impl Harness {
         req.now_ms = T0 + self.step * 250;
         self.step += 1;
         let before = self.state();
-        let applied = apply_detailed(&self.kv, &mut self.ws, &req).expect("level 1");
+        let applied = apply_detailed(&self.kv, &mut self.ws, &req).expect("a known level");
         assert_eq!(applied, Applied { reply, events: vec![], replayed: true }, "replay of {req:?}");
         assert!(self.state() == before, "a replay must not change the state");
         if commit {
@@ -588,10 +588,17 @@ impl Harness {
 /// Runs `ops`, committing after op `i` when `commit[i]` (and at the end) and retrying the last
 /// request with an id after op `i` when `replay[i]`. Returns the replies and events and the
 /// final state.
-fn run(ops: &[Op], commit: &[bool], replay: &[bool]) -> (Vec<(Reply, Vec<MailboxEvent>)>, MemKv) {
+///
+/// The harness starts at feature level 1; before op `raise` (if any) the level is raised to the
+/// newest this binary knows, so records of both versions live side by side from then on (a
+/// cluster upgraded in place), and the reference model must still match.
+fn run(ops: &[Op], commit: &[bool], replay: &[bool], raise: Option<usize>) -> (Vec<(Reply, Vec<MailboxEvent>)>, MemKv) {
     let mut h = Harness::new();
     for (i, op) in ops.iter().enumerate() {
         let commit = commit.get(i).copied().unwrap_or(true);
+        if raise == Some(i) {
+            h.exec(Command::SetFeatureLevel { level: KNOWN_FEATURE_LEVEL }, commit).0.unwrap();
+        }
         h.run_op(op, commit);
         if replay.get(i).copied().unwrap_or(false) {
             h.replay_last(commit);
@@ -611,9 +618,10 @@ proptest! {
         ops in vec(op(), 1..40),
         plan in vec(any::<bool>(), 40),
         replay in vec(proptest::bool::weighted(0.3), 40),
+        raise in proptest::option::of(0usize..40),
     ) {
-        let (log_a, kv_a) = run(&ops, &[], &replay);
-        let (log_b, kv_b) = run(&ops, &plan, &replay);
+        let (log_a, kv_a) = run(&ops, &[], &replay, raise);
+        let (log_b, kv_b) = run(&ops, &plan, &replay, raise);
         prop_assert_eq!(log_a, log_b);
         prop_assert!(kv_a == kv_b, "batched and unbatched runs must leave identical state");
     }

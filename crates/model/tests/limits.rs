@@ -1,6 +1,7 @@
 //! The bounds of `mailraft_model::limits`: the per-mailbox keyword cap and the per-command
-//! message caps. A refused command must be refused on every replica alike (`Limit`) and change
-//! nothing (the harness checks that a failed command writes only dedup bookkeeping).
+//! message caps. A refused command must be refused on every replica alike (`Limit`, or `TooBig`
+//! for the size bounds from feature level 2 on) and change nothing (the harness checks that a
+//! failed command writes only dedup bookkeeping).
 #![allow(clippy::unwrap_used)]
 
 mod common;
@@ -19,8 +20,14 @@ fn keywords(range: std::ops::Range<usize>) -> Vec<Flag> {
     range.map(|i| kw(&format!("k{i}"))).collect()
 }
 
+/// A refusal no smaller command would avoid.
 fn is_limit<T: std::fmt::Debug>(r: Result<T, ModelError>) -> bool {
     matches!(r, Err(ModelError::Limit(_)))
+}
+
+/// A refusal of a command's size (feature level 2 on): a front-end may split and retry it.
+fn is_too_big<T: std::fmt::Debug>(r: Result<T, ModelError>) -> bool {
+    matches!(r, Err(ModelError::TooBig(_)))
 }
 
 #[test]
@@ -55,7 +62,7 @@ fn a_mailbox_stops_at_the_keyword_cap() {
     r.unwrap();
     let mb = s.mb(who, "INBOX");
     assert_eq!(mb.keywords.len(), MAX_MAILBOX_KEYWORDS);
-    assert!(mb.keywords.contains("LAST") && !mb.keywords.contains("new") && !mb.keywords.contains("other"));
+    assert!(mb.keywords.iter().any(|k| k == "LAST") && !mb.keywords.iter().any(|k| k == "new") && !mb.keywords.iter().any(|k| k == "other"));
 }
 
 #[test]
@@ -77,11 +84,11 @@ fn a_set_with_too_many_ranges_is_refused_before_reading() {
     let ranges: Vec<(Uid, Uid)> = (0..=MAX_MESSAGES_PER_COMMAND as u32).map(|i| (2 * i + 1, 2 * i + 1)).collect();
     let set = UidSet { ranges };
     let (r, _) = s.store(who, "INBOX", set.clone(), StoreOp::Add, vec![Flag::Seen], 0);
-    assert!(is_limit(r));
+    assert!(is_too_big(r));
     let (r, _) = s.copy(who, "INBOX", set.clone(), "INBOX", false);
-    assert!(is_limit(r));
+    assert!(is_too_big(r));
     let (r, _) = s.expunge(who, "INBOX", Some(set));
-    assert!(is_limit(r));
+    assert!(is_too_big(r));
     assert_eq!(s.msgs(who, "INBOX").len(), 1);
 }
 
@@ -111,17 +118,17 @@ fn commands_over_the_message_cap_are_refused_and_change_nothing() {
     let (mut s, who) = big_mailbox();
     let cap = MAX_MESSAGES_PER_COMMAND as Uid;
     let (r, _) = s.store(who, "INBOX", all(), StoreOp::Add, vec![Flag::Seen], 0);
-    assert!(is_limit(r), "store over the cap");
+    assert!(is_too_big(r), "store over the cap");
     let (r, _) = s.copy(who, "INBOX", all(), "Dest", false);
-    assert!(is_limit(r), "copy over the cap");
+    assert!(is_too_big(r), "copy over the cap");
     let (r, _) = s.copy(who, "INBOX", all(), "Dest", true);
-    assert!(is_limit(r), "move over the cap");
+    assert!(is_too_big(r), "move over the cap");
     let (r, _) = s.expunge(who, "INBOX", None);
-    assert!(is_limit(r), "expunge of a mailbox over the cap");
+    assert!(is_too_big(r), "expunge of a mailbox over the cap");
     let (r, _) = s.expunge(who, "INBOX", Some(all()));
-    assert!(is_limit(r), "uid expunge over the cap");
+    assert!(is_too_big(r), "uid expunge over the cap");
     let e = s.err(Command::RenameMailbox { who, from: "INBOX".into(), to: "Old".into() });
-    assert!(matches!(e, ModelError::Limit(_)), "renaming INBOX moves every message: {e:?}");
+    assert!(matches!(e, ModelError::Limit(_)), "renaming INBOX moves every message, and cannot be split: {e:?}");
     assert_eq!(s.mb(who, "INBOX").exists, cap + 1);
     assert_eq!(s.mb(who, "Dest").exists, 0);
 
@@ -146,16 +153,20 @@ fn longest_keywords() -> Vec<Flag> {
     (0..MAX_MAILBOX_KEYWORDS).map(|i| kw(&format!("{i:x>width$}", width = MAX_KEYWORD_LEN))).collect()
 }
 
-/// A set whose records are larger than [`MAX_COMMAND_BYTES`] together (far fewer messages than
-/// the message cap) is refused by COPY, MOVE, STORE and EXPUNGE, and changes nothing; half of it
-/// goes through.
+/// The records of a message with every keyword, as level 1 writes them (~33 KiB).
+fn heavy_record() -> MessageMeta {
+    MessageMeta { uid: 1, flags: longest_keywords(), modseq: 1, internal_date: 0, tz_offset_minutes: 0, save_date: 0, size: 4, blob: [0; 32] }
+}
+
+/// At feature level 1 (records carry their keywords as strings), a set whose records are larger
+/// than [`MAX_COMMAND_BYTES`] together (far fewer messages than the message cap) is refused by
+/// COPY, MOVE, STORE and EXPUNGE, and changes nothing; half of it goes through.
 #[test]
 fn commands_over_the_byte_bound_are_refused_and_change_nothing() {
-    let (mut s, who) = Sys::setup();
+    let (mut s, who) = Sys::setup_at(1);
     s.create(who, "Dest");
     let heavy = longest_keywords();
-    let record = MessageMeta { uid: 1, flags: heavy.clone(), modseq: 1, internal_date: 0, tz_offset_minutes: 0, save_date: 0, size: 4, blob: [0; 32] };
-    let n = (MAX_COMMAND_BYTES / record.encode().len() as u64 + 1) as usize;
+    let n = (MAX_COMMAND_BYTES / heavy_record().encode_v1().len() as u64 + 1) as usize;
     assert!(n < MAX_MESSAGES_PER_COMMAND / 10, "the byte bound is what refuses here, not the message cap");
     let mut left = n;
     while left > 0 {
@@ -188,11 +199,57 @@ fn commands_over_the_byte_bound_are_refused_and_change_nothing() {
     assert_eq!(s.mb(who, "Dest").exists as usize, n, "the refused delete changed nothing");
 }
 
+/// From feature level 2 on, a record names its keywords by index: a message with every keyword
+/// is a few hundred bytes on disk. A command still holds (and STORE replies with) the keywords as
+/// strings, so the byte bound charges them: the set level 1 refused is refused (`TooBig`, so a
+/// front-end splits it) whether it is read (COPY, a STORE that changes nothing) or written (a
+/// STORE adding every keyword to light messages), and half of it passes.
+#[test]
+fn keyword_indices_keep_records_small_and_the_byte_bound_counts_keywords_as_strings() {
+    let (mut s, who) = Sys::setup();
+    s.create(who, "Dest");
+    let heavy = longest_keywords();
+    let n = (MAX_COMMAND_BYTES / heavy_record().encode_v1().len() as u64 + 1) as usize;
+    let mut left = n;
+    while left > 0 {
+        let k = left.min(500);
+        s.ok(Command::Append { who, mailbox: "INBOX".into(), messages: vec![msg(b"same", heavy.clone()); k] });
+        left -= k;
+    }
+    let largest = s.kv.data.iter().filter(|((t, _), _)| *t == Table::Messages).map(|(_, v)| v.len()).max().unwrap();
+    assert!(largest < 400, "a record with 256 keywords of 128 bytes is {largest} bytes");
+    let (r, _) = s.copy(who, "INBOX", all(), "Dest", false);
+    assert!(is_too_big(r.clone()), "copy of {n} messages holding 33 KiB of keywords each: {r:?}");
+    let (r, _) = s.store(who, "INBOX", all(), StoreOp::Add, vec![kw(&format!("{0:x>width$}", 0, width = MAX_KEYWORD_LEN))], 0);
+    assert!(is_too_big(r), "a store that changes nothing still reads (and would reply with) every keyword");
+    let half = (n / 2) as Uid;
+    let (r, _) = s.copy(who, "INBOX", UidSet::range(1, half), "Dest", false);
+    r.unwrap();
+    let dest = s.msgs(who, "Dest");
+    assert_eq!(dest.len(), half as usize);
+    assert!(dest.iter().all(|m| m.flags.len() == heavy.len()), "every keyword survived the copy");
+
+    // Written: light messages, every keyword added at once.
+    s.ok(Command::CreateMailbox { who, name: "Light".into(), special_use: None });
+    let mut left = n;
+    while left > 0 {
+        let k = left.min(MAX_APPEND_MESSAGES);
+        s.ok(Command::Append { who, mailbox: "Light".into(), messages: vec![msg(b"light", vec![]); k] });
+        left -= k;
+    }
+    let (r, _) = s.store(who, "Light", all(), StoreOp::Add, heavy.clone(), 0);
+    assert!(is_too_big(r), "a store writing 33 KiB of keywords into each of {n} messages");
+    assert!(s.msgs(who, "Light").iter().all(|m| m.flags.is_empty()), "nothing was written");
+    let (r, _) = s.store(who, "Light", UidSet::range(1, half), StoreOp::Add, heavy, 0);
+    r.unwrap();
+}
+
 /// A COPY whose records fit the read bound writes them again plus a change-log row and a blob
-/// count each, which passes the write bound: refused as it writes, nothing kept.
+/// count each, which passes the write bound: refused as it writes, nothing kept (level 1's
+/// records; level 2's are too small for a command within the message cap to get there).
 #[test]
 fn a_copy_that_would_write_over_the_byte_bound_is_refused() {
-    let (mut s, who) = Sys::setup();
+    let (mut s, who) = Sys::setup_at(1);
     s.create(who, "Dest");
     let heavy = longest_keywords();
     s.ok(Command::Append { who, mailbox: "INBOX".into(), messages: vec![msg(b"same", heavy.clone()); 200] });
@@ -220,10 +277,10 @@ fn a_copy_that_would_write_over_the_byte_bound_is_refused() {
     r.unwrap();
 }
 
-/// STORE reads small records but would write large ones: the write bound refuses it.
+/// STORE reads small records but would write large ones: the write bound refuses it (level 1).
 #[test]
 fn a_store_that_would_write_over_the_byte_bound_is_refused() {
-    let (mut s, who) = Sys::setup();
+    let (mut s, who) = Sys::setup_at(1);
     let heavy = longest_keywords();
     let n = (MAX_COMMAND_BYTES / (MAX_MAILBOX_KEYWORDS * MAX_KEYWORD_LEN) as u64 + 1) as usize;
     let mut left = n;
@@ -350,8 +407,8 @@ proptest! {
     /// case-insensitively and cover every keyword of its messages, and a command is refused with
     /// `Limit` exactly when it would add new keywords beyond the cap.
     #[test]
-    fn keyword_sets_stay_bounded_and_complete(ops in vec(op(), 1..60)) {
-        let (mut s, who) = Sys::setup();
+    fn keyword_sets_stay_bounded_and_complete(ops in vec(op(), 1..60), level in prop::sample::select(vec![1, KNOWN_FEATURE_LEVEL])) {
+        let (mut s, who) = Sys::setup_at(level);
         s.create(who, "B");
         let names = ["INBOX", "B"];
         for op in ops {

@@ -86,7 +86,7 @@ pub fn mailbox_status(mb: &Mailbox) -> pb::MailboxStatus {
         unseen: mb.unseen,
         deleted: mb.deleted,
         size: mb.size,
-        keywords: mb.keywords.iter().cloned().collect(),
+        keywords: mb.keywords.clone(),
     }
 }
 

@@ -16,6 +16,12 @@ use tonic::{Code, Status};
 pub const CODE_KEY: &str = "mailraft-code";
 /// Metadata key carrying the leader's gRPC address on `NOT_LEADER`.
 pub const LEADER_KEY: &str = "mailraft-leader";
+/// Metadata key on a `LIMIT` refusal of a write: `1` when the same work split into smaller
+/// commands would pass (`ModelError::TooBig`), `0` when no split helps ([`ServerError::FinalLimit`]).
+/// Absent (a cluster still at feature level 1, where the model does not tell the two apart, or a
+/// read's limit), a front-end splits a STORE or EXPUNGE as before. A key beside `LIMIT` rather
+/// than a code of its own, so a front-end of an older release still says `NO [LIMIT]`.
+pub const SPLIT_KEY: &str = "mailraft-split";
 
 /// Everything that can go wrong in the storage node.
 #[derive(Debug, thiserror::Error)]
@@ -23,6 +29,11 @@ pub enum ServerError {
     /// The replicated model refused the command (deterministic, same on every replica).
     #[error(transparent)]
     Model(#[from] ModelError),
+    /// The model's `Limit` from a cluster at feature level 2 or above, where a refusal that
+    /// smaller commands would pass is `TooBig` instead: no split helps this one (a mailbox's
+    /// keyword cap), so the front-end reports it at once (`SPLIT_KEY` "0").
+    #[error("limit exceeded: {0}")]
+    FinalLimit(String),
     /// This node is not the Raft leader; `leader` is the leader's advertised gRPC address when
     /// known, so the caller can retry there.
     #[error("not the leader")]
@@ -89,8 +100,10 @@ impl ServerError {
                 ModelError::OverQuota => (Code::ResourceExhausted, "OVERQUOTA"),
                 ModelError::UidsExhausted => (Code::ResourceExhausted, "CANNOT"),
                 ModelError::Corrupt(_) => (Code::Internal, "INTERNAL"),
-                ModelError::Limit(_) => (Code::ResourceExhausted, "LIMIT"),
+                // `TooBig` also carries `SPLIT_KEY`.
+                ModelError::Limit(_) | ModelError::TooBig(_) => (Code::ResourceExhausted, "LIMIT"),
             },
+            ServerError::FinalLimit(_) => (Code::ResourceExhausted, "LIMIT"),
             ServerError::NotLeader { .. } => (Code::Unavailable, "NOT_LEADER"),
             ServerError::AuthFailed | ServerError::BadToken => (Code::Unauthenticated, "AUTHFAILED"),
             ServerError::Invalid(_) => (Code::InvalidArgument, "INVALID"),
@@ -165,6 +178,15 @@ impl From<ServerError> for Status {
         let mut status = Status::new(code, e.to_string());
         let md = status.metadata_mut();
         md.insert(CODE_KEY, MetadataValue::from_static(stable));
+        match &e {
+            ServerError::Model(ModelError::TooBig(_)) => {
+                md.insert(SPLIT_KEY, MetadataValue::from_static("1"));
+            }
+            ServerError::FinalLimit(_) => {
+                md.insert(SPLIT_KEY, MetadataValue::from_static("0"));
+            }
+            _ => {}
+        }
         if let ServerError::NotLeader { leader: Some(addr) } = &e {
             // An address that is not valid ASCII metadata is dropped: the caller then falls back
             // to trying other nodes, which is correct, only slower.
@@ -199,5 +221,13 @@ mod tests {
         assert_eq!(s.code(), Code::Unauthenticated);
         let s: Status = ServerError::from(ModelError::Limit("too many keywords".into())).into();
         assert_eq!(s.metadata().get(CODE_KEY).and_then(|v| v.to_str().ok()), Some("LIMIT"));
+        assert!(s.metadata().get(SPLIT_KEY).is_none(), "level 1 cannot tell");
+        let s: Status = ServerError::FinalLimit("too many keywords".into()).into();
+        assert_eq!(s.metadata().get(CODE_KEY).and_then(|v| v.to_str().ok()), Some("LIMIT"));
+        assert_eq!(s.metadata().get(SPLIT_KEY).and_then(|v| v.to_str().ok()), Some("0"), "a keyword cap is not split");
+        let s: Status = ServerError::from(ModelError::TooBig("64 MiB of records".into())).into();
+        assert_eq!(s.code(), Code::ResourceExhausted);
+        assert_eq!(s.metadata().get(CODE_KEY).and_then(|v| v.to_str().ok()), Some("LIMIT"), "what older front-ends know");
+        assert_eq!(s.metadata().get(SPLIT_KEY).and_then(|v| v.to_str().ok()), Some("1"));
     }
 }

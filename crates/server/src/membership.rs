@@ -360,7 +360,12 @@ pub fn cluster_info(shared: &Shared, network: &Network) -> Result<pb::ClusterInf
         members,
         snapshot_index: m.snapshot.map(|l| l.index).unwrap_or(0),
         leader_admin_addr: m.current_leader.and_then(|id| directory.admin_addr(id)).unwrap_or_default(),
-        feature_level: mailraft_model::feature::stored_level(&shared.view)?,
+        // 0 (never a level) says "unreadable": the rest of the answer is what an operator needs
+        // to find out why, so a corrupt level must not hide it.
+        feature_level: mailraft_model::feature::stored_level(&shared.view).unwrap_or_else(|e| {
+            tracing::warn!(error = %e, "feature level unreadable");
+            0
+        }),
         known_feature_level: mailraft_model::KNOWN_FEATURE_LEVEL,
     })
 }

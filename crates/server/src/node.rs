@@ -306,6 +306,13 @@ impl StorageNode {
             .await
             .map_err(|e| ServerError::Unavailable(format!("no leader elected: {e}")))?;
         if metrics.current_leader == Some(me) && query::session_key(&self.shared.view).is_none() {
+            // A new cluster starts with the newest rules its binary knows (`mailraft_model::feature`):
+            // raised before `Init`, so a node that stops between the two raises it again on its
+            // next start (raising is idempotent), while a cluster that has its session key is
+            // never raised here: that is the operator's step after an upgrade.
+            let level = mailraft_model::KNOWN_FEATURE_LEVEL;
+            self.shared.write(Command::SetFeatureLevel { level }).await?;
+            tracing::info!(level, "feature level set");
             let mut session_key = vec![0u8; 32];
             rand::rngs::OsRng.fill_bytes(&mut session_key);
             self.shared.write(Command::Init { session_key: session_key.into() }).await?;

@@ -181,7 +181,18 @@ impl Shared {
     /// one (success or error) and nothing changes.
     pub async fn write_with_id(&self, command: Command, request_id: Option<RequestId>) -> Result<Outcome, ServerError> {
         let resp = self.raft.client_write(Request { now_ms: now_ms(), request_id, command }).await?;
-        Ok(resp.data?)
+        match resp.data {
+            // From level 2 the model says `TooBig` for what a split would pass, so its `Limit` is
+            // final. The level is read after the apply; it only goes up, so at worst a `Limit`
+            // applied just before a raise is reported without splitting.
+            Err(ModelError::Limit(why))
+                if mailraft_model::feature::stored_level(&self.view)
+                    .is_ok_and(|l| l >= mailraft_model::feature::LEVEL_KEYWORD_INDEX) =>
+            {
+                Err(ServerError::FinalLimit(why))
+            }
+            data => Ok(data?),
+        }
     }
 
     /// Read-index: returns once this node is confirmed leader and has applied everything

@@ -1,5 +1,5 @@
 //! `Admin.SetFeatureLevel` (`admin_service/feature_level.rs`) on a single node: the level this
-//! binary knows is accepted (a no-op: the cluster starts at level 1), a higher one is refused
+//! binary knows is accepted (a no-op: a new cluster starts at it), a lower one changes nothing, a higher one is refused
 //! with FAILED_PRECONDITION naming the node that does not know it, before anything is proposed;
 //! `ClusterInfo` and `Identify` report the levels.
 #![allow(clippy::unwrap_used)]
@@ -19,7 +19,8 @@ async fn known_level_is_accepted_and_a_newer_one_refused_naming_the_node() {
     let set = |level| pb::SetFeatureLevelRequest { group_id: 1, level };
 
     let before = admin.cluster_info(info()).await.unwrap().into_inner();
-    assert_eq!((before.feature_level, before.known_feature_level), (1, mailraft_model::KNOWN_FEATURE_LEVEL));
+    let known = mailraft_model::KNOWN_FEATURE_LEVEL;
+    assert_eq!((before.feature_level, before.known_feature_level), (known, known), "a new cluster starts at the known level");
     let identity = RaftClient::new(common::channel(addr).await)
         .identify(pb::IdentifyRequest { group_id: 1 })
         .await
@@ -27,8 +28,10 @@ async fn known_level_is_accepted_and_a_newer_one_refused_naming_the_node() {
         .into_inner();
     assert_eq!(identity.known_feature_level, mailraft_model::KNOWN_FEATURE_LEVEL);
 
+    let r = admin.set_feature_level(set(known)).await.unwrap().into_inner();
+    assert_eq!((r.previous, r.level), (known, known));
     let r = admin.set_feature_level(set(1)).await.unwrap().into_inner();
-    assert_eq!((r.previous, r.level), (1, 1));
+    assert_eq!((r.previous, r.level), (known, known), "never lowered");
 
     let next = mailraft_model::KNOWN_FEATURE_LEVEL + 1;
     let refused = admin.set_feature_level(set(next)).await.unwrap_err();
@@ -43,7 +46,7 @@ async fn known_level_is_accepted_and_a_newer_one_refused_naming_the_node() {
     // Nothing was proposed: the node would have stopped at the entry (UNAVAILABLE, raft
     // stopped) instead of answering FAILED_PRECONDITION, and it still serves.
     let after = admin.cluster_info(info()).await.unwrap().into_inner();
-    assert_eq!(after.feature_level, 1);
-    assert_eq!(admin.set_feature_level(set(1)).await.unwrap().into_inner().level, 1);
+    assert_eq!(after.feature_level, known);
+    assert_eq!(admin.set_feature_level(set(known)).await.unwrap().into_inner().level, known);
     node.shutdown().await;
 }

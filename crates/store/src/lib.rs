@@ -49,7 +49,7 @@ pub use log_store::{LogBytes, LogStore};
 pub use pool::{Executor, LimitError, Limiter};
 pub use reader::{PinnedView, StateRead, StateView};
 pub use snapshot::{
-    BackupInfo, IO_BUFFER as SNAPSHOT_IO_BUFFER, SnapshotBuilder, restore_backup, verify_backup,
+    BackupInfo, IO_BUFFER as SNAPSHOT_IO_BUFFER, SnapshotBuilder, restore_backup, verify_backup, verify_backup_file,
 };
 pub use state_machine::{EVENT_CHANNEL_CAPACITY, StateMachineStore};
 pub use types::{

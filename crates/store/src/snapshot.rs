@@ -17,8 +17,9 @@
 //! 1. Stage: the received file is fsynced and renamed to `installing.snap` (a foreign handle is
 //!    copied there), then the directory is fsynced.
 //! 2. Verify: one read pass checks the header against the meta openraft gave, every record, the
-//!    record count and the CRC-32C trailer. A truncated or damaged file fails here, before the
-//!    database is touched, and `installing.snap` is removed.
+//!    record count and the CRC-32C trailer, and then the state's feature level
+//!    (`mailraft_model::feature`). A truncated or damaged file, or one at a level this binary
+//!    cannot apply, fails here, before the database is touched, and `installing.snap` is removed.
 //! 3. Apply, in RocksDB write batches of about [`BATCH_BYTES`]:
 //!    - batch 1 (fsynced) deletes every state-machine key (range tombstones) and writes the
 //!      `install_in_progress` marker (the snapshot id) and the format version;
@@ -58,12 +59,13 @@ use std::path::Path;
 use std::sync::Arc;
 use std::time::{Instant, SystemTime, UNIX_EPOCH};
 
+use mailraft_model::{Table, keys};
 use openraft::{ErrorSubject, ErrorVerb, RaftSnapshotBuilder, StorageError};
 use rocksdb::{DB, IteratorMode, ReadOptions, WriteBatch};
 
 pub use files::SnapshotData;
 pub(crate) use files::SnapshotFiles;
-pub use restore::{BackupInfo, restore_backup, verify_backup};
+pub use restore::{BackupInfo, restore_backup, verify_backup, verify_backup_file};
 use format::{FormatReader, FormatWriter, Record};
 
 use crate::db::{
@@ -175,17 +177,62 @@ pub(crate) fn build(db: &DB, files: &SnapshotFiles) -> Result<(Snapshot, u64)> {
     ))
 }
 
-/// Reads a whole snapshot file, checking every record and the trailer; returns its header.
-/// `expected`, if given, must match the header.
-fn verify(path: &Path, expected: Option<&SnapshotMeta>) -> Result<format::Header> {
+/// What one verifying read of a snapshot file found.
+pub(crate) struct Verified {
+    /// The file's header.
+    header: format::Header,
+    /// The value of the state's feature level record (`Meta/feature_level`), if it has one.
+    feature_level: Option<Vec<u8>>,
+}
+
+impl Verified {
+    /// The state's feature level, refused with the model's [`FatalError`] (the message the
+    /// apply path and [`crate::open`] give) when this binary cannot apply a state at it: the
+    /// entries after the snapshot would be applied with other rules than the cluster's.
+    ///
+    /// [`FatalError`]: mailraft_model::FatalError
+    fn check_feature_level(&self) -> Result<u32> {
+        Ok(mailraft_model::feature::check_stored_level(&self.level_state())?)
+    }
+
+    /// The file's feature level, whether or not this binary can apply it (a backup is kept
+    /// whole by any binary; only a restore needs to apply it). `Corrupt` if it does not decode.
+    pub(crate) fn feature_level(&self) -> Result<u32> {
+        mailraft_model::feature::stored_level(&self.level_state()).map_err(|e| StoreError::Corrupt(e.to_string()))
+    }
+
+    /// A state holding only the file's level record, for the model's level functions.
+    fn level_state(&self) -> mailraft_model::MemKv {
+        let mut state = mailraft_model::MemKv::default();
+        if let Some(value) = &self.feature_level {
+            let mut record = mailraft_model::WriteSet::default();
+            record.put(Table::Meta, keys::META_FEATURE_LEVEL.to_vec(), value.clone());
+            state.commit(record);
+        }
+        state
+    }
+}
+
+/// Reads a whole snapshot file, checking every record and the trailer; returns its header and
+/// feature level record. `expected`, if given, must match the header.
+fn verify(path: &Path, expected: Option<&SnapshotMeta>) -> Result<Verified> {
     let data = SnapshotFiles::open_file(path)?;
     let (mut reader, header) = FormatReader::open(data.reader(), data.size()?)?;
     if let Some(meta) = expected {
         check_meta(&header.meta, meta)?;
     }
     let (mut key, mut value) = (Vec::new(), Vec::new());
-    while reader.next(&mut key, &mut value)? != Record::End {}
-    Ok(header)
+    let mut in_meta = false;
+    let mut feature_level = None;
+    loop {
+        match reader.next(&mut key, &mut value)? {
+            Record::Cf(name) => in_meta = name == Table::Meta.name(),
+            Record::Kv if in_meta && key == keys::META_FEATURE_LEVEL => feature_level = Some(value.clone()),
+            Record::Kv => {}
+            Record::End => break,
+        }
+    }
+    Ok(Verified { header, feature_level })
 }
 
 fn check_meta(found: &SnapshotMeta, meta: &SnapshotMeta) -> Result<()> {
@@ -239,7 +286,10 @@ pub(crate) fn install(
 ) -> Result<(Applied, u64)> {
     let _guard = files.install_guard()?;
     let staged = files.stage(data)?;
-    if let Err(e) = verify(&staged, Some(meta)) {
+    // A snapshot at a feature level this binary cannot apply is refused here, before the old
+    // state is touched, like an entry that raises the level beyond it: the node stops on the
+    // model's error with its state as it was.
+    if let Err(e) = verify(&staged, Some(meta)).and_then(|v| v.check_feature_level()) {
         files.discard_installing()?;
         return Err(e);
     }
@@ -338,7 +388,8 @@ pub(crate) fn recover(db: &DB, files: &SnapshotFiles) -> Result<()> {
                     path.display()
                 )));
             }
-            let header = verify(&path, None)?;
+            // The level was checked before the install began; `open` checks it again after.
+            let header = verify(&path, None)?.header;
             if header.meta.snapshot_id != id {
                 return Err(StoreError::Corrupt(format!(
                     "an interrupted install was of snapshot {id}, but {} holds {}: wipe this \

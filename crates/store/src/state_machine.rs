@@ -285,8 +285,16 @@ impl RaftStateMachine<TypeConfig> for StateMachineStore {
         snapshot: Box<SnapshotData>,
     ) -> Result<(), StorageError<u64>> {
         let signature = meta.signature();
-        self.install_from_file(meta, snapshot, snapshot::InstallLimits::default())
-            .await
+        let installed = self
+            .install_from_file(meta, snapshot, snapshot::InstallLimits::default())
+            .await;
+        // A snapshot at a feature level this binary cannot apply was refused before the state
+        // was touched (`snapshot::install`); the storage error stops openraft, as a `FatalError`
+        // from apply does, and the model's message names the binary needed.
+        if let Err(StoreError::Fatal(fatal)) = &installed {
+            tracing::error!(snapshot = %meta.snapshot_id, error = %fatal, "cannot install snapshot; stopping");
+        }
+        installed
             .map(|_| ())
             .storage(ErrorSubject::Snapshot(Some(signature)), ErrorVerb::Write)
     }
@@ -327,6 +335,16 @@ impl StateMachineStore {
         })
         .await
         .and_then(|r| r)
+    }
+
+    /// Tests only: commits `writes` to the state directly, bypassing `apply`, to make a state no
+    /// entry this binary applies can make (one at the feature level of newer binaries, whose
+    /// snapshot or backup this binary must refuse).
+    #[doc(hidden)]
+    pub fn write_state_for_tests(&self, writes: WriteSet) -> Result<()> {
+        let mut batch = WriteBatch::default();
+        db::add_write_set(&self.db, &mut batch, writes)?;
+        db::write_sync(&self.db, batch)
     }
 
     /// Tests only: installs like `install_snapshot` with batches of `batch_bytes`, but stops

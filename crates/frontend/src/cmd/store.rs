@@ -5,14 +5,20 @@
 //! A set of more than `write_chunk_messages` messages is stored in several storage calls of at
 //! most that many, so no single replicated apply gets expensive for the other tenants. RFC 3501
 //! does not make STORE atomic: each message's flags change on their own (and each call gets its
-//! own MODSEQ, RFC 7162 only asks that they grow). If a call fails, the messages of the calls
-//! before it keep their new flags and are reported before the `NO`.
+//! own MODSEQ, RFC 7162 only asks that they grow). Each part's untagged responses (a FLAGS
+//! announcing its new keywords first, RFC 3501 §7.2.6, then its FETCHes) are written and flushed
+//! under the connection's write deadline before the next storage call, so a STORE over 100,000
+//! messages holds one part's responses, not all of them. If a call fails, the messages of the
+//! calls before it keep their new flags and have been reported before the `NO`.
 //!
 //! A part can still exceed the storage's byte bound on one command (messages with many long
-//! keywords): refused with `LIMIT`, it changed nothing, so it is retried in halves, and the rest
-//! of the command keeps the smaller size ([`smaller_part`]). Each retry is a new storage call
-//! with its own request id (`Storage::store` stamps one per call), so no id is ever sent with
-//! two different message sets; the storage's deduplication only ever sees retries of one call.
+//! keywords): refused as splittable (`LIMIT` with `mailraft-split`), it changed nothing, so it
+//! is retried in halves, and the rest of the command keeps the smaller size ([`smaller_part`]).
+//! A plain `LIMIT` (the mailbox's keyword cap) would refuse any part: it is reported after its
+//! one call. Each retry is a new
+//! storage call with its own request id (`Storage::store` stamps one per call), so no id is ever
+//! sent with two different message sets; the storage's deduplication only ever sees retries of
+//! one call.
 //!
 //! CONDSTORE (RFC 7162 §3.1.3): with `(UNCHANGEDSINCE n)` the storage leaves alone every message
 //! whose mod-sequence is above `n` and names it; those are answered in `[MODIFIED set]`
@@ -35,7 +41,9 @@ use mailraft_proto as proto;
 use super::{Ctx, Reply, condstore};
 use crate::error::FrontendError;
 use crate::limits::smaller_part;
+use crate::response::Out;
 use crate::seqset::{to_sequence_set, to_uid_set};
+use crate::session::Selected;
 use crate::session::updates::{flags_fetch, write_updates};
 
 /// The arguments of `[UID] STORE set [(modifiers)] (+|-)FLAGS[.SILENT] (flags)`.
@@ -79,10 +87,15 @@ pub async fn run(ctx: &mut Ctx<'_>, command: StoreCommand) -> Result<Reply, Fron
         StoreType::Add => proto::StoreOp::StoreAdd,
         StoreType::Remove => proto::StoreOp::StoreRemove,
     };
-    let mut updated: Vec<proto::MessageFlags> = Vec::new();
-    let mut unchanged: Vec<proto::MessageFlags> = Vec::new();
+    let echo = Echo {
+        flags: response == StoreResponse::Answer,
+        conditional: unchanged_since.is_some(),
+        condstore,
+    };
+    // UIDs for `[MODIFIED]`, collected over the parts: UIDs only, at most the set's size.
     let mut modified: Vec<u32> = Vec::new();
-    let mut failure = None;
+    // Some message of the set was in no answer: expunged by another session, still in the view.
+    let mut vanished = false;
     if unchanged_since == Some(0) {
         // RFC 7162 §3.1.3: "UNCHANGEDSINCE 0 always fails if the metadata item exists", and
         // flags always exist. The storage reads 0 as "unconditional", so it is not asked.
@@ -101,52 +114,31 @@ pub async fn run(ctx: &mut Ctx<'_>, command: StoreCommand) -> Result<Reply, Fron
                 flags: flags.clone(),
                 unchanged_since: unchanged_since.unwrap_or(0),
             };
-            match ctx.shared.storage.store(request).await {
-                Ok(result) => {
-                    selected.note_own_changes(&result.updated);
-                    updated.extend(result.updated);
-                    unchanged.extend(result.unchanged);
-                    modified.extend(result.modified);
-                    rest = &rest[part.len()..];
+            let result = match ctx.shared.storage.store(request).await {
+                Ok(result) => result,
+                Err(error) => {
+                    size = smaller_part(part.len(), &error).ok_or(error)?;
+                    continue;
                 }
-                Err(error) => match smaller_part(part.len(), &error) {
-                    Some(smaller) => size = smaller,
-                    None => {
-                        failure = Some(error);
-                        break;
-                    }
-                },
+            };
+            rest = &rest[part.len()..];
+            selected.note_own_changes(&result.updated);
+            let mut answered: HashSet<u32> = result.updated.iter().chain(&result.unchanged).map(|m| m.uid).collect();
+            answered.extend(&result.modified);
+            vanished |= part.iter().any(|uid| !answered.contains(uid));
+            write_part(ctx.out, selected, &result, echo);
+            modified.extend(result.modified);
+            // Written before the next call: the session holds one part's responses at most, not
+            // a STORE over 100,000 messages. The last part's go out with the tagged reply.
+            if !rest.is_empty()
+                && !ctx.out.is_empty()
+                && let Err(error) = ctx.out.flush_to(ctx.io).await
+            {
+                tracing::debug!(%error, "client write failed during STORE");
+                ctx.broken = true;
+                return Err(FrontendError::Unavailable(format!("client did not take the STORE's responses: {error}")));
             }
         }
-    }
-    // RFC 3501 §7.2.6: a keyword new to the mailbox is announced with FLAGS (and PERMANENTFLAGS)
-    // before any FETCH carries it; also after .SILENT, since the mailbox's flag set changed.
-    if let Some(update) = selected.learn_keywords(updated.iter().chain(&unchanged).flat_map(|m| &m.flags)) {
-        write_updates(ctx.out, &[update], condstore);
-    }
-    let changed: HashSet<u32> = updated.iter().map(|m| m.uid).collect();
-    let mut messages = updated;
-    messages.extend(unchanged);
-    messages.sort_by_key(|m| m.uid);
-    for message in &messages {
-        let Some(seq) = selected.map.seq_of(message.uid) else {
-            continue;
-        };
-        let data = if response == StoreResponse::Answer {
-            flags_fetch(seq, message.uid, &message.flags, condstore.then_some(message.modseq))
-        } else if unchanged_since.is_some() && changed.contains(&message.uid) {
-            // RFC 7162 §3.1.3: "An untagged FETCH response MUST be sent, even if the .SILENT
-            // suffix is specified, and the response MUST include the MODSEQ message data item."
-            modseq_fetch(seq, message.uid, message.modseq)
-        } else {
-            None
-        };
-        if let Some(data) = data {
-            ctx.out.data(data);
-        }
-    }
-    if let Some(error) = failure {
-        return Err(error);
     }
     if modified.is_empty() {
         return Ok(Reply::ok("STORE completed"));
@@ -158,11 +150,51 @@ pub async fn run(ctx: &mut Ctx<'_>, command: StoreCommand) -> Result<Reply, Fron
     let code = to_sequence_set(&numbers).map(Code::Modified);
     // Messages of the set the storage no longer has (expunged by another session, still in this
     // client's view): RFC 7162 Example 11 answers NO [MODIFIED ...] for that mixture.
-    let answered: HashSet<u32> = messages.iter().map(|m| m.uid).chain(modified.iter().copied()).collect();
-    if uids.iter().any(|u| !answered.contains(u)) {
+    if vanished {
         return Ok(Reply::no(code, "some of the messages no longer exist"));
     }
     Ok(Reply::ok_code(code, "conditional STORE failed"))
+}
+
+/// What a STORE reports of each message (RFC 3501 §6.4.6, RFC 7162 §3.1.3).
+#[derive(Debug, Clone, Copy)]
+struct Echo {
+    /// Not `.SILENT`: every message's new flags.
+    flags: bool,
+    /// UNCHANGEDSINCE was given: a message it changed is reported even under `.SILENT`.
+    conditional: bool,
+    /// CONDSTORE is on: the FETCHes carry MODSEQ (RFC 7162 §3.1).
+    condstore: bool,
+}
+
+/// Writes what one storage call of a STORE did, in UID (so sequence) order. RFC 3501 §7.2.6: a
+/// keyword new to the mailbox is announced with FLAGS (and PERMANENTFLAGS) before any FETCH
+/// carries it; also under `.SILENT`, since the mailbox's flag set changed.
+fn write_part(out: &mut Out, selected: &mut Selected, result: &proto::StoreResponse, echo: Echo) {
+    let all = || result.updated.iter().chain(&result.unchanged);
+    if let Some(update) = selected.learn_keywords(all().flat_map(|m| &m.flags)) {
+        write_updates(out, &[update], echo.condstore);
+    }
+    let mut messages: Vec<(&proto::MessageFlags, bool)> =
+        result.updated.iter().map(|m| (m, true)).chain(result.unchanged.iter().map(|m| (m, false))).collect();
+    messages.sort_by_key(|(m, _)| m.uid);
+    for (message, changed) in messages {
+        let Some(seq) = selected.map.seq_of(message.uid) else {
+            continue;
+        };
+        let data = if echo.flags {
+            flags_fetch(seq, message.uid, &message.flags, echo.condstore.then_some(message.modseq))
+        } else if echo.conditional && changed {
+            // RFC 7162 §3.1.3: "An untagged FETCH response MUST be sent, even if the .SILENT
+            // suffix is specified, and the response MUST include the MODSEQ message data item."
+            modseq_fetch(seq, message.uid, message.modseq)
+        } else {
+            None
+        };
+        if let Some(data) = data {
+            out.data(data);
+        }
+    }
 }
 
 /// `* seq FETCH (UID uid MODSEQ (m))`: what a `.SILENT` conditional STORE reports of a message
@@ -220,5 +252,67 @@ mod tests {
         assert!(mock.stored.lock().unwrap().is_empty());
         // 12, 6, 3 and 1 message: halved down to one before giving up.
         assert_eq!(mock.calls("store").len(), 4);
+    }
+
+    /// A plain LIMIT (the mailbox's keyword cap) would refuse every smaller part alike: one
+    /// storage call, then NO [LIMIT] (RFC 5530 §3), nothing stored.
+    #[tokio::test]
+    async fn a_limit_refusal_costs_one_call() {
+        let mut client = selected(12, 100, 5).await;
+        let mock = client.server.mock.clone();
+        *mock.keyword_cap.lock().unwrap() = Some(0);
+        let (fetches, done) = client.run("STORE 1:12 +FLAGS (NewKeyword)").await;
+        assert!(done.contains(" NO [LIMIT] "), "{done}");
+        assert!(fetches.is_empty(), "{fetches:?}");
+        assert_eq!(mock.calls("store").len(), 1, "not retried in smaller parts");
+        assert!(mock.stored.lock().unwrap().is_empty());
+    }
+
+    const STD: &str = "\\Answered \\Flagged \\Deleted \\Seen \\Draft";
+
+    /// Part 1's FETCHes reach the client while the storage holds part 2's call: the session
+    /// does not collect the whole command's responses. The keyword only part 2 brings is
+    /// announced (RFC 3501 §7.2.6) after part 1's FETCHes and before the FETCH using it.
+    #[tokio::test]
+    async fn each_part_is_written_before_the_next_call() {
+        let mut client = selected(9, 100, 3).await;
+        let mock = client.server.mock.clone();
+        mock.flags.lock().unwrap().insert(5, vec!["$kw5".to_owned()]);
+        *mock.store_pause_at.lock().unwrap() = Some(1);
+        let tag = client.send("STORE 1:9 +FLAGS (\\Flagged)").await;
+        let fetch = |n: u32, extra: &str| format!("* {n} FETCH (UID {n} FLAGS ({extra}\\Flagged))");
+        let first = client.expect("* 3 FETCH").await;
+        assert_eq!(first, [fetch(1, ""), fetch(2, ""), fetch(3, "")]);
+        assert_eq!(*mock.stored.lock().unwrap(), [1, 2, 3], "part 2 not done yet");
+        mock.store_resume.cancel();
+        let mut rest = client.expect(&tag).await;
+        let done = rest.pop().unwrap();
+        assert!(done.ends_with("OK STORE completed"), "{done}");
+        let mut expected = vec![
+            format!("* FLAGS ({STD} $kw5)"),
+            format!("* OK [PERMANENTFLAGS ({STD} $kw5 \\*)] flags permitted"),
+            fetch(4, ""),
+            fetch(5, "$kw5 "),
+        ];
+        expected.extend((6..=9).map(|n| fetch(n, "")));
+        assert_eq!(rest, expected);
+    }
+
+    /// A part that fails after others succeeded: theirs were written first, then the NO; the
+    /// messages of the failed part keep their flags.
+    #[tokio::test]
+    async fn a_later_part_failing_comes_after_the_earlier_parts_responses() {
+        let mut client = selected(9, 100, 3).await;
+        let mock = client.server.mock.clone();
+        *mock.store_pause_at.lock().unwrap() = Some(1);
+        let tag = client.send("STORE 1:9 +FLAGS (\\Flagged)").await;
+        assert_eq!(client.expect("* 3 FETCH").await.len(), 3);
+        // Part 2 and its halves are now too big for the storage.
+        *mock.write_limit.lock().unwrap() = Some(0);
+        mock.store_resume.cancel();
+        let rest = client.expect(&tag).await;
+        assert_eq!(rest.len(), 1, "{rest:?}");
+        assert!(rest[0].contains(" NO [LIMIT] "), "{rest:?}");
+        assert_eq!(*mock.stored.lock().unwrap(), [1, 2, 3]);
     }
 }

@@ -6,8 +6,9 @@
 //! that vanished without closing its connections). An empty script answers. Answers are just
 //! enough for the front-end paths under test: one mailbox (id 10, UIDVALIDITY 1) whose messages
 //! are [`Mock::uids`], each with MODSEQ = UID and the flags of [`Mock::flags`]. STORE and EXPUNGE
-//! act on them; both refuse calls over [`Mock::write_limit`] messages with `LIMIT`, as the
-//! storage refuses a command whose records exceed its byte bound.
+//! act on them; both refuse calls over [`Mock::write_limit`] messages with `LIMIT` marked splittable (`mailraft-split`), as the
+//! storage refuses a command whose records exceed its byte bound, and STORE refuses new keywords
+//! past [`Mock::keyword_cap`] with `LIMIT`, as the storage does at a mailbox's keyword cap.
 
 use std::collections::{HashMap, VecDeque};
 use std::pin::Pin;
@@ -22,7 +23,7 @@ use tokio::net::TcpListener;
 use tokio_stream::wrappers::TcpListenerStream;
 use tonic::{Request, Response, Status};
 
-use super::status::{CODE_KEY, LEADER_KEY};
+use super::status::{CODE_KEY, LEADER_KEY, SPLIT_KEY};
 
 /// What the next call does.
 #[derive(Debug, Clone)]
@@ -74,9 +75,21 @@ pub(crate) struct Mock {
     pub fetch_resume: Arc<tokio::sync::Notify>,
     /// Chunks the FETCH streams have produced so far.
     pub fetch_chunks_sent: Arc<AtomicUsize>,
-    /// STORE and EXPUNGE calls naming more messages than this fail with `LIMIT` and change
-    /// nothing; `None`: no limit.
+    /// STORE and EXPUNGE calls naming more messages than this fail with `LIMIT` marked splittable (gRPC
+    /// RESOURCE_EXHAUSTED) and change nothing; `None`: no limit.
     pub write_limit: Mutex<Option<usize>>,
+    /// A STORE that would leave the mailbox with more distinct keywords than this fails with
+    /// `LIMIT` and changes nothing, whatever its size; `None`: no cap.
+    pub keyword_cap: Mutex<Option<usize>>,
+    /// STORE calls from this index on (0: the first) wait for [`Mock::store_resume`] after they
+    /// were recorded and before they act, so a test can look at what the client got meanwhile.
+    /// A retry of a paused call (its attempt timed out) waits too.
+    pub store_pause_at: Mutex<Option<usize>>,
+    /// Lets paused STORE calls go on, and later ones not pause.
+    pub store_resume: tokio_util::sync::CancellationToken,
+    /// Every Changes call, once answered, adds this many messages behind the session's back (a
+    /// mailbox that keeps growing).
+    pub grow_on_changes: AtomicUsize,
     /// Every UID a successful STORE changed, in call order (a UID twice: stored twice).
     pub stored: Mutex<Vec<u32>>,
 }
@@ -96,12 +109,34 @@ impl Mock {
         lock(&self.calls).iter().filter(|c| c.op == op).cloned().collect()
     }
 
-    /// `LIMIT` for a write naming more than [`Mock::write_limit`] messages.
+    /// A splittable `LIMIT` for a write naming more than [`Mock::write_limit`] messages.
     fn check_write_limit(&self, messages: usize) -> Result<(), Status> {
         match *lock(&self.write_limit) {
-            Some(limit) if messages > limit => Err(coded("LIMIT", None)),
+            Some(limit) if messages > limit => {
+                let mut status = Status::resource_exhausted(format!("at most {limit} messages per call"));
+                status.metadata_mut().insert(CODE_KEY, tonic::metadata::MetadataValue::from_static("LIMIT"));
+                status.metadata_mut().insert(SPLIT_KEY, tonic::metadata::MetadataValue::from_static("1"));
+                Err(status)
+            }
             _ => Ok(()),
         }
+    }
+
+    /// A final `LIMIT` for a STORE that would bring the mailbox's keywords past [`Mock::keyword_cap`].
+    fn check_keyword_cap(&self, request: &proto::StoreRequest) -> Result<(), Status> {
+        let Some(cap) = *lock(&self.keyword_cap) else { return Ok(()) };
+        let flags = lock(&self.flags);
+        let mut keywords: Vec<&String> =
+            flags.values().flatten().chain(&request.flags).filter(|f| !f.starts_with('\\')).collect();
+        keywords.sort_unstable();
+        keywords.dedup();
+        if keywords.len() <= cap {
+            return Ok(());
+        }
+        // Final, as a storage node at feature level 2 marks it.
+        let mut status = coded("LIMIT", None);
+        status.metadata_mut().insert(SPLIT_KEY, tonic::metadata::MetadataValue::from_static("0"));
+        Err(status)
     }
 
     async fn step(&self, op: &'static str, ctx: Option<&proto::Context>, heartbeat_ms: u32) -> Result<(), Status> {
@@ -332,8 +367,13 @@ impl Storage for Mock {
     async fn store(&self, request: Request<proto::StoreRequest>) -> Result<Response<proto::StoreResponse>, Status> {
         let request = request.into_inner();
         self.step("store", request.ctx.as_ref(), 0).await?;
-        let uids = members(&lock(&self.uids), &request.uids.unwrap_or_default());
+        let index = self.calls("store").len() - 1;
+        if lock(&self.store_pause_at).is_some_and(|at| index >= at) {
+            self.store_resume.cancelled().await;
+        }
+        let uids = members(&lock(&self.uids), request.uids.as_ref().unwrap_or(&proto::UidSet::default()));
         self.check_write_limit(uids.len())?;
+        self.check_keyword_cap(&request)?;
         let mut flags = lock(&self.flags);
         let mut updated = Vec::new();
         for &uid in &uids {
@@ -397,6 +437,8 @@ impl Storage for Mock {
             .filter(|&&uid| u64::from(uid) > request.since_modseq)
             .map(|&uid| proto::MessageFlags { uid, flags: Vec::new(), modseq: u64::from(uid) })
             .collect();
+        let grow = self.grow_on_changes.load(Ordering::SeqCst) as u32;
+        lock(&self.uids).extend(last + 1..=last + grow);
         Ok(Response::new(proto::ChangesResponse {
             expunged: Vec::new(),
             changed,
@@ -470,13 +512,20 @@ impl Client {
     /// Sends `command` with a fresh tag; returns the lines before its completion and the
     /// completion.
     pub async fn run(&mut self, command: &str) -> (Vec<String>, String) {
+        let tag = self.send(command).await;
+        let mut before = self.expect(&tag).await;
+        let done = before.pop().unwrap_or_default();
+        (before, done)
+    }
+
+    /// Sends `command` with a fresh tag and returns the tag (with its trailing space), without
+    /// waiting for anything.
+    pub async fn send(&mut self, command: &str) -> String {
         self.tags += 1;
         let tag = format!("t{} ", self.tags);
         let line = format!("{tag}{command}\r\n");
         tokio::io::AsyncWriteExt::write_all(self.reader.get_mut(), line.as_bytes()).await.unwrap();
-        let mut before = self.expect(&tag).await;
-        let done = before.pop().unwrap_or_default();
-        (before, done)
+        tag
     }
 
     /// Reads lines (without CRLF) up to and including the first that starts with `prefix`.

@@ -12,6 +12,12 @@ use crate::error::FrontendError;
 pub const CODE_KEY: &str = "mailraft-code";
 /// Metadata key carrying the leader's gRPC address on `NOT_LEADER`.
 pub const LEADER_KEY: &str = "mailraft-leader";
+/// Metadata key on a `LIMIT`: `1` when the same work in smaller parts would pass (a size bound:
+/// bytes of records, messages per command), `0` when no split helps (a mailbox's keyword cap).
+/// Absent when the storage cannot tell (a cluster still at feature level 1): split as if `1`,
+/// which costs a few refused calls when it was final. A key beside `LIMIT` rather than a code of
+/// its own, so front-ends of older releases still answer `NO [LIMIT]`.
+pub const SPLIT_KEY: &str = "mailraft-split";
 
 impl From<Status> for FrontendError {
     fn from(status: Status) -> Self {
@@ -25,7 +31,8 @@ impl From<Status> for FrontendError {
             Some("UIDVALIDITY") => FrontendError::UidValidityChanged(message),
             Some("CANNOT") => FrontendError::Cannot(message),
             Some("OVERQUOTA") => FrontendError::OverQuota(message),
-            Some("LIMIT") => FrontendError::Limit(message),
+            Some("LIMIT") if meta(SPLIT_KEY).as_deref() == Some("0") => FrontendError::Limit(message),
+            Some("LIMIT") => FrontendError::TooBig(message),
             Some("INVALID") => FrontendError::Invalid(message),
             Some("AUTHFAILED") => FrontendError::AuthFailed(message),
             Some("UNAVAILABLE") => FrontendError::Unavailable(message),
@@ -91,7 +98,18 @@ mod tests {
     fn maps_metadata_codes() {
         assert_eq!(FrontendError::from(with_code("NONEXISTENT")), FrontendError::NonExistent("msg".into()));
         assert_eq!(FrontendError::from(with_code("OVERQUOTA")), FrontendError::OverQuota("msg".into()));
-        assert_eq!(FrontendError::from(with_code("LIMIT")), FrontendError::Limit("msg".into()));
+        // Without the key (a level 1 cluster cannot tell): split as before.
+        assert_eq!(FrontendError::from(with_code("LIMIT")), FrontendError::TooBig("msg".into()));
+        let mut last = with_code("LIMIT");
+        last.metadata_mut().insert(SPLIT_KEY, "0".parse().unwrap());
+        assert_eq!(FrontendError::from(last), FrontendError::Limit("msg".into()));
+        let mut exhausted = Status::resource_exhausted("a command may write at most 64 MiB of records");
+        exhausted.metadata_mut().insert(CODE_KEY, "LIMIT".parse().unwrap());
+        exhausted.metadata_mut().insert(SPLIT_KEY, "1".parse().unwrap());
+        assert_eq!(
+            FrontendError::from(exhausted),
+            FrontendError::TooBig("a command may write at most 64 MiB of records".into())
+        );
         assert_eq!(FrontendError::from(with_code("UIDVALIDITY")), FrontendError::UidValidityChanged("msg".into()));
         assert_eq!(FrontendError::from(with_code("NOT_LEADER")), FrontendError::NotLeader { leader: None });
         let mut status = with_code("NOT_LEADER");
@@ -107,6 +125,9 @@ mod tests {
         assert!(is_answer(&with_code("NONEXISTENT")));
         assert!(is_answer(&with_code("ALREADYEXISTS")));
         assert!(is_answer(&with_code("INTERNAL")));
+        let mut split = with_code("LIMIT");
+        split.metadata_mut().insert(SPLIT_KEY, "1".parse().unwrap());
+        assert!(is_answer(&split), "retried smaller by the command, not as is");
         assert!(!is_answer(&with_code("NOT_LEADER")));
         assert!(!is_answer(&with_code("UNAVAILABLE")));
         // Without our code: transport failures are retried, request errors are not.

@@ -203,7 +203,7 @@ pub(super) fn purge_account(txn: &mut Txn<'_>, tenant: TenantId, account: Accoun
         };
         let messages_left = after(keys::mailbox_prefix(tenant, mb.id), at.last_uid.map(|u| keys::message(tenant, mb.id, u)));
         for (key, value) in scan_up_to(txn, Table::Messages, &messages_left, left) {
-            let m = MessageMeta::decode(&value)?;
+            let m = MessageMeta::decode_for(&value, &mb)?;
             txn.drop_blob_ref(tenant, &m.blob)?;
             txn.delete(Table::Messages, key);
             bytes = bytes.saturating_add(m.size);

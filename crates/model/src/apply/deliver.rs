@@ -7,7 +7,7 @@
 //! writes nothing. A stored copy is a blob of its own (the prefixes differ).
 
 use super::Txn;
-use super::message::{alloc_uid, bump_modseq, insert_message};
+use super::message::{Keywords, alloc_uid, bump_modseq, insert_message};
 use crate::command::{Delivery, DeliveryTarget, ModelError, Outcome, Principal, Reply};
 use crate::limits::MAX_DELIVERY_RECIPIENTS;
 use crate::query;
@@ -82,7 +82,9 @@ fn one(txn: &mut Txn<'_>, tenant: TenantId, body: &[u8], t: &DeliveryTarget) -> 
         size,
         blob,
     };
-    insert_message(txn, tenant, &mut mb, meta);
+    // A delivery sets no flags: the keyword list is only needed to encode the record.
+    let mut keywords = Keywords::new(txn);
+    insert_message(txn, tenant, &mut mb, &mut keywords, &meta)?;
     txn.save_mailbox(who, &mb);
     txn.event(who, mb.id, modseq);
     Ok(Delivery::Delivered { mailbox: mb.id, uidvalidity: mb.uidvalidity, uid })

@@ -1,7 +1,7 @@
 //! Mailbox commands: CREATE, DELETE, RENAME, SUBSCRIBE / UNSUBSCRIBE.
 
 use super::Txn;
-use super::message::{Keywords, bounded_messages, bump_modseq, insert_message, remove_message};
+use super::message::{Keywords, bounded_messages, bump_modseq, insert_message, remove_message, unsplittable};
 use crate::access::{scan_all, scan_up_to};
 use crate::command::{ModelError, Outcome, Principal, Reply};
 use crate::keys;
@@ -87,7 +87,7 @@ pub(super) fn delete(txn: &mut Txn<'_>, who: Principal, name: &str) -> Reply {
     let mut bytes = 0u64;
     // Read under the same byte bound as COPY or EXPUNGE: a mailbox of records heavy with
     // keywords is refused (`Limit`) before they are all in memory, like one of too many messages.
-    for m in bounded_messages(txn, who.tenant, mb.id, &UidSet::range(1, Uid::MAX))? {
+    for m in bounded_messages(txn, who.tenant, &mb, &UidSet::range(1, Uid::MAX)).map_err(unsplittable)? {
         txn.drop_blob_ref(who.tenant, &m.blob)?;
         txn.delete(Table::Messages, keys::message(who.tenant, mb.id, m.uid));
         bytes = bytes.saturating_add(m.size);
@@ -153,18 +153,19 @@ fn load(txn: &Txn<'_>, who: Principal, id: u64) -> Result<Mailbox, ModelError> {
 fn rename_inbox(txn: &mut Txn<'_>, who: Principal, mut inbox: Mailbox, to: &str) -> Reply {
     create_parents(txn, who, to)?;
     let mut dest = txn.new_mailbox(who, to, None)?;
-    // One command moves every message: bounded like COPY (`Limit` past the bound).
-    let msgs: Vec<MessageMeta> = bounded_messages(txn, who.tenant, inbox.id, &UidSet::range(1, Uid::MAX))?;
+    // One command moves every message: bounded like COPY (`Limit` past the bound, never `TooBig`:
+    // a RENAME cannot be split).
+    let msgs: Vec<MessageMeta> = bounded_messages(txn, who.tenant, &inbox, &UidSet::range(1, Uid::MAX)).map_err(unsplittable)?;
     if !msgs.is_empty() {
         let dest_modseq = bump_modseq(&mut dest)?;
         let inbox_modseq = bump_modseq(&mut inbox)?;
-        let mut keywords = Keywords::default();
+        let mut keywords = Keywords::new(txn);
         for m in &msgs {
             let uid = super::message::alloc_uid(&mut dest)?;
             keywords.add(&mut dest, &m.flags)?;
-            insert_message(txn, who.tenant, &mut dest, MessageMeta { uid, modseq: dest_modseq, ..m.clone() });
+            insert_message(txn, who.tenant, &mut dest, &mut keywords, &MessageMeta { uid, modseq: dest_modseq, ..m.clone() })?;
             remove_message(txn, who.tenant, &mut inbox, m, inbox_modseq);
-            txn.within_bounds()?;
+            txn.within_bounds().map_err(unsplittable)?;
         }
         txn.save_mailbox(who, &inbox);
         txn.save_mailbox(who, &dest);

@@ -8,23 +8,25 @@
 //! Bounds ([`crate::limits`]): a command reads and writes at most
 //! [`MAX_MESSAGES_PER_COMMAND`] messages, an APPEND carries at most [`MAX_APPEND_MESSAGES`], and
 //! a mailbox remembers at most [`MAX_MAILBOX_KEYWORDS`] keywords, and a command reads and writes
-//! at most [`MAX_COMMAND_BYTES`] of records. A refused command changes nothing
-//! (`ModelError::Limit`): the message and keyword caps are checked before it writes anything, and
-//! the write bound discards the command's private writes like any other error.
+//! at most [`MAX_COMMAND_BYTES`] of records. A refused command changes nothing (`TooBig` for
+//! the message and byte bounds from feature level 2 on, `Limit` otherwise): the message and
+//! keyword caps are checked before it writes anything, and the write bound discards the
+//! command's private writes like any other error.
 
-use std::collections::BTreeSet;
+use std::collections::BTreeMap;
 
 use super::Txn;
 use std::ops::ControlFlow;
 
 use crate::access::for_each_page;
+use crate::feature::LEVEL_KEYWORD_INDEX;
 use crate::command::{FlagsUpdate, ModelError, NewMessage, Outcome, Principal, Reply, StoreOp};
 use crate::flags;
 use crate::keys;
 use crate::kv::Table;
 use crate::limits::{MAX_APPEND_MESSAGES, MAX_COMMAND_BYTES, MAX_MAILBOX_KEYWORDS, MAX_MESSAGES_PER_COMMAND};
 use crate::query;
-use crate::records::{Change, Mailbox, MessageMeta, Record};
+use crate::records::{Change, Mailbox, MessageMeta};
 use crate::types::{Flag, MailboxId, TenantId, Uid, UidSet};
 
 /// Raises HIGHESTMODSEQ by one and returns it: the modseq of everything this command changes.
@@ -42,28 +44,54 @@ pub(super) fn alloc_uid(mb: &mut Mailbox) -> Result<Uid, ModelError> {
     Ok(uid)
 }
 
-/// Adds keywords to a mailbox's set (FLAGS / PERMANENTFLAGS), one spelling per keyword, for the
-/// length of one command. Keywords compare case-insensitively but the set is ordered by exact
-/// spelling, so a lookup first tries the exact spelling (O(log n)) and only then a lowercase copy
-/// of the set, built once per command on first need: no keyword costs a scan of the set.
-#[derive(Debug, Default)]
+/// A mailbox's keyword list (FLAGS / PERMANENTFLAGS) for the length of one command: adds the
+/// keywords a command introduces, one spelling per keyword, and gives each its index for
+/// version 2 message records ([`crate::message_record`]). One per mailbox the command writes.
+///
+/// Keywords compare case-insensitively, so lookups go through a map from the lowercase
+/// spelling to the index, built once per command on first need: no keyword costs a scan of the
+/// list. At feature level 1 the list is kept sorted (version 1 mailbox records stored a set) and
+/// the map's indices are not used; from level 2 on a new keyword is appended, so an index keeps
+/// its meaning while the mailbox lives.
+// A version 2 record's keyword index is one byte.
+const _: () = assert!(MAX_MAILBOX_KEYWORDS <= 256);
+
+#[derive(Debug)]
 pub(super) struct Keywords {
-    folded: Option<BTreeSet<String>>,
+    level: u32,
+    folded: Option<BTreeMap<String, u8>>,
 }
 
 impl Keywords {
+    /// For a command running at `txn`'s feature level.
+    pub(super) fn new(txn: &Txn<'_>) -> Self {
+        Keywords { level: txn.level(), folded: None }
+    }
+
+    fn indexed(&self) -> bool {
+        self.level >= LEVEL_KEYWORD_INDEX
+    }
+
+    fn folded(&mut self, mb: &Mailbox) -> &mut BTreeMap<String, u8> {
+        // At most MAX_MAILBOX_KEYWORDS (256) entries, so every index fits a u8; a list longer
+        // than that (not written by any release) gets no index past 255: encoding a keyword
+        // without one is `Corrupt`, never a wrapped index naming another keyword.
+        self.folded.get_or_insert_with(|| {
+            mb.keywords.iter().enumerate().filter_map(|(i, k)| Some((k.to_ascii_lowercase(), u8::try_from(i).ok()?))).collect()
+        })
+    }
+
     /// Remembers the keywords of `fl` in `mb`; `Limit` if one is new and the mailbox already has
     /// [`MAX_MAILBOX_KEYWORDS`].
     pub(super) fn add(&mut self, mb: &mut Mailbox, fl: &[Flag]) -> Result<(), ModelError> {
         for f in fl {
             let Flag::Keyword(k) = f else { continue };
-            if mb.keywords.contains(k) {
+            // Level 1's sorted list finds the exact spelling without building the map.
+            if !self.indexed() && mb.keywords.binary_search(k).is_ok() {
                 continue;
             }
-            let folded =
-                self.folded.get_or_insert_with(|| mb.keywords.iter().map(|x| x.to_ascii_lowercase()).collect());
             let lower = k.to_ascii_lowercase();
-            if folded.contains(&lower) {
+            if self.folded(mb).contains_key(&lower) {
                 continue;
             }
             if mb.keywords.len() >= MAX_MAILBOX_KEYWORDS {
@@ -72,38 +100,70 @@ impl Keywords {
                     mb.name
                 )));
             }
-            folded.insert(lower);
-            mb.keywords.insert(k.clone());
+            // Below the cap of 256, so the index fits (checked at compile time below).
+            let index = u8::try_from(mb.keywords.len()).map_err(|_| ModelError::Corrupt(format!("mailbox {} keyword list", mb.name)))?;
+            self.folded(mb).insert(lower, index);
+            if self.indexed() {
+                mb.keywords.push(k.clone());
+            } else {
+                let at = mb.keywords.binary_search(k).unwrap_or_else(|at| at);
+                mb.keywords.insert(at, k.clone());
+            }
         }
         Ok(())
     }
+
+    /// `flags` with each keyword in `mb`'s spelling, as a version 2 record gives them back (from
+    /// level 2 on; unchanged before, when a record kept its own spelling).
+    pub(super) fn canonical(&mut self, mb: &Mailbox, flags: Vec<Flag>) -> Vec<Flag> {
+        if !self.indexed() {
+            return flags;
+        }
+        flags
+            .into_iter()
+            .map(|f| match f {
+                Flag::Keyword(k) => {
+                    let known = self.folded(mb).get(&k.to_ascii_lowercase()).and_then(|&i| mb.keywords.get(usize::from(i)));
+                    Flag::Keyword(known.cloned().unwrap_or(k))
+                }
+                other => other,
+            })
+            .collect()
+    }
+
+    /// The record bytes of `m` in `mb`: version 2 from level 2 on, version 1 before.
+    fn encode(&mut self, mb: &Mailbox, m: &MessageMeta) -> Result<Vec<u8>, ModelError> {
+        if !self.indexed() {
+            return Ok(m.encode_v1());
+        }
+        let folded = self.folded(mb);
+        m.encode_v2(|k| folded.get(&k.to_ascii_lowercase()).copied())
+    }
 }
 
-/// The messages of `mailbox` among `uids`, ascending, refusing (`Limit`) a set of more than
+/// The messages of `mb` among `uids`, ascending, refusing (`TooBig`) a set of more than
 /// [`MAX_MESSAGES_PER_COMMAND`] ranges or messages, or of records larger than
 /// [`MAX_COMMAND_BYTES`] together. Reads at most one page past either bound.
-pub(super) fn bounded_messages(
-    txn: &Txn<'_>,
-    tenant: TenantId,
-    mailbox: MailboxId,
-    uids: &UidSet,
-) -> Result<Vec<MessageMeta>, ModelError> {
-    let too_many = || ModelError::Limit(format!("a command may touch at most {MAX_MESSAGES_PER_COMMAND} messages"));
+pub(super) fn bounded_messages(txn: &Txn<'_>, tenant: TenantId, mb: &Mailbox, uids: &UidSet) -> Result<Vec<MessageMeta>, ModelError> {
+    let too_many = || txn.too_big(format!("a command may touch at most {MAX_MESSAGES_PER_COMMAND} messages"));
     if uids.ranges.len() > MAX_MESSAGES_PER_COMMAND {
         return Err(too_many());
     }
     let mut out = Vec::new();
     let mut read = 0u64;
     for (first, last) in uids.normalized() {
-        let range = keys::message_range(tenant, mailbox, first, last);
+        let range = keys::message_range(tenant, mb.id, first, last);
         let mut over = None;
         for_each_page(txn, Table::Messages, &range, MAX_MESSAGES_PER_COMMAND + 1 - out.len(), |page| {
             for (_, v) in page {
-                read = read.saturating_add(v.len() as u64);
-                out.push(MessageMeta::decode(&v)?);
+                let m = MessageMeta::decode_for(&v, mb)?;
+                // Level 2's records are small on disk but decode to the same strings.
+                let held = if txn.level() >= LEVEL_KEYWORD_INDEX { m.keyword_bytes() } else { 0 };
+                read = read.saturating_add(v.len() as u64).saturating_add(held);
+                out.push(m);
             }
             if read > MAX_COMMAND_BYTES {
-                over = Some(ModelError::Limit(format!(
+                over = Some(txn.too_big(format!(
                     "a command may read at most {} MiB of message records",
                     MAX_COMMAND_BYTES >> 20
                 )));
@@ -121,6 +181,15 @@ pub(super) fn bounded_messages(
     Ok(out)
 }
 
+/// `TooBig` as `Limit`, for a command no client can split (DELETE, RENAME INBOX): its size is
+/// a refusal the user answers differently (expunge first), not by retrying in parts.
+pub(super) fn unsplittable(e: ModelError) -> ModelError {
+    match e {
+        ModelError::TooBig(why) => ModelError::Limit(why),
+        other => other,
+    }
+}
+
 fn count(mb: &mut Mailbox, m: &MessageMeta, add: bool) {
     let seen = m.flags.contains(&Flag::Seen);
     let deleted = m.flags.contains(&Flag::Deleted);
@@ -136,11 +205,29 @@ fn count(mb: &mut Mailbox, m: &MessageMeta, add: bool) {
 }
 
 /// Writes a new message (its UID and modseq already allocated) and logs it as `Added`.
-/// Blob references, quota and the mailbox's keyword set ([`Keywords`]) are the caller's.
-pub(super) fn insert_message(txn: &mut Txn<'_>, tenant: TenantId, mb: &mut Mailbox, m: MessageMeta) {
-    count(mb, &m, true);
+/// Blob references and quota are the caller's, and so is adding its keywords to `kw` first.
+pub(super) fn insert_message(
+    txn: &mut Txn<'_>,
+    tenant: TenantId,
+    mb: &mut Mailbox,
+    kw: &mut Keywords,
+    m: &MessageMeta,
+) -> Result<(), ModelError> {
+    count(mb, m, true);
     txn.put(Table::Changes, keys::change(tenant, mb.id, m.modseq, m.uid), &Change::Added);
-    txn.put(Table::Messages, keys::message(tenant, mb.id, m.uid), &m);
+    write_message(txn, tenant, mb, kw, m)
+}
+
+/// Writes `m`'s record in `mb`, in the version the feature level allows. From level 2 on the
+/// keywords also count toward the command's write bound as strings: the command builds them, and
+/// STORE replies with them, so a small record must not make a huge command cheap.
+fn write_message(txn: &mut Txn<'_>, tenant: TenantId, mb: &Mailbox, kw: &mut Keywords, m: &MessageMeta) -> Result<(), ModelError> {
+    let bytes = kw.encode(mb, m)?;
+    if kw.indexed() {
+        txn.count_written(m.keyword_bytes() as usize);
+    }
+    txn.put_raw(Table::Messages, keys::message(tenant, mb.id, m.uid), bytes);
+    Ok(())
 }
 
 /// Removes a message at `modseq`: its log entry becomes `Expunged`. Blob references and quota
@@ -161,7 +248,7 @@ pub(super) fn append(txn: &mut Txn<'_>, who: Principal, mailbox: &str, messages:
         return Err(ModelError::Limit(format!("an append may carry at most {MAX_APPEND_MESSAGES} messages")));
     }
     let mut mb = query::mailbox_by_name(txn, who, mailbox)?;
-    let mut keywords = Keywords::default();
+    let mut keywords = Keywords::new(txn);
     for m in messages {
         flags::validate(&m.flags)?;
         if m.tz_offset_minutes.abs() >= 24 * 60 {
@@ -187,7 +274,7 @@ pub(super) fn append(txn: &mut Txn<'_>, who: Principal, mailbox: &str, messages:
             size: m.body.len() as u64,
             blob,
         };
-        insert_message(txn, who.tenant, &mut mb, meta);
+        insert_message(txn, who.tenant, &mut mb, &mut keywords, &meta)?;
         uids.push(uid);
     }
     txn.save_mailbox(who, &mb);
@@ -214,8 +301,8 @@ pub(super) fn store(
     let given = flags::normalize(given);
     let (mut updated, mut unchanged, mut modified) = (Vec::new(), Vec::new(), Vec::new());
     let mut modseq = None;
-    let mut keywords = Keywords::default();
-    for m in bounded_messages(txn, who.tenant, mb.id, uids)? {
+    let mut keywords = Keywords::new(txn);
+    for m in bounded_messages(txn, who.tenant, &mb, uids)? {
         if unchanged_since > 0 && m.modseq > unchanged_since {
             modified.push(m.uid);
             continue;
@@ -229,13 +316,14 @@ pub(super) fn store(
             Some(ms) => ms,
             None => *modseq.insert(bump_modseq(&mut mb)?),
         };
-        let new = MessageMeta { flags: new_flags, modseq: ms, ..m.clone() };
+        keywords.add(&mut mb, &new_flags)?;
+        // The reply shows the flags as a later FETCH will.
+        let new = MessageMeta { flags: keywords.canonical(&mb, new_flags), modseq: ms, ..m.clone() };
         count(&mut mb, &m, false);
         count(&mut mb, &new, true);
-        keywords.add(&mut mb, &new.flags)?;
         txn.delete(Table::Changes, keys::change(who.tenant, mb.id, m.modseq, m.uid));
         txn.put(Table::Changes, keys::change(who.tenant, mb.id, ms, m.uid), &Change::Flags);
-        txn.put(Table::Messages, keys::message(who.tenant, mb.id, m.uid), &new);
+        write_message(txn, who.tenant, &mb, &mut keywords, &new)?;
         updated.push(FlagsUpdate { uid: new.uid, flags: new.flags, modseq: ms });
         txn.within_bounds()?;
     }
@@ -255,7 +343,7 @@ pub(super) fn expunge(txn: &mut Txn<'_>, who: Principal, mailbox: MailboxId, uid
         return Ok(Outcome::Expunged { uids: Vec::new(), highest_modseq: mb.highest_modseq });
     }
     let all = UidSet::range(1, Uid::MAX);
-    let mut gone = bounded_messages(txn, who.tenant, mb.id, uids.unwrap_or(&all))?;
+    let mut gone = bounded_messages(txn, who.tenant, &mb, uids.unwrap_or(&all))?;
     gone.retain(|m| m.flags.contains(&Flag::Deleted));
     if gone.is_empty() {
         return Ok(Outcome::Expunged { uids: Vec::new(), highest_modseq: mb.highest_modseq });
@@ -289,7 +377,7 @@ pub(super) fn copy(
     let mut src = query::mailbox_by_id(txn, who, mailbox, uidvalidity)?;
     let mut dest = query::mailbox_by_name(txn, who, destination)?;
     let same = dest.id == src.id;
-    let msgs = bounded_messages(txn, who.tenant, src.id, uids)?;
+    let msgs = bounded_messages(txn, who.tenant, &src, uids)?;
     if msgs.is_empty() {
         return Ok(Outcome::Copied {
             dest_mailbox: dest.id,
@@ -304,7 +392,7 @@ pub(super) fn copy(
         // A MOVE adds and removes the same bytes: it never needs more quota.
         txn.charge(who, bytes)?;
     }
-    let mut keywords = Keywords::default();
+    let mut keywords = Keywords::new(txn);
     for m in &msgs {
         keywords.add(&mut dest, &m.flags)?;
     }
@@ -315,7 +403,8 @@ pub(super) fn copy(
         let uid = alloc_uid(&mut dest)?;
         txn.add_blob_ref(who.tenant, &m.blob)?;
         // RFC 8514 §2: SAVEDATE is when the copy was saved; the rest carries over.
-        insert_message(txn, who.tenant, &mut dest, MessageMeta { uid, modseq: dest_modseq, save_date: now, ..m.clone() });
+        let copied = MessageMeta { uid, modseq: dest_modseq, save_date: now, ..m.clone() };
+        insert_message(txn, who.tenant, &mut dest, &mut keywords, &copied)?;
         dest_uids.push(uid);
         txn.within_bounds()?;
     }

@@ -192,7 +192,7 @@ impl<'a> Txn<'a> {
     }
 
     fn put<R: Record>(&mut self, table: Table, key: Vec<u8>, value: &R) {
-        self.put_raw(table, key, value.encode());
+        self.put_raw(table, key, value.encode_at(self.level));
     }
 
     pub(crate) fn put_raw(&mut self, table: Table, key: Vec<u8>, value: Vec<u8>) {
@@ -216,9 +216,15 @@ impl<'a> Txn<'a> {
     /// the rest is built. (Rewriting one key counts each time: the bound is on work, not size.)
     fn within_bounds(&self) -> Result<(), ModelError> {
         if self.written > MAX_COMMAND_BYTES {
-            return Err(ModelError::Limit(format!("a command may write at most {} MiB of records", MAX_COMMAND_BYTES >> 20)));
+            return Err(self.too_big(format!("a command may write at most {} MiB of records", MAX_COMMAND_BYTES >> 20)));
         }
         Ok(())
+    }
+
+    /// The refusal of a command over a size bound that smaller commands would pass: `TooBig`
+    /// from feature level 2 on, `Limit` as level 1 answered it.
+    fn too_big(&self, why: String) -> ModelError {
+        if self.level >= feature::LEVEL_KEYWORD_INDEX { ModelError::TooBig(why) } else { ModelError::Limit(why) }
     }
 
     /// Unix seconds of the proposer's clock.

@@ -46,7 +46,7 @@ pub fn renew_uidvalidities(kv: &dyn KvRead, now_ms: i64) -> Result<(WriteSet, u6
         for (key, value) in &rows {
             let mut mb = Mailbox::decode(value)?;
             mb.uidvalidity = txn.alloc_uidvalidity()?;
-            txn.put_raw(Table::Mailboxes, key.clone(), mb.encode());
+            txn.put_raw(Table::Mailboxes, key.clone(), mb.encode_at(txn.level()));
             renewed += 1;
         }
         if rows.len() < PAGE {

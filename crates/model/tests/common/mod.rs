@@ -24,7 +24,7 @@ impl Sys {
     /// Like [`Sys::run`], with an idempotency key.
     pub fn run_with_id(&mut self, command: Command, request_id: Option<RequestId>) -> Applied {
         let mut ws = WriteSet::default();
-        let applied = apply_detailed(&self.kv, &mut ws, &Request { now_ms: self.now_ms, request_id, command }).expect("level 1");
+        let applied = apply_detailed(&self.kv, &mut ws, &Request { now_ms: self.now_ms, request_id, command }).expect("a known level");
         if applied.reply.is_err() || applied.replayed {
             assert!(only_dedup(&ws), "failed or replayed command wrote {ws:?}");
             assert!(applied.events.is_empty());
@@ -49,9 +49,19 @@ impl Sys {
         }
     }
 
-    /// Init + tenant example.test + account alice.
+    /// Init + tenant example.test + account alice, at the level a new cluster starts at (the
+    /// newest this binary knows).
     pub fn setup() -> (Sys, Principal) {
+        Sys::setup_at(KNOWN_FEATURE_LEVEL)
+    }
+
+    /// [`Sys::setup`] at feature `level`: 1 is a cluster that has not raised its level since the
+    /// first release, whose rules every binary must keep while it supports that level.
+    pub fn setup_at(level: u32) -> (Sys, Principal) {
         let mut s = Sys::new();
+        if level > 1 {
+            s.ok(Command::SetFeatureLevel { level });
+        }
         s.ok(Command::Init { session_key: vec![1, 2, 3].into() });
         s.ok(Command::CreateTenant { domain: "example.test".into() });
         let who = s.account("alice");

@@ -4,8 +4,9 @@
 //!
 //! [`restore_backup`] works on a data directory that holds no store yet:
 //! 1. the file's header is read; [`install`] then stages a copy as `installing.snap`, verifies
-//!    it completely (records, count, CRC-32C) before any write, and applies it in bounded write
-//!    batches, exactly like a snapshot received from a leader (crash-safe the same way);
+//!    it completely (records, count, CRC-32C, a feature level this binary can apply) before any
+//!    write, and applies it in bounded write batches, exactly like a snapshot received from a
+//!    leader (crash-safe the same way);
 //! 2. one synced batch replaces the old cluster's membership with a single voter, this node,
 //!    drops this node from the retired ids (they are the old cluster's history, and node ids
 //!    of the new cluster are the operator's choice again), and seeds the Raft metadata: the log
@@ -49,26 +50,43 @@ pub struct BackupInfo {
     pub format_version: u32,
     /// Size of the file in bytes.
     pub bytes: u64,
+    /// The feature level of its state (`mailraft_model::feature`).
+    pub feature_level: u32,
 }
 
 /// Reads a whole backup file and checks it as an install would (magic, header, every record,
-/// the record count, the CRC-32C trailer, a format this build reads); returns its header.
+/// the record count, the CRC-32C trailer, a format this build reads, a feature level this
+/// binary can apply: else [`StoreError::Fatal`] with the model's message); returns its header.
 pub fn verify_backup(path: &Path) -> Result<BackupInfo> {
-    let header = verify(path, None)?;
+    let verified = verify(path, None)?;
+    let feature_level = verified.check_feature_level()?;
+    backup_info(path, verified, feature_level)
+}
+
+/// [`verify_backup`] without the feature-level check: the file is whole and readable, whatever
+/// level its state is at. `mailraft admin backup` keeps a backup that its own binary could not
+/// restore (a CLI one release behind the cluster): taking a backup needs no apply rules, and
+/// throwing a good one away would be worse; [`BackupInfo::feature_level`] says which binary can
+/// restore it.
+pub fn verify_backup_file(path: &Path) -> Result<BackupInfo> {
+    let verified = verify(path, None)?;
+    let feature_level = verified.feature_level()?;
+    backup_info(path, verified, feature_level)
+}
+
+fn backup_info(path: &Path, verified: super::Verified, feature_level: u32) -> Result<BackupInfo> {
     let bytes = std::fs::metadata(path)?.len();
-    Ok(BackupInfo {
-        meta: header.meta,
-        format_version: header.format_version,
-        bytes,
-    })
+    Ok(BackupInfo { meta: verified.header.meta, format_version: verified.header.format_version, bytes, feature_level })
 }
 
 /// Restores the backup at `backup` into `data_dir`, which must hold no store (no `db` or
 /// `snapshots` directory), as the state of a new cluster whose only member is `node_id` at
 /// `node` (see the module docs). The caller gives the new cluster its id.
 ///
-/// A damaged file is refused before anything is written to the database. A crash part-way
-/// leaves a directory that must be emptied before trying again.
+/// A damaged file, or one at a feature level this binary cannot apply, is refused before
+/// anything is written to the database, but after the store's directories were created: run
+/// [`verify_backup`] first to create nothing (`mailraft storage --restore-from` does). A refusal
+/// or a crash part-way leaves a directory that must be emptied before trying again.
 pub fn restore_backup(
     data_dir: &Path,
     backup: &Path,
@@ -86,6 +104,9 @@ pub fn restore_backup(
             )));
         }
     }
+    // `install` below refuses a file at a feature level this binary cannot apply before it
+    // writes to the database; a caller that must not even create the directories runs
+    // `verify_backup` first (`mailraft storage --restore-from` does).
     let source = SnapshotFiles::open_file(backup)?;
     let header = files::read_header(&source)?;
     let bytes = source.size()?;
@@ -119,20 +140,14 @@ pub fn restore_backup(
     let mut batch = WriteBatch::default();
     // New UIDVALIDITYs for every mailbox, in the same synced batch (see `renew_uidvalidities`).
     let state = StateRead::latest(&database);
-    // A backup taken at a feature level this binary cannot apply must not become a cluster it
-    // runs (`open` would refuse the result anyway): say so before writing anything more. The
-    // data directory then holds only the installed tables and is refused at open; delete it.
-    let level = mailraft_model::feature::check_stored_level(&state);
-    if let Err(error) = level {
-        state.finish()?;
-        return Err(StoreError::Fatal(error));
-    }
     let now_ms = std::time::SystemTime::now()
         .duration_since(std::time::UNIX_EPOCH)
         .map(|d| i64::try_from(d.as_millis()).unwrap_or(i64::MAX))
         .unwrap_or(0);
     let renewed = renew_uidvalidities(&state, now_ms);
+    let feature_level = mailraft_model::feature::stored_level(&state);
     state.finish()?;
+    let feature_level = feature_level.map_err(|e| StoreError::Corrupt(e.to_string()))?;
     let (renew, mailboxes) = renewed.map_err(|e| StoreError::Corrupt(format!("renewing UIDVALIDITY: {e}")))?;
     db::add_write_set(&database, &mut batch, renew)?;
     batch.put_cf(
@@ -161,5 +176,6 @@ pub fn restore_backup(
         meta: header.meta,
         format_version: header.format_version,
         bytes,
+        feature_level,
     })
 }
