@@ -445,19 +445,23 @@ mod tests {
             changelog_floor: 0,
         };
         let sorted = mb(&["$a", "b", "c"]);
+        // The old struct, field by field from the new one, its keywords a set built out of order.
+        let Mailbox { id, name, uidvalidity, uidnext, highest_modseq, exists, unseen, deleted, size, special_use, .. } =
+            sorted.clone();
+        let keywords = ["c", "$a", "b"].iter().map(|k| k.to_string()).collect();
         let old = OldMailbox {
-            id: 4,
-            name: "Work".into(),
-            uidvalidity: 9,
-            uidnext: 12,
-            highest_modseq: 30,
-            exists: 11,
-            unseen: 2,
-            deleted: 1,
-            size: 500,
-            special_use: Some("Sent".into()),
-            keywords: ["c", "$a", "b"].iter().map(|k| k.to_string()).collect(),
-            changelog_floor: 0,
+            id,
+            name,
+            uidvalidity,
+            uidnext,
+            highest_modseq,
+            exists,
+            unseen,
+            deleted,
+            size,
+            special_use,
+            keywords,
+            changelog_floor: sorted.changelog_floor,
         };
         let old_bytes = postcard::to_stdvec(&OldMailboxRecord::V1(old)).unwrap_or_default();
         assert_eq!(sorted.encode_at(1), old_bytes, "an old binary reads what level 1 writes");
