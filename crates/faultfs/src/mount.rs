@@ -245,6 +245,12 @@ impl Mount {
         match (detached, rx.recv_timeout(UNMOUNT_TIMEOUT)) {
             (Err(e), _) => Err(failed(format!("{e}; detached lazily instead"))),
             (Ok(()), Ok(Ok(()))) => Ok(()),
+            // The unmount succeeded, and the kernel ended the connection with ECONNABORTED
+            // instead of ENODEV (fuser 0.18 treats only ENODEV as a clean end): it aborts a
+            // connection that still had a request in flight when the mount went away. Either
+            // way the file system is gone, which is all an unmount is for. (Seen in CI about one
+            // run in three of the power-loss test, under a full parallel test load.)
+            (Ok(()), Ok(Err(e))) if e.raw_os_error() == Some(nix::libc::ECONNABORTED) => Ok(()),
             (Ok(()), Ok(Err(e))) => Err(failed(format!("FUSE thread: {e}"))),
             (Ok(()), Err(_)) => {
                 self.force_unmount();
